@@ -1,0 +1,280 @@
+"""The pytrace AST: dataclass nodes with source spans, and a stable printer.
+
+Every node has a `span` (Span) pointing into the source text. Passes annotate
+expression nodes in place: `type` (a pytrace.types.Type) is set by the type
+checker. The printer (`dump`) gives a stable text form for golden tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import List, Optional
+
+
+@dataclass(frozen=True)
+class Span:
+    line: int
+    col: int          # 1-based
+    end_line: int
+    end_col: int      # 1-based, exclusive
+
+    def __add__(self, other: "Span") -> "Span":
+        """The span covering both."""
+        start = min((self.line, self.col), (other.line, other.col))
+        end = max((self.end_line, self.end_col), (other.end_line, other.end_col))
+        return Span(start[0], start[1], end[0], end[1])
+
+
+NOSPAN = Span(0, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Node:
+    span: Span = field(default=NOSPAN, repr=False, compare=False, kw_only=True)
+
+
+# ---------------------------------------------------------------- expressions
+
+@dataclass(eq=False)
+class Expr(Node):
+    type: object = field(default=None, repr=False, compare=False, kw_only=True)
+
+
+@dataclass(eq=False)
+class Integer(Expr):
+    value: int
+
+
+@dataclass(eq=False)
+class String(Expr):
+    value: bytes          # escapes already decoded, no trailing NUL
+
+
+@dataclass(eq=False)
+class Builtin(Expr):
+    """A bare identifier: pid, comm, args, arg0, retval, curtask, ..."""
+    name: str
+
+
+@dataclass(eq=False)
+class Positional(Expr):
+    """$1 .. $N; index 0 never appears."""
+    index: int
+
+
+@dataclass(eq=False)
+class PositionalCount(Expr):
+    """$#"""
+
+
+@dataclass(eq=False)
+class Variable(Expr):
+    """A scratch variable; name includes the '$'."""
+    name: str
+
+
+@dataclass(eq=False)
+class Map(Expr):
+    """@name or @name[k1, k2]; name includes the '@' ('@' alone for the anonymous map).
+    keys is None for a keyless map."""
+    name: str
+    keys: Optional[List[Expr]] = None
+
+
+@dataclass(eq=False)
+class Call(Expr):
+    name: str
+    args: List[Expr] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Binary(Expr):
+    op: str               # + - * / % & | ^ << >> == != < <= > >= && ||
+    left: Expr
+    right: Expr
+
+
+@dataclass(eq=False)
+class Unary(Expr):
+    op: str               # - ! ~ * (deref)
+    operand: Expr
+
+
+@dataclass(eq=False)
+class IncDec(Expr):
+    op: str               # "++" or "--"
+    prefix: bool
+    target: Expr          # Map or Variable
+
+
+@dataclass(eq=False)
+class Ternary(Expr):
+    cond: Expr
+    then: Expr
+    orelse: Expr
+
+
+@dataclass(eq=False)
+class Cast(Expr):
+    type_name: str        # "uint8" .. "int64", or "struct foo *"
+    operand: Expr
+
+
+@dataclass(eq=False)
+class Tuple(Expr):
+    elements: List[Expr]
+
+
+@dataclass(eq=False)
+class FieldAccess(Expr):
+    """expr->field (arrow=True) or expr.field; tuple access $t.0 has field "0"."""
+    expr: Expr
+    field: str
+    arrow: bool = False
+
+
+@dataclass(eq=False)
+class Index(Expr):
+    expr: Expr
+    index: Expr
+
+
+@dataclass(eq=False)
+class Sizeof(Expr):
+    """sizeof(type) has type_name set; sizeof(expr) has operand set."""
+    type_name: Optional[str] = None
+    operand: Optional[Expr] = None
+
+
+# ---------------------------------------------------------------- statements
+
+@dataclass(eq=False)
+class Stmt(Node):
+    pass
+
+
+@dataclass(eq=False)
+class ExprStmt(Stmt):
+    expr: Expr
+
+
+@dataclass(eq=False)
+class Assign(Stmt):
+    """target = value, or a compound assignment: op is "+" for "+=", None for "="."""
+    target: Expr          # Map or Variable
+    value: Expr
+    op: Optional[str] = None
+
+
+@dataclass(eq=False)
+class If(Stmt):
+    cond: Expr
+    then: List[Stmt]
+    orelse: Optional[List[Stmt]] = None   # "else if" is an If inside orelse
+
+
+@dataclass(eq=False)
+class Unroll(Stmt):
+    count: Expr
+    body: List[Stmt]
+
+
+@dataclass(eq=False)
+class While(Stmt):
+    cond: Expr
+    body: List[Stmt]
+
+
+@dataclass(eq=False)
+class Break(Stmt):
+    pass
+
+
+@dataclass(eq=False)
+class Continue(Stmt):
+    pass
+
+
+@dataclass(eq=False)
+class Return(Stmt):
+    pass
+
+
+# ---------------------------------------------------------------- top level
+
+@dataclass(eq=False)
+class AttachPoint(Node):
+    """The attach point as written, e.g. 'tracepoint:syscalls:sys_enter_*' or 'BEGIN'.
+    Providers split and expand it; `expanded` is filled by the attach-points pass."""
+    raw: str
+    provider: str = ""
+    target: str = ""       # e.g. "syscalls" / "/bin/bash" / "hz" / "s"
+    func: str = ""         # e.g. "sys_enter_openat" / "readline" / "99"
+    expanded: List[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Probe(Node):
+    attach_points: List[AttachPoint]
+    predicate: Optional[Expr]
+    body: List[Stmt]
+
+
+@dataclass(eq=False)
+class Program(Node):
+    c_definitions: List[str]   # raw preprocessor/struct text before the probes
+    probes: List[Probe]
+
+
+# ---------------------------------------------------------------- traversal
+
+def children(node: Node):
+    """Yield the direct child nodes, in source order."""
+    for f in fields(node):
+        if f.name in ("span", "type"):
+            continue
+        value = getattr(node, f.name)
+        if isinstance(value, Node):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, Node):
+                    yield item
+
+
+def walk(node: Node):
+    """Pre-order traversal of a subtree."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def dump(node, indent: int = 0) -> str:
+    """A stable, readable tree for golden tests (spans and types omitted unless typed)."""
+    pad = "  " * indent
+    if isinstance(node, list):
+        return "".join(dump(n, indent) for n in node)
+    name = type(node).__name__
+    scalars = []
+    subtrees = []
+    for f in fields(node):
+        if f.name in ("span", "type"):
+            continue
+        value = getattr(node, f.name)
+        if isinstance(value, Node):
+            subtrees.append((f.name, value))
+        elif isinstance(value, list) and value and isinstance(value[0], Node):
+            subtrees.append((f.name, value))
+        elif value is None or value == [] or value == "":
+            continue
+        else:
+            scalars.append(f"{f.name}={value!r}")
+    ty = getattr(node, "type", None)
+    if ty is not None:
+        scalars.append(f": {ty}")
+    out = f"{pad}{name}" + (" " + " ".join(scalars) if scalars else "") + "\n"
+    for fname, value in subtrees:
+        if isinstance(value, list):
+            out += f"{pad}  .{fname}\n" + "".join(dump(v, indent + 2) for v in value)
+        else:
+            out += f"{pad}  .{fname}\n" + dump(value, indent + 2)
+    return out

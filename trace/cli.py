@@ -1,0 +1,219 @@
+"""pytrace's command line: compile a program and run it, list probes, or emit the object."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+
+USAGE = """USAGE:
+    pytrace [options] filename
+    pytrace [options] - <stdin input>
+    pytrace [options] -e 'program'
+
+OPTIONS:
+    -B MODE        output buffering mode ('full', 'none')
+    -f FORMAT      output format ('text', 'json')
+    -o file        redirect trace output to file
+    -d             dump the AST after every pass and the LLVM IR, then stop
+    --dump-after PASS
+                   dump the AST (or IR) after PASS and stop; passes: {passes}
+    -e 'program'   execute this program
+    -h, --help     show this help message
+    -l [search]    list probes
+    -p PID         enable USDT probes on PID; exit when PID exits
+    -c 'CMD'       run CMD and enable USDT probes on resulting process; exit when it exits
+    --unsafe       allow unsafe builtin functions
+    -q             keep messages quiet
+    -v             verbose messages
+    --emit-elf FILE
+                   write the compiled BPF ELF object to FILE and stop (no root needed)
+    --emit-llvm FILE
+                   write the LLVM IR to FILE and stop
+    -V, --version  pytrace version
+
+ENVIRONMENT:
+    BPFTRACE_MAP_KEYS_MAX  [default: 4096] max keys in a map
+
+EXAMPLES:
+pytrace -l '*sleep*'
+    list probes containing "sleep"
+pytrace -e 'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }'
+    count openat() calls by process name
+pytrace -c 'ls' -e 'tracepoint:syscalls:sys_enter_write /pid == cpid/ { @ = count(); }'
+    count the writes of one command
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pytrace", add_help=False, usage=argparse.SUPPRESS)
+    p.add_argument("-e", dest="program")
+    p.add_argument("-c", dest="command")
+    p.add_argument("-p", dest="pid", type=int)
+    p.add_argument("-o", dest="output")
+    p.add_argument("-f", dest="format", default="text", choices=["text", "json"])
+    p.add_argument("-B", dest="buffering", default=None, choices=["line", "full", "none"])
+    p.add_argument("-q", dest="quiet", action="store_true")
+    p.add_argument("-v", dest="verbose", action="store_true")
+    p.add_argument("-l", dest="list", action="store_true")
+    p.add_argument("-d", dest="dump_all", action="store_true")
+    p.add_argument("--dump-after", dest="dump_after")
+    p.add_argument("--emit-elf", dest="emit_elf")
+    p.add_argument("--emit-llvm", dest="emit_llvm")
+    p.add_argument("--unsafe", action="store_true")
+    p.add_argument("-V", "--version", dest="version", action="store_true")
+    p.add_argument("-h", "--help", dest="help", action="store_true")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def parse_args(argv):
+    parser = build_parser()
+
+    def fail(message):
+        raise UsageError(message)
+    parser.error = fail
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _main(argv) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as e:
+        sys.stderr.write(f"ERROR: {e}\n" + _usage())
+        return 1
+    if args.help:
+        sys.stdout.write(_usage())
+        return 0
+    if args.version:
+        print(f"pytrace v{__version__}")
+        return 0
+    if args.list:
+        from .listing import list_probes
+        pattern = args.rest[0] if args.rest else (args.program or "")
+        return list_probes(pattern, args.verbose)
+    if args.command and args.pid:
+        sys.stderr.write("ERROR: -p and -c are mutually exclusive\n")
+        return 1
+
+    rest = list(args.rest)
+    if args.program is not None:
+        source, filename = args.program, "stdin"
+    elif rest:
+        path = rest.pop(0)
+        if path == "-":
+            source, filename = sys.stdin.read(), "stdin"
+        else:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    source, filename = f.read(), path
+            except OSError as e:
+                sys.stderr.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
+                return 255
+    else:
+        sys.stderr.write("ERROR: No program specified\n" + _usage())
+        return 1
+
+    from .compiler import CompileOptions, PASS_NAMES, compile_source
+    from .diagnostics import CompileError, render
+
+    dump_after = args.dump_after
+    if dump_after and dump_after not in PASS_NAMES:
+        sys.stderr.write(f"ERROR: unknown pass '{dump_after}'; passes are: {', '.join(PASS_NAMES)}\n")
+        return 1
+    if args.dump_all:
+        dump_after = "codegen"
+    options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
+                             max_map_keys=_env_int("BPFTRACE_MAP_KEYS_MAX", 4096),
+                             dump_after=dump_after)
+    if args.dump_all:
+        options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    try:
+        st = compile_source(source, filename, options)
+    except CompileError as e:
+        for d in e.diagnostics:
+            sys.stderr.write(render(d, source, filename))
+        return 1
+    if dump_after:
+        return 0
+    if args.emit_llvm:
+        with open(args.emit_llvm, "w") as f:
+            f.write(st.llvm_ir)
+    if args.emit_elf:
+        with open(args.emit_elf, "wb") as f:
+            f.write(st.elf)
+    if args.emit_elf or args.emit_llvm:
+        return 0
+    return run_object(st.elf, st.manifest, source, filename, args)
+
+
+def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> int:
+    if os.geteuid() != 0:
+        sys.stderr.write("ERROR: pytrace currently only supports running as the root user.\n")
+        return 1
+    import shlex
+    from .diagnostics import Diagnostic, render
+    from .ast import Span
+    from .runtime import errors
+    from .runtime.session import RunOptions, run
+
+    out = sys.stdout
+    if args.output:
+        out = open(args.output, "w")
+    child = shlex.split(args.command) if args.command else None
+    opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
+                      verbose=args.verbose)
+    try:
+        return run(elf, opts)
+    except errors.RuntimeFailure as e:
+        span = _failure_span(e, manifest)
+        sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
+        return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _failure_span(e, manifest):
+    from .ast import Span
+    symbol = getattr(e, "program_symbol", None) or getattr(e, "symbol", None)
+    probe = getattr(e, "probe", None)
+    for prog in manifest.get("programs", []):
+        names = {a.get("probe") for a in prog["attach"]}
+        cookies = {a.get("cookie") for a in prog["attach"]}
+        probe_names = {manifest["probes"][c] for c in cookies if isinstance(c, int)}
+        if prog["symbol"] == symbol or (probe and (probe in names or probe in probe_names)):
+            line, col, end_line, end_col = prog["span"]
+            return Span(line, col, end_line, end_col)
+    return None
+
+
+def _env_int(name, default):
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _usage():
+    from .compiler import PASS_NAMES
+    return USAGE.format(passes=", ".join(PASS_NAMES))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

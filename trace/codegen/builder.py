@@ -1,0 +1,203 @@
+"""A thin BPF-flavoured wrapper over llvmlite's IRBuilder.
+
+Every pointer is an i8*; memory is accessed at byte offsets with typed casts.
+Allocas always go to the entry block. Helpers are called by number.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+
+I8 = ir.IntType(8)
+I16 = ir.IntType(16)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = I8.as_pointer()
+INT_BITS = {8: I8, 16: I16, 32: I32, 64: I64}
+
+# bpf_func_id numbers (include/uapi/linux/bpf.h)
+MAP_LOOKUP_ELEM = 1
+MAP_UPDATE_ELEM = 2
+MAP_DELETE_ELEM = 3
+KTIME_GET_NS = 5
+GET_PRANDOM_U32 = 7
+GET_SMP_PROCESSOR_ID = 8
+GET_CURRENT_PID_TGID = 14
+GET_CURRENT_UID_GID = 15
+GET_CURRENT_COMM = 16
+GET_CURRENT_TASK = 35
+GET_CURRENT_CGROUP_ID = 80
+PROBE_READ_USER = 112
+PROBE_READ_KERNEL = 113
+PROBE_READ_USER_STR = 114
+PROBE_READ_KERNEL_STR = 115
+KTIME_GET_BOOT_NS = 125
+RINGBUF_RESERVE = 131
+RINGBUF_SUBMIT = 132
+GET_ATTACH_COOKIE = 174
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+
+MAP_DEF = ir.LiteralStructType([I32] * 5)
+
+
+def const(value: int, ty=I64) -> ir.Constant:
+    bits = ty.width
+    value &= (1 << bits) - 1
+    return ir.Constant(ty, value)
+
+
+class FunctionBuilder:
+    """Builds one BPF program function: `i64 name(i8* ctx)` in its own section."""
+
+    def __init__(self, module: ir.Module, symbol: str, section: str):
+        fnty = ir.FunctionType(I64, [PTR])
+        self.fn = ir.Function(module, fnty, symbol)
+        self.fn.section = section
+        self.fn.attributes.add("nounwind")
+        self.ctx = self.fn.args[0]
+        self._entry = self.fn.append_basic_block("entry")
+        self._entry_builder = ir.IRBuilder(self._entry)
+        body = self.fn.append_basic_block("body")
+        self.exit_block = self.fn.append_basic_block("exit")
+        ir.IRBuilder(self.exit_block).ret(const(0))
+        self.b = ir.IRBuilder(body)
+        self._scratch = {}
+
+    def finish(self):
+        if not self.b.block.is_terminated:
+            self.b.branch(self.exit_block)
+        self._entry_builder.branch(self.fn.basic_blocks[1])
+
+    # ------------------------------------------------------------ memory
+    def alloca(self, size: int, name: str = "") -> ir.Value:
+        """Stack memory of `size` bytes (8-aligned), in the entry block, zero-filled there."""
+        size = max(8, (size + 7) & ~7)
+        slot = self._entry_builder.alloca(ir.ArrayType(I64, size // 8), name=name)
+        ptr = self._entry_builder.bitcast(slot, PTR)
+        for off in range(0, size, 8):
+            p = self._entry_builder.bitcast(self._entry_builder.gep(ptr, [const(off)]), I64.as_pointer())
+            self._entry_builder.store(const(0), p, align=8)
+        return ptr
+
+    def scratch(self, key, size: int) -> ir.Value:
+        """A stack buffer reused for one purpose (e.g. a map's key) across the function."""
+        if key not in self._scratch:
+            self._scratch[key] = self.alloca(size)
+        return self._scratch[key]
+
+    def at(self, ptr, offset: int) -> ir.Value:
+        return ptr if offset == 0 else self.b.gep(ptr, [const(offset)])
+
+    def store(self, ptr, offset: int, value: ir.Value, bits: int = 64):
+        ty = INT_BITS[bits]
+        if value.type != ty:
+            value = self.b.trunc(value, ty) if value.type.width > bits else self.b.zext(value, ty)
+        p = self.b.bitcast(self.at(ptr, offset), ty.as_pointer())
+        self.b.store(value, p, align=min(8, bits // 8) if offset % (bits // 8) == 0 else 1)
+
+    def load(self, ptr, offset: int, bits: int = 64, signed: bool = False, align: int = 8) -> ir.Value:
+        ty = INT_BITS[bits]
+        p = self.b.bitcast(self.at(ptr, offset), ty.as_pointer())
+        v = self.b.load(p, align=min(align, bits // 8))
+        if bits < 64:
+            v = self.b.sext(v, I64) if signed else self.b.zext(v, I64)
+        return v
+
+    def zero(self, ptr, size: int, offset: int = 0):
+        off = 0
+        while off + 8 <= size:
+            self.store(ptr, offset + off, const(0))
+            off += 8
+        while off < size:
+            self.store(ptr, offset + off, const(0, I8), 8)
+            off += 1
+
+    def copy(self, dst, src, size: int, dst_off: int = 0, src_off: int = 0):
+        """Copy `size` bytes; both sides 8-aligned at offset 0."""
+        off = 0
+        while off + 8 <= size:
+            self.store(dst, dst_off + off, self.load(src, src_off + off))
+            off += 8
+        while off < size:
+            self.store(dst, dst_off + off, self.load(src, src_off + off, 8, align=1), 8)
+            off += 1
+
+    def store_bytes(self, ptr, data: bytes, offset: int = 0):
+        """Store constant bytes with immediate stores (never a .rodata global)."""
+        padded = data + b"\0" * (-len(data) % 8)
+        for off in range(0, len(padded), 8):
+            self.store(ptr, offset + off, const(int.from_bytes(padded[off:off + 8], "little")))
+
+    # ------------------------------------------------------------ helpers
+    def helper(self, helper_id: int, *args) -> ir.Value:
+        argtys = [a.type for a in args]
+        fnty = ir.FunctionType(I64, argtys)
+        fnptr = self.b.inttoptr(const(helper_id), fnty.as_pointer())
+        return self.b.call(fnptr, list(args))
+
+    def map_ptr(self, gv: ir.GlobalVariable) -> ir.Value:
+        return self.b.bitcast(gv, PTR)
+
+    def map_lookup(self, gv, key) -> ir.Value:
+        r = self.helper(MAP_LOOKUP_ELEM, self.map_ptr(gv), key)
+        return self.b.inttoptr(r, PTR)
+
+    def map_update(self, gv, key, value, flags=BPF_ANY):
+        return self.helper(MAP_UPDATE_ELEM, self.map_ptr(gv), key, value, const(flags))
+
+    def map_delete(self, gv, key):
+        return self.helper(MAP_DELETE_ELEM, self.map_ptr(gv), key)
+
+    def is_null(self, ptr) -> ir.Value:
+        return self.b.icmp_unsigned("==", self.b.ptrtoint(ptr, I64), const(0))
+
+    # ------------------------------------------------------------ control flow
+    def new_block(self, name=""):
+        return self.fn.append_basic_block(name)
+
+    @contextmanager
+    def if_then(self, cond):
+        with self.b.if_then(cond):
+            yield
+
+    def branch_if_open(self, target):
+        if not self.b.block.is_terminated:
+            self.b.branch(target)
+
+    def to_bool(self, v) -> ir.Value:
+        """i64 → i1 (non-zero)."""
+        if v.type == ir.IntType(1):
+            return v
+        return self.b.icmp_unsigned("!=", v, const(0))
+
+    def from_bool(self, v) -> ir.Value:
+        return self.b.zext(v, I64)
+
+
+def new_module() -> ir.Module:
+    m = ir.Module(name="pytrace")
+    m.triple = "bpfel"
+    m.data_layout = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
+    return m
+
+
+def add_map(module: ir.Module, symbol: str, map_type: int, key_size: int, value_size: int,
+            max_entries: int, flags: int = 0) -> ir.GlobalVariable:
+    gv = ir.GlobalVariable(module, MAP_DEF, symbol)
+    gv.initializer = ir.Constant(MAP_DEF, [const(x, I32) for x in
+                                           (map_type, key_size, value_size, max_entries, flags)])
+    gv.section = "maps"
+    gv.align = 4
+    return gv
+
+
+def add_section_bytes(module: ir.Module, symbol: str, section: str, data: bytes):
+    ty = ir.ArrayType(I8, len(data))
+    gv = ir.GlobalVariable(module, ty, symbol)
+    gv.initializer = ir.Constant(ty, bytearray(data))
+    gv.section = section
+    gv.global_constant = True
+    return gv

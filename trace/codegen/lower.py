@@ -1,0 +1,475 @@
+"""Lowering: a typed program unit → one BPF function in LLVM IR.
+
+Values: integers (and pointers, probe ids, uids) are i64 SSA values; strings
+and tuples are i8* pointers to memory holding `type.size` bytes.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from llvmlite import ir
+
+from .. import ast
+from ..diagnostics import error
+from ..types import AggT, IntT, PtrT, StrT, TupleT, Type
+from . import builder as B
+from .builder import I64, const
+
+
+class Resources:
+    """What codegen hands to the manifest: async actions, map globals, the globals map."""
+
+    def __init__(self):
+        self.async_actions: List[dict] = []
+        self.internal: Dict[str, ir.GlobalVariable] = {}
+
+    def add_async(self, action: dict) -> int:
+        self.async_actions.append(action)
+        return len(self.async_actions) - 1
+
+
+GLOBALS = {"start_ns": 0, "cpid": 8}
+
+
+class Lowerer:
+    def __init__(self, module, unit, maps, res: Resources, options):
+        self.module = module
+        self.unit = unit
+        self.maps = maps
+        self.res = res
+        self.options = options
+        self.fb = B.FunctionBuilder(module, unit.symbol, unit.section)
+        self.b = self.fb.b
+        self.loops = []
+        self.var_slots: Dict[str, ir.Value] = {}
+
+    # ------------------------------------------------------------ driver
+    def run(self):
+        self.block(self.unit.body)
+        self.fb.finish()
+        return self.fb.fn
+
+    def block(self, stmts):
+        for s in stmts:
+            if self.b.block.is_terminated:
+                # code after return/break/exit: park it in an unreachable block
+                self.b.position_at_end(self.fb.new_block("dead"))
+            self.stmt(s)
+
+    # ------------------------------------------------------------ statements
+    def stmt(self, s):
+        b = self.b
+        if isinstance(s, ast.ExprStmt):
+            self.expr(s.expr)
+        elif isinstance(s, ast.Assign):
+            self.assign(s)
+        elif isinstance(s, ast.If):
+            cond = self.fb.to_bool(self.expr(s.cond))
+            then_bb, end_bb = self.fb.new_block("then"), self.fb.new_block("endif")
+            else_bb = self.fb.new_block("else") if s.orelse else end_bb
+            b.cbranch(cond, then_bb, else_bb)
+            b.position_at_end(then_bb)
+            self.block(s.then)
+            self.fb.branch_if_open(end_bb)
+            if s.orelse:
+                b.position_at_end(else_bb)
+                self.block(s.orelse)
+                self.fb.branch_if_open(end_bb)
+            b.position_at_end(end_bb)
+        elif isinstance(s, ast.Unroll):
+            for _ in range(s.count.value):
+                self.block(s.body)
+        elif isinstance(s, ast.While):
+            head, body, end = self.fb.new_block("while"), self.fb.new_block("do"), self.fb.new_block("done")
+            b.branch(head)
+            b.position_at_end(head)
+            b.cbranch(self.fb.to_bool(self.expr(s.cond)), body, end)
+            b.position_at_end(body)
+            self.loops.append((head, end))
+            self.block(s.body)
+            self.loops.pop()
+            self.fb.branch_if_open(head)
+            b.position_at_end(end)
+        elif isinstance(s, ast.Break):
+            b.branch(self.loops[-1][1])
+        elif isinstance(s, ast.Continue):
+            b.branch(self.loops[-1][0])
+        elif isinstance(s, ast.Return):
+            b.branch(self.fb.exit_block)
+        else:
+            raise error(f"cannot lower {type(s).__name__}", s.span)
+
+    def assign(self, s: ast.Assign):
+        target = s.target
+        if isinstance(target, ast.Map):
+            info = self.maps[target.name]
+            if isinstance(info.value, AggT):
+                from ..registry import lookup_function
+                entry = lookup_function(s.value.name)
+                entry.lower(self, s.value, info, target)
+                return
+            if s.op is not None:
+                key = self.map_key(info, target.keys)
+                cur = self.map_read_int(info, key)
+                value = self.arith(s.op, cur, self.expr(s.value), info.value, s.value.type)
+                self.map_write(info, key, value, info.value)
+                return
+            value = self.expr(s.value)
+            key = self.map_key(info, target.keys)
+            self.map_write(info, key, value, s.value.type)
+        else:
+            slot = self.var_slot(target.name)
+            vt = self.unit.var_types[target.name]
+            if s.op is not None:
+                cur = self.fb.load(slot, 0)
+                value = self.arith(s.op, cur, self.expr(s.value), vt, s.value.type)
+                self.fb.store(slot, 0, value)
+                return
+            value = self.expr(s.value)
+            self.materialize(vt, s.value.type, value, slot, 0)
+
+    def var_slot(self, name):
+        if name not in self.var_slots:
+            t = self.unit.var_types[name]
+            self.var_slots[name] = self.fb.alloca(t.size, name=name.lstrip("$"))
+        return self.var_slots[name]
+
+    # ------------------------------------------------------------ memory of values
+    def materialize(self, dst_t: Type, src_t: Type, value, dst, offset: int):
+        """Store `value` (of src_t) into memory laid out as dst_t at dst+offset."""
+        fb = self.fb
+        if isinstance(dst_t, StrT):
+            n = min(src_t.size, dst_t.size)
+            fb.copy(dst, value, n, dst_off=offset)
+            if dst_t.size > n:
+                fb.zero(dst, dst_t.size - n, offset + n)
+        elif isinstance(dst_t, TupleT):
+            for i, (dt, st) in enumerate(zip(dst_t.elements, src_t.elements)):
+                so, do = src_t.offsets[i], dst_t.offsets[i]
+                if dt.in_register:
+                    fb.store(dst, offset + do, fb.load(value, so))
+                else:
+                    self.materialize(dt, st, fb.at(value, so), dst, offset + do)
+        else:
+            fb.store(dst, offset, value)
+
+    def load_value(self, t: Type, ptr, offset: int = 0):
+        """Read a value of type t stored at ptr+offset (pointer for strings/tuples)."""
+        if t.in_register:
+            return self.fb.load(ptr, offset)
+        return self.fb.at(ptr, offset)
+
+    # ------------------------------------------------------------ maps
+    def map_gv(self, info):
+        return info.gv
+
+    def map_key(self, info, keys, bucket=None):
+        """Fill the map's key buffer: user key components, then the hist bucket."""
+        fb = self.fb
+        if not info.keys:
+            size = info.kernel_key_size
+            buf = fb.scratch(("key", info.name), size)
+            if bucket is not None:
+                fb.store(buf, info.user_key_size, bucket)
+            else:
+                fb.store(buf, 0, const(0))
+            return buf
+        values = [self.expr(k) for k in keys]
+        buf = fb.scratch(("key", info.name), info.kernel_key_size)
+        off = 0
+        for k, v, kt in zip(keys, values, info.keys):
+            self.materialize(kt, k.type, v, buf, off)
+            off += (kt.size + 7) & ~7
+        if bucket is not None:
+            fb.store(buf, info.user_key_size, bucket)
+        return buf
+
+    def map_read_int(self, info, key):
+        fb, b = self.fb, self.b
+        p = fb.map_lookup(info.gv, key)
+        found = fb.b.icmp_unsigned("!=", b.ptrtoint(p, I64), const(0))
+        start = b.block
+        with b.if_then(found):
+            loaded = fb.load(p, 0)
+            loaded_block = b.block
+        phi = b.phi(I64)
+        phi.add_incoming(const(0), start)
+        phi.add_incoming(loaded, loaded_block)
+        return phi
+
+    def map_write(self, info, key, value, src_t):
+        fb = self.fb
+        t = info.value
+        if t.in_register:
+            buf = fb.scratch(("val", info.name), 8)
+            fb.store(buf, 0, value)
+        else:
+            buf = fb.scratch(("val", info.name), t.size)
+            self.materialize(t, src_t, value, buf, 0)
+        fb.map_update(info.gv, key, buf)
+
+    def map_read(self, info, m: ast.Map):
+        key = self.map_key(info, m.keys)
+        t = info.value
+        if t.in_register:
+            return self.map_read_int(info, key)
+        fb, b = self.fb, self.b
+        out = fb.alloca(t.size)
+        p = fb.map_lookup(info.gv, key)
+        with b.if_else(fb.is_null(p)) as (missing, present):
+            with missing:
+                fb.zero(out, t.size)
+            with present:
+                fb.copy(out, p, t.size)
+        return out
+
+    def agg_slot(self, info, key, init_value_buf):
+        """Pointer to this CPU's value for key; created from init_value_buf if missing.
+        Returns (found_ptr_or_null, created) — the caller updates in place when found."""
+        return self.fb.map_lookup(info.gv, key)
+
+    # ------------------------------------------------------------ records
+    def emit_record(self, action: dict, args):
+        """Reserve a ring buffer record {u64 id; args...}, fill it, submit it.
+        args: list of (type, value). Adds arg offsets to the action."""
+        fb, b = self.fb, self.b
+        layout, off = [], 8
+        for t, _ in args:
+            layout.append({"offset": off, "type": t.descriptor()})
+            off += (t.size + 7) & ~7
+        if "args" in action:
+            action["args"] = layout
+        elif "arg" in action:
+            action["arg"] = layout[0]
+        async_id = self.res.add_async(action)
+        return self.write_record(async_id, args, off)
+
+    def write_record(self, async_id, args, size, extra=None):
+        fb, b = self.fb, self.b
+        rb = self.res.internal["ringbuf"]
+        rec = b.inttoptr(fb.helper(B.RINGBUF_RESERVE, fb.map_ptr(rb), const(size), const(0)), B.PTR)
+        with b.if_else(fb.is_null(rec)) as (missing, present):
+            with missing:
+                self.count_lost()
+            with present:
+                fb.store(rec, 0, const(async_id))
+                off = 8
+                for t, v in args:
+                    if t.in_register:
+                        fb.store(rec, off, v)
+                    else:
+                        self.materialize(t, t, v, rec, off)
+                    off += (t.size + 7) & ~7
+                if extra is not None:
+                    extra(rec)
+                fb.helper(B.RINGBUF_SUBMIT, rec, const(0))
+
+    def count_lost(self):
+        fb = self.fb
+        key = fb.scratch("lost_key", 8)
+        fb.store(key, 0, const(0))
+        p = fb.map_lookup(self.res.internal["lost"], key)
+        with self.b.if_then(self.b.not_(fb.is_null(p))):
+            fb.store(p, 0, self.b.add(fb.load(p, 0), const(1)))
+
+    def global_value(self, name):
+        fb = self.fb
+        key = fb.scratch("globals_key", 8)
+        fb.store(key, 0, const(0))
+        p = fb.map_lookup(self.res.internal["globals"], key)
+        b = self.b
+        start = b.block
+        with b.if_then(b.not_(fb.is_null(p))):
+            v = fb.load(p, GLOBALS[name])
+            blk = b.block
+        phi = b.phi(I64)
+        phi.add_incoming(const(0), start)
+        phi.add_incoming(v, blk)
+        return phi
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, e):
+        from ..registry import lookup_builtin, lookup_function
+        b, fb = self.b, self.fb
+        if isinstance(e, ast.Integer):
+            return const(e.value)
+        if isinstance(e, ast.String):
+            buf = fb.alloca(e.type.size)
+            fb.store_bytes(buf, e.value + b"\0")
+            return buf
+        if isinstance(e, ast.Builtin):
+            return lookup_builtin(e.name).lower(self, e)
+        if isinstance(e, ast.Call):
+            return lookup_function(e.name).lower(self, e)
+        if isinstance(e, ast.Variable):
+            slot = self.var_slot(e.name)
+            return self.load_value(self.unit.var_types[e.name], slot)
+        if isinstance(e, ast.Map):
+            return self.map_read(self.maps[e.name], e)
+        if isinstance(e, ast.Binary):
+            return self.binary(e)
+        if isinstance(e, ast.Unary):
+            v = self.expr(e.operand)
+            if e.op == "-":
+                return b.neg(v)
+            if e.op == "~":
+                return b.not_(v)
+            if e.op == "!":
+                return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
+            if e.op == "*":
+                buf = fb.scratch("deref", 8)
+                fb.store(buf, 0, const(0))
+                ptr_t = e.operand.type
+                helper = B.PROBE_READ_USER if getattr(ptr_t, "user", False) else B.PROBE_READ_KERNEL
+                fb.helper(helper, buf, const(8, B.I32), b.inttoptr(v, B.PTR))
+                return fb.load(buf, 0)
+        if isinstance(e, ast.IncDec):
+            return self.incdec(e)
+        if isinstance(e, ast.Ternary):
+            return self.ternary(e)
+        if isinstance(e, ast.Cast):
+            v = self.expr(e.operand)
+            t = e.type
+            if t.bits == 64:
+                return v
+            shift = const(64 - t.bits)
+            v = b.shl(v, shift)
+            return b.ashr(v, shift) if t.signed else b.lshr(v, shift)
+        if isinstance(e, ast.Tuple):
+            t = e.type
+            buf = fb.alloca(t.size)
+            for x, et, off in zip(e.elements, t.elements, t.offsets):
+                self.materialize(et, x.type, self.expr(x), buf, off)
+            return buf
+        if isinstance(e, ast.FieldAccess):
+            return self.field_access(e)
+        if isinstance(e, ast.Sizeof):
+            return const(e.value)
+        raise error(f"cannot lower {type(e).__name__}", e.span)
+
+    def field_access(self, e):
+        fb = self.fb
+        if isinstance(e.expr.type, TupleT):
+            base = self.expr(e.expr)
+            i = int(e.field)
+            return self.load_value(e.type, base, e.expr.type.offsets[i])
+        from ..registry import read_tracepoint_field
+        return read_tracepoint_field(self, e)
+
+    def incdec(self, e):
+        b, fb = self.b, self.fb
+        delta = const(1 if e.op == "++" else -1)
+        if isinstance(e.target, ast.Map):
+            info = self.maps[e.target.name]
+            key = self.map_key(info, e.target.keys)
+            cur = self.map_read_int(info, key)
+            new = b.add(cur, delta)
+            self.map_write(info, key, new, info.value)
+        else:
+            slot = self.var_slot(e.target.name)
+            cur = fb.load(slot, 0)
+            new = b.add(cur, delta)
+            fb.store(slot, 0, new)
+        return new if e.prefix else cur
+
+    def ternary(self, e):
+        b, fb = self.b, self.fb
+        cond = fb.to_bool(self.expr(e.cond))
+        t = e.type
+        if t is None or t.size == 0:
+            with b.if_else(cond) as (then, other):
+                with then:
+                    self.expr(e.then)
+                with other:
+                    self.expr(e.orelse)
+            return const(0)
+        if t.in_register:
+            with b.if_else(cond) as (then, other):
+                with then:
+                    a = self.expr(e.then)
+                    a_bb = b.block
+                with other:
+                    c = self.expr(e.orelse)
+                    c_bb = b.block
+            phi = b.phi(I64)
+            phi.add_incoming(a, a_bb)
+            phi.add_incoming(c, c_bb)
+            return phi
+        out = fb.alloca(t.size)
+        with b.if_else(cond) as (then, other):
+            with then:
+                self.materialize(t, e.then.type, self.expr(e.then), out, 0)
+            with other:
+                self.materialize(t, e.orelse.type, self.expr(e.orelse), out, 0)
+        return out
+
+    def binary(self, e):
+        b, fb = self.b, self.fb
+        if e.op in ("&&", "||"):
+            left = fb.to_bool(self.expr(e.left))
+            start = b.block
+            rhs_bb, end_bb = fb.new_block("rhs"), fb.new_block("logic")
+            if e.op == "&&":
+                b.cbranch(left, rhs_bb, end_bb)
+            else:
+                b.cbranch(left, end_bb, rhs_bb)
+            b.position_at_end(rhs_bb)
+            right = fb.to_bool(self.expr(e.right))
+            rhs_end = b.block
+            b.branch(end_bb)
+            b.position_at_end(end_bb)
+            phi = b.phi(ir.IntType(1))
+            phi.add_incoming(ir.Constant(ir.IntType(1), 0 if e.op == "&&" else 1), start)
+            phi.add_incoming(right, rhs_end)
+            return fb.from_bool(phi)
+        if isinstance(e.left.type, StrT):
+            from ..registry import string_equal
+            eq = string_equal(self, self.expr(e.left), e.left.type.size, self.expr(e.right),
+                              e.right.type.size, None)
+            return eq if e.op == "==" else b.xor(eq, const(1))
+        left, right = self.expr(e.left), self.expr(e.right)
+        return self.arith(e.op, left, right, e.left.type, e.right.type)
+
+    def arith(self, op, left, right, lt, rt):
+        b, fb = self.b, self.fb
+        signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
+        cmp = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        if op in cmp:
+            fn = b.icmp_signed if signed else b.icmp_unsigned
+            return fb.from_bool(fn(cmp[op], left, right))
+        if op == "+":
+            return b.add(left, right)
+        if op == "-":
+            return b.sub(left, right)
+        if op == "*":
+            return b.mul(left, right)
+        if op in ("/", "%"):
+            return self.divide(op, left, right, signed)
+        if op == "&":
+            return b.and_(left, right)
+        if op == "|":
+            return b.or_(left, right)
+        if op == "^":
+            return b.xor(left, right)
+        if op == "<<":
+            return b.shl(left, right)
+        if op == ">>":
+            return b.ashr(left, right) if getattr(lt, "signed", False) else b.lshr(left, right)
+        raise AssertionError(op)
+
+    def divide(self, op, left, right, signed):
+        """BPF cpu v3 has only unsigned division: derive the signed result from it.
+        Division by zero gives 0 (as in BPF)."""
+        b = self.b
+        if not signed:
+            return b.udiv(left, right) if op == "/" else b.urem(left, right)
+        zero = const(0)
+        lneg = b.icmp_signed("<", left, zero)
+        rneg = b.icmp_signed("<", right, zero)
+        la = b.select(lneg, b.neg(left), left)
+        ra = b.select(rneg, b.neg(right), right)
+        if op == "/":
+            q = b.udiv(la, ra)
+            return b.select(b.xor(lneg, rneg), b.neg(q), q)
+        r = b.urem(la, ra)
+        return b.select(lneg, b.neg(r), r)

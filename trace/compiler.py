@@ -1,0 +1,204 @@
+"""The compiler pipeline: source → AST → passes → LLVM IR → BPF ELF object.
+
+The pipeline is one literal list of named passes; `--dump-after NAME` prints
+the AST after that pass.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from . import ast
+from .passes import desugar, typecheck
+from .passes.typecheck import Options
+from .passes.units import build_units
+
+MAP_TYPE_HASH = 1
+MAP_TYPE_ARRAY = 2
+MAP_TYPE_PERCPU_HASH = 5
+MAP_TYPE_PERCPU_ARRAY = 6
+MAP_TYPE_RINGBUF = 27
+
+RINGBUF_BYTES = 1 << 22
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class CompileOptions(Options):
+    params: List[str] = field(default_factory=list)
+    max_map_keys: int = 4096
+    dump_after: Optional[str] = None
+    dump: Callable[[str], None] = print
+
+
+@dataclass
+class State:
+    source: str
+    filename: str
+    options: CompileOptions
+    program: Optional[ast.Program] = None
+    units: list = field(default_factory=list)
+    maps: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    llvm_ir: str = ""
+    elf: bytes = b""
+
+
+def parse_pass(st: State):
+    from .parser import parse
+    st.program = parse(st.source, st.filename)
+
+
+def desugar_pass(st: State):
+    desugar.filters_to_if(st.program)
+    desugar.positional_params(st.program, st.options.params)
+
+
+def units_pass(st: State):
+    st.units = build_units(st.program)
+
+
+def typecheck_pass(st: State):
+    st.maps = typecheck.check(st.units, st.options)
+
+
+def resources_pass(st: State):
+    """Name every program and map, and list the probes for the manifest."""
+    probes = []
+    used_sections = set()
+    for i, unit in enumerate(st.units):
+        unit.cookies = []
+        for p in unit.probes:
+            unit.cookies.append(len(probes))
+            probes.append(p.name)
+        unit.symbol = f"prog_{i}"
+        section = unit.provider.section(unit.probes[0])
+        if section in used_sections:
+            section = f"{section}/{i}"
+        used_sections.add(section)
+        unit.section = section
+    st.manifest["probes"] = probes
+    for i, info in enumerate(sorted(st.maps.values(), key=lambda m: m.name.encode())):
+        info.symbol = _kernel_name(f"m{i}_{info.name[1:]}")
+        layout_map(info, st.options.max_map_keys)
+
+
+def _kernel_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)[:15]
+
+
+def layout_map(info, max_entries):
+    """Key/value sizes and kernel map type of one user map (see docs/object-contract.md)."""
+    keys = info.keys or []
+    user_key = sum((k.size + 7) & ~7 for k in keys) if keys else 8
+    info.user_key_size = user_key
+    kind = info.kind
+    info.kernel_key_size = user_key + (8 if kind in ("hist", "lhist") else 0)
+    info.value_size = info.value.size
+    info.percpu = kind != "plain"
+    info.max_entries = max_entries
+    if kind == "count" and not keys:
+        info.map_type, info.max_entries = MAP_TYPE_PERCPU_ARRAY, 1
+        info.kernel_key_size = 4
+    elif info.percpu:
+        info.map_type = MAP_TYPE_PERCPU_HASH
+    else:
+        info.map_type = MAP_TYPE_HASH
+    if not keys and kind not in ("hist", "lhist") and info.map_type != MAP_TYPE_PERCPU_ARRAY:
+        info.max_entries = 1
+
+
+def map_manifest(info) -> dict:
+    keys = info.keys or []
+    fields, off = [], 0
+    for k in keys:
+        fields.append({"offset": off, "type": k.descriptor()})
+        off += (k.size + 7) & ~7
+    entry = {"name": info.name, "symbol": info.symbol, "kind": info.kind, "percpu": info.percpu,
+             "key": {"size": info.user_key_size, "fields": fields},
+             "value_size": info.value_size}
+    from .types import AggT
+    if isinstance(info.value, AggT):
+        entry["value"] = {"kind": "int", "signed": info.value.signed}
+        if info.value.lhist:
+            lo, hi, step = info.value.lhist
+            entry["lhist"] = {"min": lo, "max": hi, "step": step}
+    else:
+        entry["value"] = info.value.descriptor()
+    return entry
+
+
+def codegen_pass(st: State):
+    from .codegen import builder as B
+    from .codegen.lower import GLOBALS, Lowerer, Resources
+    module = B.new_module()
+    res = Resources()
+    for info in st.maps.values():
+        info.gv = B.add_map(module, info.symbol, info.map_type, info.kernel_key_size,
+                            info.value_size, info.max_entries)
+    res.internal["ringbuf"] = B.add_map(module, "ringbuf", MAP_TYPE_RINGBUF, 0, 0, RINGBUF_BYTES)
+    res.internal["lost"] = B.add_map(module, "lost_events", MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)
+    res.internal["globals"] = B.add_map(module, "globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
+    programs = []
+    for unit in st.units:
+        if not hasattr(unit, "var_types"):
+            unit.var_types = {}
+        Lowerer(module, unit, st.maps, res, st.options).run()
+        first = unit.probe.attach_points[0].span
+        programs.append({
+            "symbol": unit.symbol, "section": unit.section, "prog_type": unit.provider.prog_type,
+            "name": _kernel_name(_program_name(unit)),
+            "attach": [unit.provider.attach_spec(p, c) for p, c in zip(unit.probes, unit.cookies)],
+            "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
+        })
+    st.manifest.update({
+        "version": MANIFEST_VERSION,
+        "programs": programs,
+        "maps": [map_manifest(m) for m in sorted(st.maps.values(), key=lambda m: m.name.encode())],
+        "internal": {"ringbuf": "ringbuf", "lost": "lost_events", "globals": "globals"},
+        "globals": dict(GLOBALS),
+        "async": res.async_actions,
+    })
+    B.add_section_bytes(module, "_license", "license", b"GPL\0")
+    B.add_section_bytes(module, "_manifest", ".pytrace",
+                        json.dumps(st.manifest, separators=(",", ":")).encode())
+    st.llvm_ir = str(module)
+
+
+def _program_name(unit) -> str:
+    p = unit.probes[0]
+    if p.name in ("BEGIN", "END"):
+        return p.name
+    return (p.func or p.target or p.name.split(":")[0])
+
+
+def emit_pass(st: State):
+    from .codegen.emit import emit_object
+    st.elf = emit_object(st.llvm_ir)
+
+
+PIPELINE = [
+    ("parse", parse_pass),
+    ("desugar", desugar_pass),
+    ("units", units_pass),
+    ("typecheck", typecheck_pass),
+    ("resources", resources_pass),
+    ("codegen", codegen_pass),
+    ("emit", emit_pass),
+]
+PASS_NAMES = [name for name, _ in PIPELINE]
+
+
+def compile_source(source: str, filename: str, options: CompileOptions) -> State:
+    st = State(source, filename, options)
+    for name, run in PIPELINE:
+        run(st)
+        if options.dump_after == name:
+            if name in ("codegen", "emit"):
+                options.dump(st.llvm_ir)
+            elif st.program is not None:
+                options.dump(ast.dump(st.program))
+            break
+    return st

@@ -1,0 +1,51 @@
+"""Diagnostics: bpftrace-style `file:line:col-col: ERROR: msg` with the source line and a ~ underline."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from .ast import Span
+
+
+@dataclass
+class Diagnostic:
+    message: str
+    span: Optional[Span] = None
+    level: str = "ERROR"
+
+
+class CompileError(Exception):
+    """One or more diagnostics that stop compilation."""
+
+    def __init__(self, diagnostics):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: List[Diagnostic] = list(diagnostics)
+        super().__init__("; ".join(d.message for d in self.diagnostics))
+
+
+def error(message: str, span: Optional[Span] = None) -> CompileError:
+    return CompileError(Diagnostic(message, span))
+
+
+def render(diag: Diagnostic, source: str, filename: str) -> str:
+    """Render like bpftrace 0.17:
+
+        stdin:1:14-15: ERROR: syntax error, unexpected ;
+        BEGIN { @x = ; }
+                     ~
+    """
+    span = diag.span
+    if span is None or span.line == 0:
+        return f"{filename}: {diag.level}: {diag.message}\n" if filename else f"{diag.level}: {diag.message}\n"
+    lines = source.split("\n")
+    if span.end_line != span.line:
+        return f"{filename}:{span.line}-{span.end_line}: {diag.level}: {diag.message}\n"
+    end_col = max(span.end_col, span.col + 1)
+    out = f"{filename}:{span.line}:{span.col}-{end_col}: {diag.level}: {diag.message}\n"
+    if 1 <= span.line <= len(lines):
+        text = lines[span.line - 1]
+        out += text + "\n"
+        prefix = "".join(c if c == "\t" else " " for c in text[: span.col - 1])
+        out += prefix + "~" * (end_col - span.col) + "\n"
+    return out

@@ -1,0 +1,34 @@
+"""`pytrace -l [glob]` and `-lv`: list the probes this machine offers."""
+from __future__ import annotations
+
+import sys
+
+from .providers import all_providers, glob_match, lookup, split_attach_point
+
+
+def _normalise(pattern: str) -> str:
+    parts = split_attach_point(pattern)
+    if len(parts) > 1:
+        provider = lookup(parts[0])
+        if provider is not None:
+            parts[0] = provider.name
+    return ":".join(parts)
+
+
+def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
+    pattern = _normalise(pattern) if pattern else "*"
+    if ":" not in pattern and "*" not in pattern:
+        pattern = f"*{pattern}*"
+    for provider in all_providers():
+        try:
+            lines = provider.listing(verbose)
+        except OSError as e:
+            sys.stderr.write(f"ERROR: cannot list {provider.name} probes: {e}\n")
+            continue
+        keep = False
+        for line in lines:
+            if not line.startswith(" "):
+                keep = glob_match(pattern, line) or glob_match(pattern, line.rstrip(":"))
+            if keep:
+                out.write(line + "\n")
+    return 0

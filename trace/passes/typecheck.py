@@ -1,0 +1,471 @@
+"""Type checking: every expression gets a type, every map a key and value type.
+
+Maps are global and may be read in one probe before another assigns them, so
+the check runs twice: a lenient first pass that only learns map types, then
+the strict pass that reports errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .. import ast
+from ..diagnostics import CompileError, error
+from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
+                     bpftrace_name, unify, INT_TYPES)
+from .units import Unit
+
+MAX_STRING = 64
+
+
+@dataclass
+class MapInfo:
+    name: str
+    keys: Optional[List[Type]] = None     # None: keyless
+    value: Optional[Type] = None
+    span: Optional[ast.Span] = None
+    symbol: str = ""
+    keyed: Optional[bool] = None
+
+    @property
+    def kind(self) -> str:
+        return self.value.kind if isinstance(self.value, AggT) else "plain"
+
+
+@dataclass
+class Options:
+    has_child: bool = False
+    unsafe: bool = False
+
+
+class Checker:
+    def __init__(self, units: List[Unit], options: Options):
+        self.units = units
+        self.options = options
+        self.maps: Dict[str, MapInfo] = {}
+        self.lenient = False
+        self.unit: Optional[Unit] = None
+        self.vars: Dict[str, Type] = {}
+        self.loop_depth = 0
+
+    # ------------------------------------------------------------ driver
+    def run(self):
+        self.lenient = True
+        for _ in range(2):
+            for unit in self.units:
+                self._check_unit(unit)
+        self.lenient = False
+        for unit in self.units:
+            self._check_unit(unit)
+        for m in self.maps.values():
+            if m.value is None:
+                raise error(f"Undefined map: {m.name}", m.span)
+
+    def _check_unit(self, unit: Unit):
+        self.unit = unit
+        self.vars = {}
+        self.loop_depth = 0
+        self.block(unit.body)
+
+    def block(self, stmts):
+        for s in stmts:
+            if self.lenient:
+                try:
+                    self.stmt(s)
+                except CompileError:
+                    pass
+            else:
+                self.stmt(s)
+
+    # ------------------------------------------------------------ statements
+    def stmt(self, s):
+        if isinstance(s, ast.ExprStmt):
+            e = s.expr
+            if isinstance(e, ast.Call):
+                from ..registry import lookup_function
+                entry = lookup_function(e.name)
+                if entry is not None and entry.kind == "aggregation":
+                    raise error(f"{e.name}() should be directly assigned to a map", e.span)
+            if isinstance(e, ast.Map) and not isinstance(e, ast.Call):
+                pass
+            self.expr(e, statement=True)
+        elif isinstance(s, ast.Assign):
+            self.assign(s)
+        elif isinstance(s, ast.If):
+            self.condition(s.cond)
+            self.block(s.then)
+            if s.orelse:
+                self.block(s.orelse)
+        elif isinstance(s, ast.Unroll):
+            n = self.const_int(s.count, "unroll")
+            if n > 100:
+                raise error("unroll maximum value is 100", s.count.span)
+            if n < 1:
+                raise error("unroll minimum value is 1", s.count.span)
+            s.count = ast.Integer(n, span=s.count.span)
+            self.block(s.body)
+        elif isinstance(s, ast.While):
+            self.condition(s.cond)
+            self.loop_depth += 1
+            self.block(s.body)
+            self.loop_depth -= 1
+        elif isinstance(s, (ast.Break, ast.Continue)):
+            if self.loop_depth == 0:
+                word = "break" if isinstance(s, ast.Break) else "continue"
+                raise error(f"{word} statement is not in a loop", s.span)
+        elif isinstance(s, ast.Return):
+            pass
+        else:
+            raise error(f"unsupported statement {type(s).__name__}", s.span)
+
+    def condition(self, cond):
+        t = self.expr(cond)
+        if t is not None and not isinstance(t, (IntT, PtrT)):
+            raise error(f"Invalid condition: {bpftrace_name(t)}", cond.span)
+
+    def const_int(self, e, what) -> int:
+        v = self.fold(e)
+        if v is None:
+            raise error(f"{what} expects an integer literal", e.span)
+        return v
+
+    def fold(self, e) -> Optional[int]:
+        """Value of an integer-literal expression (literals, unary minus, + - *), else None."""
+        if isinstance(e, ast.Integer):
+            return e.value
+        if isinstance(e, ast.Unary) and e.op == "-":
+            v = self.fold(e.operand)
+            return None if v is None else -v
+        if isinstance(e, ast.Binary) and e.op in ("+", "-", "*"):
+            a, b = self.fold(e.left), self.fold(e.right)
+            if a is None or b is None:
+                return None
+            return {"+": a + b, "-": a - b, "*": a * b}[e.op]
+        return None
+
+    def assign(self, s: ast.Assign):
+        target = s.target
+        if isinstance(target, ast.Map):
+            info = self.map_keys(target)
+            if s.op is None and isinstance(s.value, ast.Call):
+                from ..registry import lookup_function
+                entry = lookup_function(s.value.name)
+                if entry is not None and entry.kind == "aggregation":
+                    t = entry.check(self, s.value)
+                    s.value.type = t
+                    self.set_map_value(info, t, s.value.span, target)
+                    target.type = t
+                    return
+            vt = self.expr(s.value)
+            if s.op is not None:
+                cur = info.value
+                if cur is not None and not isinstance(cur, IntT):
+                    raise error(f"Type mismatch for {info.name}: compound assignment on a map of type "
+                                f"'{bpftrace_name(cur)}'", s.span)
+                if vt is not None and not isinstance(vt, IntT):
+                    raise error(f"Type mismatch for {info.name}: trying to assign value of type "
+                                f"'{bpftrace_name(vt)}' when map already contains a value of type 'int64'",
+                                s.value.span)
+                vt = INT64 if cur is None else cur
+            if vt is None:
+                return
+            self.check_storable(vt, s.value)
+            self.set_map_value(info, vt, s.value.span, target)
+            target.type = info.value
+        elif isinstance(target, ast.Variable):
+            vt = self.expr(s.value)
+            if s.op is not None:
+                cur = self.vars.get(target.name)
+                if cur is None:
+                    raise error(f"Undefined or undeclared variable: {target.name}", target.span)
+                if not isinstance(cur, IntT) or (vt is not None and not isinstance(vt, IntT)):
+                    raise error(f"Type mismatch for {target.name}: compound assignment needs integers",
+                                s.span)
+                target.type = cur
+                return
+            if vt is None:
+                return
+            if isinstance(vt, AggT):
+                raise error(f"Map value '{bpftrace_name(vt)}' cannot be assigned to a scratch variable",
+                            s.value.span)
+            self.check_storable(vt, s.value)
+            cur = self.vars.get(target.name)
+            if cur is not None:
+                merged = unify(cur, vt)
+                if merged is None:
+                    raise error(f"Type mismatch for {target.name}: trying to assign value of type "
+                                f"'{bpftrace_name(vt)}' when variable already contains a value of type "
+                                f"'{bpftrace_name(cur)}'", s.value.span)
+                vt = merged
+            self.vars[target.name] = vt
+            target.type = vt
+            self.unit_vars()[target.name] = unify(self.unit_vars().get(target.name, vt), vt) or vt
+        else:
+            raise error("Can only assign to maps and variables", target.span)
+
+    def unit_vars(self) -> Dict[str, Type]:
+        if not hasattr(self.unit, "var_types"):
+            self.unit.var_types = {}
+        return self.unit.var_types
+
+    def check_storable(self, t: Type, node):
+        if isinstance(t, NoneT):
+            raise error("Value has no type (a function that returns nothing?)", node.span)
+        if isinstance(t, ArgsT):
+            raise error("args cannot be stored; access one of its fields", node.span)
+
+    def set_map_value(self, info: MapInfo, t: Type, span, target):
+        if info.value is None:
+            info.value = t if not isinstance(t, IntT) else IntT(64, t.signed)
+            return
+        cur = info.value
+        if isinstance(cur, AggT) or isinstance(t, AggT):
+            if not (isinstance(cur, AggT) and isinstance(t, AggT) and cur.kind == t.kind):
+                raise error(f"Type mismatch for {info.name}: trying to assign value of type "
+                            f"'{bpftrace_name(t)}' when map already contains a value of type "
+                            f"'{bpftrace_name(cur)}'", span)
+            if cur.kind == "lhist" and cur.lhist != t.lhist:
+                raise error("Different lhist bounds in a single map unsupported", span)
+            if cur.signed != t.signed:
+                info.value = AggT(cur.kind, cur.signed or t.signed, cur.lhist)
+            return
+        merged = unify(cur, t)
+        if merged is None:
+            raise error(f"Type mismatch for {info.name}: trying to assign value of type "
+                        f"'{bpftrace_name(t)}' when map already contains a value of type "
+                        f"'{bpftrace_name(cur)}'", span)
+        info.value = merged
+
+    def map_keys(self, m: ast.Map) -> MapInfo:
+        info = self.maps.get(m.name)
+        if info is None:
+            info = self.maps[m.name] = MapInfo(m.name, span=m.span)
+        keys = None
+        if m.keys is not None:
+            keys = []
+            for k in m.keys:
+                kt = self.expr(k)
+                if kt is None:
+                    return info
+                if isinstance(kt, (AggT, NoneT, ArgsT)):
+                    raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
+                keys.append(IntT(64, kt.signed) if isinstance(kt, IntT) else kt)
+        if info.keyed is None:
+            info.keyed = keys is not None
+            info.keys = keys
+            return info
+        if info.keyed != (keys is not None):
+            expects = "[" + ", ".join(bpftrace_name(k) for k in (info.keys or [])) + "]"
+            given = "[" + ", ".join(bpftrace_name(k) for k in (keys or [])) + "]"
+            raise error(f"Argument mismatch for {m.name}: trying to access with arguments: {given} "
+                        f"when map expects arguments: {expects}", m.span)
+        if keys is not None:
+            merged = [unify(a, b) for a, b in zip(info.keys, keys)] if len(keys) == len(info.keys) else [None]
+            if any(x is None for x in merged):
+                expects = "[" + ", ".join(bpftrace_name(k) for k in info.keys) + "]"
+                given = "[" + ", ".join(bpftrace_name(k) for k in keys) + "]"
+                raise error(f"Argument mismatch for {m.name}: trying to access with arguments: {given} "
+                            f"when map expects arguments: {expects}", m.span)
+            info.keys = merged
+        return info
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, e, statement: bool = False) -> Optional[Type]:
+        t = self._expr(e, statement)
+        e.type = t
+        return t
+
+    def _expr(self, e, statement):
+        from ..registry import lookup_builtin, lookup_function
+        if isinstance(e, ast.Integer):
+            if e.value >= 1 << 63:
+                return UINT64 if e.value < 1 << 64 else self._too_big(e)
+            if e.value < -(1 << 63):
+                return self._too_big(e)
+            return INT64
+        if isinstance(e, ast.String):
+            if len(e.value) > MAX_STRING:
+                raise error(f"String is too long (over {MAX_STRING} bytes): {e.value.decode(errors='replace')}",
+                            e.span)
+            return StrT(len(e.value) + 1)
+        if isinstance(e, ast.Builtin):
+            entry = lookup_builtin(e.name)
+            if entry is None:
+                raise error(f"Unknown identifier: '{e.name}'", e.span)
+            return entry.check(self, e)
+        if isinstance(e, ast.Variable):
+            t = self.vars.get(e.name)
+            if t is None:
+                if self.lenient:
+                    return None
+                raise error(f"Undefined or undeclared variable: {e.name}", e.span)
+            return self.unit_vars().get(e.name, t)
+        if isinstance(e, ast.Map):
+            info = self.map_keys(e)
+            if info.value is None:
+                if self.lenient:
+                    return None
+                raise error(f"Undefined map: {e.name}", e.span)
+            if isinstance(info.value, AggT) and not statement:
+                return info.value
+            return info.value
+        if isinstance(e, ast.Call):
+            entry = lookup_function(e.name)
+            if entry is None:
+                raise error(f"Unknown function: {e.name}", e.span)
+            if entry.kind == "aggregation":
+                raise error(f"{e.name}() should be directly assigned to a map", e.span)
+            return entry.check(self, e)
+        if isinstance(e, ast.Binary):
+            return self.binary(e)
+        if isinstance(e, ast.Unary):
+            t = self.expr(e.operand)
+            if t is None:
+                return None
+            if e.op == "*":
+                if not isinstance(t, (PtrT, IntT)):
+                    raise error(f"Can not dereference type {bpftrace_name(t)}", e.span)
+                return INT64
+            self.require_int(t, e.operand, f"'{e.op}'")
+            if e.op == "!":
+                return UINT64
+            if e.op == "-":
+                return IntT(64, True)
+            return IntT(64, t.signed) if isinstance(t, IntT) else UINT64
+        if isinstance(e, ast.IncDec):
+            if isinstance(e.target, ast.Map):
+                info = self.map_keys(e.target)
+                if info.value is None:
+                    info.value = INT64
+                elif not isinstance(info.value, IntT):
+                    raise error(f"The {e.op} operator can only be used on integer maps", e.span)
+                e.target.type = info.value
+                return info.value
+            if isinstance(e.target, ast.Variable):
+                t = self.vars.get(e.target.name)
+                if t is None:
+                    if self.lenient:
+                        return None
+                    raise error(f"Undefined or undeclared variable: {e.target.name}", e.target.span)
+                if not isinstance(t, IntT):
+                    raise error(f"The {e.op} operator can only be used on integers", e.span)
+                e.target.type = t
+                return t
+            raise error(f"The {e.op} operator must be applied to a map or variable", e.span)
+        if isinstance(e, ast.Ternary):
+            self.condition(e.cond)
+            a, b = self.expr(e.then, statement), self.expr(e.orelse, statement)
+            if a is None or b is None:
+                return None
+            if isinstance(a, NoneT) and isinstance(b, NoneT):
+                return a
+            t = unify(a, b)
+            if t is None:
+                raise error(f"Ternary operator must return the same type: have '{bpftrace_name(a)}' "
+                            f"and '{bpftrace_name(b)}'", e.span)
+            return t
+        if isinstance(e, ast.Cast):
+            t = self.expr(e.operand)
+            target = INT_TYPES.get(e.type_name)
+            if target is None:
+                raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
+            if t is not None and not isinstance(t, (IntT, PtrT)):
+                raise error(f"Cannot cast from \"{bpftrace_name(t)}\" to \"{e.type_name}\"", e.span)
+            return target
+        if isinstance(e, ast.Tuple):
+            ts = [self.expr(x) for x in e.elements]
+            if any(t is None for t in ts):
+                return None
+            for x, t in zip(e.elements, ts):
+                if isinstance(t, (NoneT, AggT, ArgsT)):
+                    raise error(f"Invalid tuple element type: {bpftrace_name(t)}", x.span)
+            return TupleT(tuple(IntT(64, t.signed) if isinstance(t, IntT) else t for t in ts))
+        if isinstance(e, ast.FieldAccess):
+            return self.field_access(e)
+        if isinstance(e, ast.Index):
+            t = self.expr(e.expr)
+            raise error("The array index operator [] can only be used on arrays and pointers, found "
+                        f"{bpftrace_name(t) if t else 'unknown'}.", e.span)
+        if isinstance(e, ast.Sizeof):
+            if e.operand is not None:
+                t = self.expr(e.operand)
+                if t is None:
+                    return None
+                e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
+            else:
+                t = INT_TYPES.get(e.type_name)
+                if t is None:
+                    raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
+                e.value = t.bits // 8
+            return UINT64
+        if isinstance(e, (ast.Positional, ast.PositionalCount)):
+            raise error("positional parameter was not resolved", e.span)
+        raise error(f"unsupported expression {type(e).__name__}", e.span)
+
+    def _too_big(self, e):
+        raise error(f"Integer literal is too big: {e.value}", e.span)
+
+    def require_int(self, t, node, what):
+        if not isinstance(t, (IntT, PtrT)):
+            raise error(f"The {what} operator can not be used on expressions of type "
+                        f"'{bpftrace_name(t)}'", node.span)
+
+    def binary(self, e: ast.Binary):
+        a, b = self.expr(e.left), self.expr(e.right)
+        if a is None or b is None:
+            return None
+        if e.op in ("==", "!=") and (isinstance(a, StrT) or isinstance(b, StrT)):
+            if not (isinstance(a, StrT) and isinstance(b, StrT)):
+                raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
+                            f"'{bpftrace_name(b)}'", e.span)
+            return UINT64
+        if e.op in ("&&", "||"):
+            for t, n in ((a, e.left), (b, e.right)):
+                if not isinstance(t, (IntT, PtrT)):
+                    raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
+                                f"'{bpftrace_name(b)}'", e.span)
+            return UINT64
+        if not isinstance(a, (IntT, PtrT)) or not isinstance(b, (IntT, PtrT)):
+            if e.op in ("==", "!=", "<", "<=", ">", ">="):
+                raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
+                            f"'{bpftrace_name(b)}'", e.span)
+            bad = a if not isinstance(a, (IntT, PtrT)) else b
+            raise error(f"The {e.op} operator can not be used on expressions of type "
+                        f"'{bpftrace_name(bad)}'", e.span)
+        if e.op in ("==", "!=", "<", "<=", ">", ">="):
+            return UINT64
+        signed = getattr(a, "signed", False) and getattr(b, "signed", False)
+        return IntT(64, signed)
+
+    def field_access(self, e: ast.FieldAccess):
+        base = self.expr(e.expr)
+        if base is None:
+            return None
+        if isinstance(base, TupleT):
+            if e.arrow or not e.field.isdigit():
+                raise error(f"Can not access field '{e.field}' on type '{bpftrace_name(base)}'", e.span)
+            i = int(e.field)
+            if i >= len(base.elements):
+                raise error(f"Invalid tuple index: {i}. Found {len(base.elements)} elements in tuple.",
+                            e.span)
+            return base.elements[i]
+        if isinstance(base, ArgsT):
+            from ..providers.tracepoint import event_fields
+            probe = self.unit.context
+            fields = event_fields(probe.target, probe.func)
+            if e.field not in fields:
+                raise error(f"Struct/union of type 'struct _tracepoint_{probe.target}_{probe.func}' "
+                            f"does not contain a field named '{e.field}'", e.span)
+            f, t = fields[e.field]
+            if t is None:
+                raise error(f"Field '{e.field}' of type '{f.type}' is not supported", e.span)
+            e.field_info = f
+            return t
+        raise error(f"Can not access field '{e.field}' on expression of type '{bpftrace_name(base)}'",
+                    e.span)
+
+
+def check(units: List[Unit], options: Options) -> Dict[str, MapInfo]:
+    checker = Checker(units, options)
+    checker.run()
+    return checker.maps

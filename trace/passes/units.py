@@ -1,0 +1,62 @@
+"""Attach points → program units.
+
+Every attach point is parsed and expanded by its provider. The expanded probes
+of one block are grouped into program units: one BPF program per unit. Probes
+share a unit when they have the same provider and, if the block reads the
+probe's context (`args`), the same context layout.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import List
+
+from .. import ast
+from ..diagnostics import error
+from ..providers import ExpandedProbe, Provider, expand_attach_point
+
+
+@dataclass
+class Unit:
+    probe: ast.Probe
+    provider: Provider
+    probes: List[ExpandedProbe]
+    body: List[ast.Stmt]
+    cookies: List[int] = field(default_factory=list)
+    symbol: str = ""
+
+    @property
+    def context(self) -> ExpandedProbe:
+        return self.probes[0]
+
+
+def _reads_args(probe: ast.Probe) -> bool:
+    nodes = list(ast.walk(probe))
+    return any(isinstance(n, ast.Builtin) and n.name == "args" for n in nodes)
+
+
+def build_units(program: ast.Program) -> List[Unit]:
+    units: List[Unit] = []
+    seen_special = {}
+    for probe in program.probes:
+        expanded: List[ExpandedProbe] = []
+        for ap in probe.attach_points:
+            found = expand_attach_point(ap)
+            ap.expanded = [p.name for p in found]
+            for p in found:
+                if p.name in ("BEGIN", "END"):
+                    if p.name in seen_special:
+                        raise error(f"More than one {p.name} probe defined", ap.span)
+                    seen_special[p.name] = ap
+            expanded.extend(found)
+        groups = {}
+        per_context = _reads_args(probe)
+        for p in expanded:
+            key = (id(p.provider), p.provider.context_key(p) if per_context else None)
+            groups.setdefault(key, []).append(p)
+        first = True
+        for members in groups.values():
+            body = probe.body if first else copy.deepcopy(probe.body)
+            first = False
+            units.append(Unit(probe, members[0].provider, members, body))
+    return units

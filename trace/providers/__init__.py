@@ -1,0 +1,120 @@
+"""Probe providers: one module per probe type.
+
+A provider parses and expands attach points, lists probes, and says how a
+program of its kind is typed, named and attached (its AttachSpec in the manifest).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..diagnostics import error
+
+
+PROG_KPROBE = 2
+PROG_TRACEPOINT = 5
+PROG_PERF_EVENT = 7
+PROG_RAW_TRACEPOINT = 17
+
+
+@dataclass
+class ExpandedProbe:
+    """One concrete probe: its full bpftrace name and what the provider knows of it."""
+    name: str
+    provider: "Provider"
+    target: str = ""
+    func: str = ""
+    params: Dict = field(default_factory=dict)
+
+
+class Provider:
+    name = ""
+    aliases: tuple = ()
+    prog_type = 0
+    uses_args = False          # `args` is valid in this probe type
+
+    def expand(self, ap) -> List[ExpandedProbe]:
+        raise NotImplementedError
+
+    def section(self, probe: ExpandedProbe) -> str:
+        raise NotImplementedError
+
+    def attach_spec(self, probe: ExpandedProbe, cookie: int) -> dict:
+        raise NotImplementedError
+
+    def context_key(self, probe: ExpandedProbe):
+        """Probes with the same context key (and the same block) share one program
+        when the block reads the probe's context (args)."""
+        return None
+
+    def listing(self, verbose: bool) -> List[str]:
+        return []
+
+
+_PROVIDERS: Dict[str, Provider] = {}
+
+
+def register(provider: Provider) -> Provider:
+    for n in (provider.name,) + tuple(provider.aliases):
+        _PROVIDERS[n] = provider
+    return provider
+
+
+def lookup(name: str) -> Optional[Provider]:
+    _load_all()
+    return _PROVIDERS.get(name)
+
+
+def all_providers() -> List[Provider]:
+    _load_all()
+    seen = []
+    for p in _PROVIDERS.values():
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+_loaded = False
+
+
+def _load_all():
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import special, tracepoint, perf  # noqa: F401  (each registers itself)
+
+
+def split_attach_point(raw: str) -> List[str]:
+    """Split on ':' outside double quotes, dropping the quotes."""
+    parts, cur, quoted = [], "", False
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ":" and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """bpftrace wildcards: only '*' is special ('[..]' is literal in 0.17)."""
+    if "*" not in pattern:
+        return pattern == name
+    escaped = pattern.replace("[", "[[]").replace("?", "[?]")
+    return fnmatch.fnmatchcase(name, escaped)
+
+
+def expand_attach_point(ap) -> List[ExpandedProbe]:
+    """Parse one AttachPoint (filling provider/target/func) and expand it."""
+    parts = split_attach_point(ap.raw)
+    provider = lookup(parts[0]) or lookup(parts[0].lower() if parts[0].lower() in ("begin", "end") else parts[0])
+    if provider is None:
+        if len(parts) == 1:
+            raise error(f"Invalid probe type: {ap.raw}" if parts[0] else "Invalid probe", ap.span)
+        raise error(f"Invalid provider: '{parts[0]}'", ap.span)
+    ap.provider = provider.name
+    return provider.expand(ap)

@@ -1,0 +1,29 @@
+"""BEGIN and END: raw-tracepoint programs run once with BPF_PROG_TEST_RUN."""
+from ..diagnostics import error
+from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, register
+
+
+class Special(Provider):
+    prog_type = PROG_RAW_TRACEPOINT
+
+    def __init__(self, name):
+        self.name = name
+        self.aliases = (name.lower(),)
+
+    def expand(self, ap):
+        if ap.raw not in (self.name, self.name.lower()):
+            raise error(f"{self.name} probe type takes no arguments", ap.span)
+        return [ExpandedProbe(self.name, self)]
+
+    def section(self, probe):
+        return f"raw_tracepoint/{self.name.lower()}"
+
+    def attach_spec(self, probe, cookie):
+        return {"kind": self.name.lower()}
+
+    def listing(self, verbose):
+        return []
+
+
+register(Special("BEGIN"))
+register(Special("END"))

@@ -1,0 +1,193 @@
+"""pytrace's value types, as the type checker assigns them and codegen lowers them.
+
+Every integer is held in an i64 register and stored in 8 bytes; `bits` and
+`signed` only decide casts, comparisons, division and printing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+class Type:
+    """Base of all types. `size` is the storage size in bytes."""
+    size = 8
+
+    def descriptor(self) -> dict:
+        raise NotImplementedError(type(self).__name__)
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self, IntT)
+
+    @property
+    def is_str(self) -> bool:
+        return isinstance(self, StrT)
+
+    @property
+    def in_register(self) -> bool:
+        """Held as an i64 SSA value (else: a pointer to stack or map memory)."""
+        return self.size == 8 and not isinstance(self, (StrT, TupleT))
+
+
+@dataclass(frozen=True)
+class IntT(Type):
+    bits: int = 64
+    signed: bool = True
+
+    def __str__(self):
+        return ("" if self.signed else "unsigned ") + f"int{self.bits}"
+
+    def descriptor(self):
+        return {"kind": "int", "signed": self.signed}
+
+
+@dataclass(frozen=True)
+class PtrT(Type):
+    """A pointer (printed as hex). `user` says which address space it reads from."""
+    target: str = "void"
+    user: bool = False
+
+    def __str__(self):
+        return f"{self.target} *"
+
+    def descriptor(self):
+        return {"kind": "ptr"}
+
+
+@dataclass(frozen=True)
+class StrT(Type):
+    length: int = 64
+
+    @property
+    def size(self):
+        return self.length
+
+    def __str__(self):
+        return f"string[{self.length}]"
+
+    def descriptor(self):
+        return {"kind": "str", "size": self.length}
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass(frozen=True)
+class TupleT(Type):
+    elements: Tuple[Type, ...]
+
+    @property
+    def offsets(self):
+        out, off = [], 0
+        for t in self.elements:
+            out.append(off)
+            off += _align8(t.size)
+        return out
+
+    @property
+    def size(self):
+        return sum(_align8(t.size) for t in self.elements)
+
+    def __str__(self):
+        return "(" + ",".join(str(t) for t in self.elements) + ")"
+
+    def descriptor(self):
+        return {"kind": "tuple", "size": self.size,
+                "fields": [{"offset": o, "type": t.descriptor()}
+                           for o, t in zip(self.offsets, self.elements)]}
+
+
+@dataclass(frozen=True)
+class ProbeT(Type):
+    def __str__(self):
+        return "probe"
+
+    def descriptor(self):
+        return {"kind": "probe"}
+
+
+@dataclass(frozen=True)
+class UsernameT(Type):
+    def __str__(self):
+        return "username"
+
+    def descriptor(self):
+        return {"kind": "username"}
+
+
+@dataclass(frozen=True)
+class NoneT(Type):
+    size = 0
+
+    def __str__(self):
+        return "none"
+
+    def descriptor(self):
+        return {"kind": "none"}
+
+
+@dataclass(frozen=True)
+class ArgsT(Type):
+    """The `args` of a tracepoint: a pointer to its context record."""
+
+    def __str__(self):
+        return "args"
+
+
+@dataclass(frozen=True)
+class AggT(Type):
+    """The value of an aggregation map: count, sum, min, max, avg, stats, hist, lhist."""
+    kind: str
+    signed: bool = True
+    lhist: Optional[Tuple[int, int, int]] = None
+
+    def __str__(self):
+        return f"{self.kind}_t" if self.kind != "lhist" else "lhist_t"
+
+    @property
+    def size(self):
+        return 16 if self.kind in ("min", "max", "avg", "stats") else 8
+
+
+INT64 = IntT(64, True)
+UINT64 = IntT(64, False)
+UINT32 = IntT(32, False)
+BOOL = IntT(64, False)
+
+INT_TYPES = {f"{'u' if not s else ''}int{b}": IntT(b, s)
+             for b in (8, 16, 32, 64) for s in (True, False)}
+
+
+def bpftrace_name(t: Type) -> str:
+    """The type name as bpftrace prints it in error messages."""
+    if isinstance(t, IntT):
+        return ("" if t.signed else "unsigned ") + f"int{t.bits}"
+    if isinstance(t, StrT):
+        return f"string[{t.length}]"
+    if isinstance(t, AggT):
+        return {"count": "count", "sum": "sum", "min": "min", "max": "max",
+                "avg": "avg", "stats": "stats", "hist": "hist", "lhist": "lhist"}[t.kind]
+    if isinstance(t, TupleT):
+        return "(" + ",".join(bpftrace_name(e) for e in t.elements) + ")"
+    return str(t)
+
+
+def unify(a: Type, b: Type) -> Optional[Type]:
+    """The common type of two values stored in one place, or None if incompatible."""
+    if a == b:
+        return a
+    if isinstance(a, IntT) and isinstance(b, IntT):
+        return IntT(64, a.signed and b.signed)
+    if isinstance(a, StrT) and isinstance(b, StrT):
+        return StrT(max(a.length, b.length))
+    if isinstance(a, TupleT) and isinstance(b, TupleT) and len(a.elements) == len(b.elements):
+        parts = [unify(x, y) for x, y in zip(a.elements, b.elements)]
+        if all(p is not None for p in parts):
+            return TupleT(tuple(parts))
+    if isinstance(a, PtrT) and isinstance(b, (PtrT, IntT)):
+        return a
+    if isinstance(a, IntT) and isinstance(b, PtrT):
+        return b
+    return None
