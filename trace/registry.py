@@ -89,8 +89,8 @@ def nargs(node, low, high=None):
 def int_arg(ck, node, i, what="integer"):
     t = ck.expr(node.args[i])
     if t is not None and not isinstance(t, (IntT, PtrT)):
-        raise error(f"{node.name}() only supports {what} arguments ({bpftrace_name(t)} provided)",
-                    node.args[i].span)
+        raise error(f"{node.name}() only supports {what} arguments ({_printf_kind(t)} provided)",
+                    node.span)
     return t
 
 
@@ -324,14 +324,14 @@ def check_format(ck, node, func_name, first=0):
         if conv == "s":
             if not isinstance(t, _STRINGLIKE):
                 raise error(f"{func_name}: %s specifier expects a value of type string "
-                            f"({_printf_kind(t)} supplied)", a.span)
+                            f"({_printf_kind(t)} supplied)", node.span)
         elif conv in ("r", "rx", "rh"):
             raise error(f"{func_name}: %{conv} specifier expects a value of type buffer "
-                        f"({_printf_kind(t)} supplied)", a.span)
+                        f"({_printf_kind(t)} supplied)", node.span)
         else:
             if not isinstance(t, (IntT, PtrT)):
                 raise error(f"{func_name}: %{conv} specifier expects a value of type integer "
-                            f"({_printf_kind(t)} supplied)", a.span)
+                            f"({_printf_kind(t)} supplied)", node.span)
     return fmt, types
 
 
@@ -681,8 +681,8 @@ def _agg_check(kind):
             nargs(node, 1)
         t = ck.expr(node.args[0])
         if t is not None and not isinstance(t, (IntT, PtrT)):
-            raise error(f"{kind}() only supports integer arguments ({bpftrace_name(t)} provided)",
-                        node.args[0].span)
+            raise error(f"{kind}() only supports integer arguments ({_printf_kind(t)} provided)",
+                        node.span)
         signed = bool(getattr(t, "signed", False))
         if kind == "lhist":
             params = []
@@ -691,16 +691,16 @@ def _agg_check(kind):
                 if v is None:
                     at = ck.expr(node.args[i])
                     raise error(f"lhist() expects a integer literal ({_printf_kind(at) if at else 'integer'} "
-                                f"provided)", node.args[i].span)
+                                f"provided)", node.span)
                 params.append(v)
             lo, hi, step = params
             if lo < 0:
-                raise error(f"lhist() min must be non-negative (provided min {lo})", node.args[1].span)
+                raise error(f"lhist() min must be non-negative (provided min {lo})", node.span)
             if lo > hi:
                 raise error(f"lhist() min must be less than max (provided min {lo} and max {hi})",
-                            node.args[1].span)
+                            node.span)
             if step <= 0:
-                raise error(f"lhist() step must be >= 1 ({step} provided)", node.args[3].span)
+                raise error(f"lhist() step must be >= 1 ({step} provided)", node.span)
             buckets = (hi - lo) // step
             if buckets > 1000:
                 raise error(f"lhist() too many buckets, must be <= 1000 (would need {buckets})", node.span)
@@ -804,12 +804,12 @@ def log2_bucket(lw, v, signed):
 
 
 def linear_bucket(lw, v, signed, lo, hi, step):
-    """lhist() bucket: 0 below min, 1 + ceil((max-min)/step) at or above max, else 1 + (v-min)/step."""
+    """lhist() bucket, as bpftrace computes it: 0 below min, 1 + (max-min)/step above max,
+    else 1 + (v-min)/step (so a last partial bucket shares the overflow index)."""
     b = lw.b
-    overflow = 1 + -(-(hi - lo) // step)
     cmp = b.icmp_signed if signed else b.icmp_unsigned
     idx = b.add(b.udiv(b.sub(v, const(lo)), const(step)), const(1))
-    idx = b.select(cmp(">=", v, const(hi)), const(overflow), idx)
+    idx = b.select(cmp(">", v, const(hi)), const(1 + (hi - lo) // step), idx)
     idx = b.select(cmp("<", v, const(lo)), const(0), idx)
     return idx
 

@@ -98,10 +98,11 @@ class Checker:
                 self.block(s.orelse)
         elif isinstance(s, ast.Unroll):
             n = self.const_int(s.count, "unroll")
+            head = ast.Span(s.span.line, s.span.col, s.count.span.end_line, s.count.span.end_col + 1)
             if n > 100:
-                raise error("unroll maximum value is 100", s.count.span)
+                raise error("unroll maximum value is 100", head)
             if n < 1:
-                raise error("unroll minimum value is 1", s.count.span)
+                raise error("unroll minimum value is 1", head)
             s.count = ast.Integer(n, span=s.count.span)
             self.block(s.body)
         elif isinstance(s, ast.While):
@@ -214,6 +215,12 @@ class Checker:
         if isinstance(t, ArgsT):
             raise error("args cannot be stored; access one of its fields", node.span)
 
+    def mismatch(self, name, new, cur, span):
+        # bpftrace 0.17 prints this message without the closing quote
+        return error(f"Type mismatch for {name}: trying to assign value of type "
+                     f"'{bpftrace_name(new)}' when map already contains a value of type "
+                     f"'{bpftrace_name(cur)}", span)
+
     def set_map_value(self, info: MapInfo, t: Type, span, target):
         if info.value is None:
             info.value = t if not isinstance(t, IntT) else IntT(64, t.signed)
@@ -221,9 +228,7 @@ class Checker:
         cur = info.value
         if isinstance(cur, AggT) or isinstance(t, AggT):
             if not (isinstance(cur, AggT) and isinstance(t, AggT) and cur.kind == t.kind):
-                raise error(f"Type mismatch for {info.name}: trying to assign value of type "
-                            f"'{bpftrace_name(t)}' when map already contains a value of type "
-                            f"'{bpftrace_name(cur)}'", span)
+                raise self.mismatch(info.name, t, cur, span)
             if cur.kind == "lhist" and cur.lhist != t.lhist:
                 raise error("Different lhist bounds in a single map unsupported", span)
             if cur.signed != t.signed:
@@ -231,9 +236,7 @@ class Checker:
             return
         merged = unify(cur, t)
         if merged is None:
-            raise error(f"Type mismatch for {info.name}: trying to assign value of type "
-                        f"'{bpftrace_name(t)}' when map already contains a value of type "
-                        f"'{bpftrace_name(cur)}'", span)
+            raise self.mismatch(info.name, t, cur, span)
         info.value = merged
 
     def map_keys(self, m: ast.Map) -> MapInfo:
@@ -249,7 +252,7 @@ class Checker:
                     return info
                 if isinstance(kt, (AggT, NoneT, ArgsT)):
                     raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
-                keys.append(IntT(64, kt.signed) if isinstance(kt, IntT) else kt)
+                keys.append(IntT(64, False) if isinstance(kt, IntT) else kt)
         if info.keyed is None:
             info.keyed = keys is not None
             info.keys = keys
@@ -312,7 +315,8 @@ class Checker:
         if isinstance(e, ast.Call):
             entry = lookup_function(e.name)
             if entry is None:
-                raise error(f"Unknown function: {e.name}", e.span)
+                name_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.name))
+                raise error(f"Unknown function: {e.name}", name_span)
             if entry.kind == "aggregation":
                 raise error(f"{e.name}() should be directly assigned to a map", e.span)
             return entry.check(self, e)

@@ -113,8 +113,6 @@ def expand_attach_point(ap) -> List[ExpandedProbe]:
     parts = split_attach_point(ap.raw)
     provider = lookup(parts[0]) or lookup(parts[0].lower() if parts[0].lower() in ("begin", "end") else parts[0])
     if provider is None:
-        if len(parts) == 1:
-            raise error(f"Invalid probe type: {ap.raw}" if parts[0] else "Invalid probe", ap.span)
-        raise error(f"Invalid provider: '{parts[0]}'", ap.span)
+        raise error(f"Invalid probe type: {parts[0]}", ap.span)
     ap.provider = provider.name
     return provider.expand(ap)

@@ -1,0 +1,424 @@
+"""Attach loaded programs to the kernel, one function per mechanism.
+
+Every function returns ``Attachment`` objects and never enables anything
+itself: collect them in an ``AttachSet``, call ``enable_all()`` once at the
+end so that all probes start together, and ``detach()``/``close()`` to tear
+down.  BEGIN/END programs are not attached: ``run_once`` runs them with
+BPF_PROG_TEST_RUN.
+"""
+
+import errno as E
+import os
+import threading
+
+from . import syscall as S
+from . import uapi as U
+from .errors import AttachError, BpfError, PermissionFailure, TracepointNotFound
+
+# ------------------------------------------------------------------ helpers
+
+
+def parse_cpu_list(text: str) -> list:
+    """"0-3,5" → [0, 1, 2, 3, 5]."""
+    out = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def online_cpus() -> list:
+    with open("/sys/devices/system/cpu/online") as f:
+        return parse_cpu_list(f.read())
+
+
+def possible_cpus() -> list:
+    with open("/sys/devices/system/cpu/possible") as f:
+        return parse_cpu_list(f.read())
+
+
+def _errname(err: int) -> str:
+    return E.errorcode.get(err, str(err))
+
+
+class Attachment:
+    """One kernel attachment: a perf event fd and/or a BPF link fd."""
+
+    __slots__ = ("probe", "kind", "perf_fd", "link_fd", "needs_enable", "detail")
+
+    def __init__(self, probe, kind, perf_fd=None, link_fd=None, needs_enable=False,
+                 detail=""):
+        self.probe = probe
+        self.kind = kind
+        self.perf_fd = perf_fd
+        self.link_fd = link_fd
+        self.needs_enable = needs_enable
+        self.detail = detail
+
+    def enable(self):
+        if self.needs_enable and self.perf_fd is not None:
+            S.perf_event_enable(self.perf_fd)
+
+    def unlink(self):
+        """Detach the program (fast: closing a link only swaps a prog array)."""
+        if self.link_fd is not None:
+            S.close(self.link_fd)
+            self.link_fd = None
+
+    def close(self):
+        """Detach and release everything (a tracepoint perf fd: ~80 ms)."""
+        self.unlink()
+        if self.perf_fd is not None:
+            S.close(self.perf_fd)
+            self.perf_fd = None
+
+    def __repr__(self):
+        return f"Attachment({self.probe!r}, {self.kind}, perf={self.perf_fd}, link={self.link_fd})"
+
+
+def _parallel(fn, items, max_threads: int = 32) -> None:
+    """Apply ``fn`` to every item, from several threads when there are many
+    (detaching a perf-event attachment waits for RCU grace periods: ~25 ms
+    to close its link and ~50 ms to close its perf fd)."""
+    items = list(items)
+    if len(items) <= 1:
+        for a in items:
+            fn(a)
+        return
+    nthreads = min(max_threads, len(items))
+    chunks = [items[i::nthreads] for i in range(nthreads)]
+    errors = []
+
+    def work(chunk):
+        for a in chunk:
+            try:
+                fn(a)
+            except BaseException as e:  # keep closing the rest
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks[1:]]
+    for t in threads:
+        t.start()
+    work(chunks[0])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def close_parallel(items, max_threads: int = 32) -> None:
+    """Close many Attachments (cheap ones inline, perf-event ones in parallel)."""
+    items = list(items)
+    slow = [a for a in items if a.perf_fd is not None]
+    for a in items:
+        if a.perf_fd is None:
+            a.close()
+    _parallel(Attachment.close, slow, max_threads)
+
+
+class AttachSet:
+    """Tracks every attachment of a session."""
+
+    def __init__(self):
+        self.items = []
+        self._closer = None
+
+    def add(self, atts):
+        if isinstance(atts, Attachment):
+            self.items.append(atts)
+        else:
+            self.items.extend(atts)
+
+    def __len__(self):
+        return len(self.items)
+
+    def enable_all(self):
+        for a in self.items:
+            a.enable()
+
+    def detach(self, background: bool = False):
+        """Stop every probe now and release the kernel objects.
+
+        Software/hardware perf events stop when disabled (one cheap ioctl).
+        Tracepoint programs only stop when their link is closed (~25 ms each,
+        done in parallel threads) or, without a link, when the perf fd is
+        closed.  The remaining perf fds are then closed in parallel threads
+        (~50 ms each), in the background when ``background`` (``close()``
+        waits for that).
+        """
+        items, self.items = self.items, []
+        sync, later, slow_links = [], [], []
+        for a in items:
+            if a.kind == "perf_event" and a.perf_fd is not None:
+                try:
+                    S.perf_event_disable(a.perf_fd)
+                    later.append(a)
+                    continue
+                except BpfError:
+                    pass
+            if a.link_fd is not None:
+                if a.perf_fd is not None:
+                    slow_links.append(a)
+                    later.append(a)
+                else:
+                    a.unlink()  # raw tracepoint link: ~0.2 ms
+            elif a.perf_fd is not None:
+                sync.append(a)
+        # all programs stop here: perf links are closed in parallel, and
+        # ioctl-attached events (no link) are closed completely
+        _parallel(lambda a: a.unlink() if a.link_fd is not None else a.close(),
+                  slow_links + sync)
+        if not later:
+            return
+        if background:
+            prev = self._closer
+
+            def work():
+                close_parallel(later)
+                if prev is not None:
+                    prev.join()
+            t = threading.Thread(target=work, daemon=True)
+            t.start()
+            self._closer = t
+        else:
+            close_parallel(later)
+
+    def close(self):
+        self.detach(background=False)
+        if self._closer is not None:
+            self._closer.join()
+            self._closer = None
+
+
+# ------------------------------------------------------------------ mechanisms
+
+
+def _link_or_ioctl(probe, kind, prog_fd, pfd, cookie, needs_enable=True):
+    """Attach prog_fd to perf event pfd: LINK_CREATE (with bpf_cookie),
+    falling back to PERF_EVENT_IOC_SET_BPF on kernels without perf links."""
+    try:
+        lfd = S.link_create(prog_fd, pfd, U.BPF_PERF_EVENT, cookie)
+        return Attachment(probe, kind, pfd, lfd, needs_enable, "link")
+    except BpfError as e:
+        if e.errno not in (E.EINVAL, E.EOPNOTSUPP, U.ENOTSUPP):
+            S.close(pfd)
+            raise _attach_error(probe, "BPF_LINK_CREATE", e) from None
+    try:
+        S.perf_event_set_bpf(pfd, prog_fd)
+    except BpfError as e:
+        S.close(pfd)
+        raise _attach_error(probe, "PERF_EVENT_IOC_SET_BPF", e) from None
+    return Attachment(probe, kind, pfd, None, needs_enable, "ioctl")
+
+
+def _attach_error(probe, what, e: BpfError):
+    if e.errno == E.EPERM or e.errno == E.EACCES:
+        return PermissionFailure()
+    return AttachError(probe, f"{what} failed: {e.strerror} ({_errname(e.errno)})", e.errno)
+
+
+def tracepoint(prog_fd: int, category: str, event: str, cookie: int = 0,
+               probe: str = "") -> Attachment:
+    """perf_event_open(PERF_TYPE_TRACEPOINT, id, pid -1, cpu 0, disabled) +
+    LINK_CREATE(BPF_PERF_EVENT, bpf_cookie)."""
+    from . import tracefs
+    probe = probe or f"tracepoint:{category}:{event}"
+    try:
+        tracefs.ensure_mounted()
+        tp_id = tracefs.event_id(category, event)
+    except TracepointNotFound:
+        raise AttachError(probe, f"tracepoint {category}:{event} does not exist "
+                                 "in this kernel") from None
+    attr = S.perf_attr(U.PERF_TYPE_TRACEPOINT, tp_id, sample_period=1,
+                       flags=U.PERF_FLAG_DISABLED, sample_type=U.PERF_SAMPLE_RAW,
+                       wakeup_events=1)
+    try:
+        pfd = S.perf_event_open(attr, -1, 0)
+    except BpfError as e:
+        raise _attach_error(probe, "perf_event_open(tracepoint)", e) from None
+    return _link_or_ioctl(probe, "tracepoint", prog_fd, pfd, cookie)
+
+
+_PERF_TYPE_NAMES = {0: "hardware", 1: "software", 2: "tracepoint", 3: "hardware cache",
+                    4: "raw", 5: "breakpoint"}
+
+
+def perf_event(prog_fd: int, type_: int, config: int, period: int, freq: bool = False,
+               cpus="all", cookie: int = 0, probe: str = "") -> list:
+    """One sampling perf event per CPU (``cpus``: "all" = online CPUs, "one" =
+    CPU 0, or a list), each opened disabled and linked to the program."""
+    if cpus == "all":
+        cpu_list = online_cpus()
+    elif cpus == "one":
+        cpu_list = [0]
+    elif isinstance(cpus, int):
+        cpu_list = [cpus]
+    else:
+        cpu_list = list(cpus)
+    probe = probe or f"perf_event:{type_}:{config}"
+    flags = U.PERF_FLAG_DISABLED | (U.PERF_FLAG_FREQ if freq else 0)
+    out = []
+    try:
+        for cpu in cpu_list:
+            attr = S.perf_attr(type_, config, sample_period=period, flags=flags)
+            try:
+                pfd = S.perf_event_open(attr, -1, cpu)
+            except BpfError as e:
+                raise _perf_open_error(probe, type_, config, e) from None
+            out.append(_link_or_ioctl(probe, "perf_event", prog_fd, pfd, cookie))
+    except BaseException:
+        for a in out:
+            a.close()
+        raise
+    return out
+
+
+def _perf_open_error(probe, type_, config, e: BpfError):
+    tname = _PERF_TYPE_NAMES.get(type_, f"type {type_}")
+    if e.errno in (E.EPERM, E.EACCES):
+        return PermissionFailure()
+    if type_ in (U.PERF_TYPE_HARDWARE, U.PERF_TYPE_HW_CACHE, U.PERF_TYPE_RAW) and \
+            e.errno in (E.ENOENT, E.EOPNOTSUPP, E.ENODEV, E.EINVAL):
+        return AttachError(probe, "hardware performance counters are not available "
+                           f"in this kernel/VM (no hardware PMU; perf_event_open: "
+                           f"{_errname(e.errno)})", e.errno)
+    if e.errno in (E.ENOENT, E.EOPNOTSUPP, E.ENODEV):
+        return AttachError(probe, f"the kernel does not support {tname} perf event "
+                           f"config {config} (perf_event_open: {_errname(e.errno)})", e.errno)
+    return AttachError(probe, f"perf_event_open({tname}, config {config}) failed: "
+                       f"{e.strerror} ({_errname(e.errno)})", e.errno)
+
+
+def raw_tracepoint(prog_fd: int, name: str, cookie: int = 0, probe: str = "") -> Attachment:
+    """BPF_RAW_TRACEPOINT_OPEN(name) (active immediately; closing is cheap)."""
+    probe = probe or f"rawtracepoint:{name}"
+    try:
+        lfd = S.raw_tracepoint_open(name, prog_fd, cookie)
+    except BpfError as e:
+        if e.errno == E.ENOENT:
+            raise AttachError(probe, f"raw tracepoint {name} does not exist in this "
+                              "kernel", e.errno) from None
+        if e.errno == E.EINVAL and cookie:
+            # kernels before 6.10 have no raw tracepoint cookie
+            try:
+                lfd = S.raw_tracepoint_open(name, prog_fd, 0)
+            except BpfError as e2:
+                raise _attach_error(probe, "BPF_RAW_TRACEPOINT_OPEN", e2) from None
+        else:
+            raise _attach_error(probe, "BPF_RAW_TRACEPOINT_OPEN", e) from None
+    return Attachment(probe, "raw_tracepoint", None, lfd, False, "link")
+
+
+def _pmu_type(name: str):
+    try:
+        with open(f"/sys/bus/event_source/devices/{name}/type") as f:
+            return int(f.read().strip())
+    except OSError:
+        return None
+
+
+def _pmu_retprobe_bit(name: str) -> int:
+    try:
+        with open(f"/sys/bus/event_source/devices/{name}/format/retprobe") as f:
+            txt = f.read().strip()  # "config:0"
+        return int(txt.split(":", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def kprobe(prog_fd: int, func: str, offset: int = 0, retprobe: bool = False,
+           cookie: int = 0, probe: str = "") -> Attachment:
+    """kprobe/kretprobe via the kprobe PMU."""
+    import ctypes
+    probe = probe or f"{'kretprobe' if retprobe else 'kprobe'}:{func}"
+    ptype = _pmu_type("kprobe")
+    if ptype is None:
+        raise AttachError(probe, "kprobes are not supported by this kernel (no kprobe "
+                          "PMU in /sys/bus/event_source/devices; CONFIG_KPROBES is "
+                          "not set)")
+    fb = ctypes.create_string_buffer(func.encode() + b"\0")
+    cfg = (1 << _pmu_retprobe_bit("kprobe")) if retprobe else 0
+    attr = S.perf_attr(ptype, cfg, sample_period=1, flags=U.PERF_FLAG_DISABLED,
+                       config1=ctypes.addressof(fb), config2=offset)
+    try:
+        pfd = S.perf_event_open(attr, -1, 0)
+    except BpfError as e:
+        if e.errno in (E.ENOENT, E.EINVAL):
+            raise AttachError(probe, f"cannot probe kernel function {func} "
+                              f"({_errname(e.errno)})", e.errno) from None
+        raise _attach_error(probe, "perf_event_open(kprobe)", e) from None
+    return _link_or_ioctl(probe, "kprobe", prog_fd, pfd, cookie)
+
+
+def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
+           pid: int = -1, cookie: int = 0, probe: str = "",
+           ref_ctr_offset: int = 0) -> list:
+    """uprobe/uretprobe via the uprobe PMU at file ``offset`` of ``path``
+    (all processes when pid == -1: one event per online CPU)."""
+    import ctypes
+    probe = probe or f"{'uretprobe' if retprobe else 'uprobe'}:{path}:{offset:#x}"
+    ptype = _pmu_type("uprobe")
+    if ptype is None:
+        raise AttachError(probe, "uprobes are not supported by this kernel (no uprobe PMU)")
+    pb = ctypes.create_string_buffer(os.fsencode(path) + b"\0")
+    cfg = (1 << _pmu_retprobe_bit("uprobe")) if retprobe else 0
+    if ref_ctr_offset:
+        cfg |= ref_ctr_offset << 32  # format/ref_ctr_offset: config:32-63
+    cpu_list = online_cpus() if pid == -1 else [-1]
+    out = []
+    try:
+        for cpu in cpu_list:
+            attr = S.perf_attr(ptype, cfg, sample_period=1, flags=U.PERF_FLAG_DISABLED,
+                               config1=ctypes.addressof(pb), config2=offset)
+            try:
+                pfd = S.perf_event_open(attr, pid, cpu)
+            except BpfError as e:
+                raise _attach_error(probe, "perf_event_open(uprobe)", e) from None
+            out.append(_link_or_ioctl(probe, "uprobe", prog_fd, pfd, cookie))
+    except BaseException:
+        for a in out:
+            a.close()
+        raise
+    return out
+
+
+def run_once(prog_fd: int) -> int:
+    """Run a BEGIN/END (raw_tracepoint) program once with BPF_PROG_TEST_RUN
+    and a zeroed context of MAX_BPF_FUNC_ARGS u64."""
+    return S.prog_test_run(prog_fd, bytes(U.RAW_TP_MAX_CTX))
+
+
+def attach_entry(prog_fd: int, entry: dict, probes=()) -> list:
+    """Attach one manifest ``attach`` entry; returns a list of Attachments.
+    ``begin``/``end`` entries are not attached (see ``run_once``)."""
+    kind = entry.get("kind")
+    cookie = int(entry.get("cookie", 0) or 0)
+    probe = probes[cookie] if 0 <= cookie < len(probes) else ""
+    if kind == "tracepoint":
+        return [tracepoint(prog_fd, entry["category"], entry["event"], cookie, probe)]
+    if kind == "perf_event":
+        return perf_event(prog_fd, int(entry["type"]), int(entry.get("config", 0)),
+                          int(entry.get("period", 0)), bool(entry.get("freq", False)),
+                          entry.get("cpus", "all"), cookie, probe)
+    if kind in ("raw_tracepoint", "rawtracepoint"):
+        return [raw_tracepoint(prog_fd, entry["name"], cookie, probe)]
+    if kind in ("kprobe", "kretprobe"):
+        return [kprobe(prog_fd, entry["func"], int(entry.get("offset", 0)),
+                       kind == "kretprobe" or bool(entry.get("retprobe")), cookie, probe)]
+    if kind in ("uprobe", "uretprobe", "usdt"):
+        return uprobe(prog_fd, entry["path"], int(entry["offset"]),
+                      kind == "uretprobe" or bool(entry.get("retprobe")),
+                      int(entry.get("pid", -1)), cookie, probe,
+                      int(entry.get("ref_ctr_offset", 0)))
+    if kind in ("kfunc", "kretfunc", "fentry", "fexit"):
+        raise AttachError(probe or kind, "kfunc/kretfunc (fentry/fexit) are not "
+                          "available in this kernel (no BPF tracing program support)")
+    if kind in ("begin", "end"):
+        return []
+    raise AttachError(probe or str(kind), f"unknown attach kind '{kind}'")

@@ -1,0 +1,103 @@
+"""Exceptions raised by the runtime.
+
+``RuntimeFailure`` (and subclasses) are what the CLI renders: each carries a
+human-readable ``.message``.  ``BpfError`` is the low-level syscall failure
+(an ``OSError`` with ``errno``); the session turns stray ones into
+``RuntimeFailure``/``PermissionFailure``.
+"""
+
+import errno as _errno
+import os
+
+
+class RuntimeFailure(Exception):
+    """Base class of every error the CLI prints (``.message``)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ObjectFormatError(RuntimeFailure):
+    """The ELF object does not follow docs/object-contract.md."""
+
+
+class LoadError(RuntimeFailure):
+    """The verifier (or PROG_LOAD) rejected a program.
+
+    ``program``: program symbol; ``log``: the full verifier log (may be "");
+    ``log_tail``: the relevant last lines; ``errno``: PROG_LOAD's errno.
+    """
+
+    TAIL_LINES = 20
+
+    def __init__(self, program: str, log: str, errno: int = 0, name: str = ""):
+        self.program = program
+        self.log = log or ""
+        self.errno = errno
+        self.log_tail = relevant_log_tail(self.log, self.TAIL_LINES)
+        what = program if not name or name == program else f"{program} ({name})"
+        msg = f"Verifier rejected program {what}"
+        if errno:
+            msg += f": {os.strerror(errno)}"
+        if self.log_tail:
+            msg += "\n" + "\n".join(self.log_tail)
+        super().__init__(msg)
+
+
+class AttachError(RuntimeFailure):
+    """A probe could not be attached; ``reason`` names what the kernel lacks."""
+
+    def __init__(self, probe: str, reason: str, errno: int = 0):
+        self.probe = probe
+        self.reason = reason
+        self.errno = errno
+        super().__init__(f"Error attaching probe: '{probe}': {reason}")
+
+
+class PermissionFailure(RuntimeFailure):
+    def __init__(self, message: str = ""):
+        super().__init__(message or
+                         "pytrace currently only supports running as the root user.")
+
+
+class TracepointNotFound(RuntimeFailure):
+    def __init__(self, category: str, event: str):
+        self.category = category
+        self.event = event
+        super().__init__(f"tracepoint not found: {category}:{event}")
+
+
+class BpfError(OSError):
+    """bpf()/perf_event_open() failure.  ``errno``, ``strerror``, ``cmd``."""
+
+    def __init__(self, err: int, cmd: str = ""):
+        super().__init__(err, _strerror(err))
+        self.cmd = cmd
+
+    def __str__(self):
+        name = _errno.errorcode.get(self.errno, str(self.errno))
+        if self.cmd:
+            return f"{self.cmd}: {self.strerror} ({name})"
+        return f"{self.strerror} ({name})"
+
+
+def _strerror(err: int) -> str:
+    if err == 524:
+        return "Operation not supported (ENOTSUPP)"
+    return os.strerror(err)
+
+
+def relevant_log_tail(log: str, n: int = 20) -> list:
+    """The last ``n`` meaningful lines of a verifier log.
+
+    Drops blank lines and the trailing statistics ("processed N insns",
+    "verification time") so the error itself stays visible.
+    """
+    lines = [ln.rstrip() for ln in log.replace("\0", "").splitlines()]
+    lines = [ln for ln in lines if ln.strip()]
+    while lines and (lines[-1].startswith("processed ")
+                     or lines[-1].startswith("verification time")
+                     or lines[-1].startswith("stack depth")):
+        lines.pop()
+    return lines[-n:]

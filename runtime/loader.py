@@ -1,0 +1,164 @@
+"""ObjectSpec → kernel objects (maps, relocated programs).
+
+``load(spec)`` returns a ``LoadedObject`` that owns every fd it created;
+``LoadedObject.close()`` releases them all (also on a failed load: nothing
+stays in the kernel).
+"""
+
+import errno as E
+import struct
+from dataclasses import dataclass
+
+from . import syscall as S
+from . import uapi as U
+from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, RuntimeFailure
+from .objfile import ObjectSpec
+
+
+@dataclass
+class LoadedMap:
+    symbol: str
+    fd: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    name: str = ""
+
+    @property
+    def percpu(self) -> bool:
+        return self.type in U.PERCPU_MAP_TYPES
+
+    @property
+    def is_array(self) -> bool:
+        return self.type in U.ARRAY_MAP_TYPES
+
+
+@dataclass
+class LoadedProgram:
+    symbol: str
+    fd: int
+    prog_type: int
+    name: str
+    section: str
+    meta: dict  # the manifest "programs" entry ({} if absent)
+
+
+class LoadedObject:
+    def __init__(self, spec: ObjectSpec):
+        self.spec = spec
+        self.manifest = spec.manifest
+        self.maps = {}       # symbol -> LoadedMap
+        self.programs = {}   # symbol -> LoadedProgram
+        self.closed = False
+
+    def map(self, symbol: str) -> LoadedMap:
+        return self.maps[symbol]
+
+    def internal_map(self, key: str):
+        """The LoadedMap for manifest["internal"][key], or None."""
+        sym = (self.manifest.get("internal") or {}).get(key)
+        return self.maps.get(sym) if sym else None
+
+    def close(self) -> None:
+        for p in self.programs.values():
+            S.close(p.fd)
+        for m in self.maps.values():
+            S.close(m.fd)
+        self.programs.clear()
+        self.maps.clear()
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def kernel_name(name: str) -> str:
+    return S.sanitize_name(name).decode()
+
+
+def patch_relocations(insns: bytes, relocations, map_fds: dict) -> bytes:
+    """Set src_reg=BPF_PSEUDO_MAP_FD and imm=fd on every relocated ld_imm64."""
+    buf = bytearray(insns)
+    for r in relocations:
+        off = r.insn_offset
+        if off + 16 > len(buf) or buf[off] != U.BPF_LD_IMM64:
+            raise ObjectFormatError(f"relocation at +{off:#x} is not on an ld_imm64")
+        fd = map_fds.get(r.map_symbol)
+        if fd is None:
+            raise ObjectFormatError(f"relocation against unknown map {r.map_symbol}")
+        buf[off + 1] = (buf[off + 1] & 0x0F) | (U.BPF_PSEUDO_MAP_FD << 4)
+        struct.pack_into("<i", buf, off + 4, fd)
+        struct.pack_into("<i", buf, off + 12, 0)
+    return bytes(buf)
+
+
+def load(spec: ObjectSpec, log_level: int = 0, programs=None) -> LoadedObject:
+    """Create every map and load the manifest's programs (or ``programs``, a
+    list of symbols).  Raises LoadError / PermissionFailure / RuntimeFailure;
+    on failure everything already created is closed."""
+    obj = LoadedObject(spec)
+    try:
+        _load(obj, spec, log_level, programs)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def _load(obj, spec, log_level, programs):
+    for sym, ms in spec.maps.items():
+        try:
+            fd = S.map_create(ms.type, ms.key_size, ms.value_size, ms.max_entries,
+                              ms.flags, kernel_name(sym))
+        except BpfError as e:
+            if e.errno == E.EPERM:
+                raise PermissionFailure() from None
+            raise RuntimeFailure(
+                f"Failed to create map {sym} (type {ms.type}, key {ms.key_size}, "
+                f"value {ms.value_size}, max_entries {ms.max_entries}): {e}") from None
+        obj.maps[sym] = LoadedMap(sym, fd, ms.type, ms.key_size, ms.value_size,
+                                  ms.max_entries, ms.flags, kernel_name(sym))
+    map_fds = {s: m.fd for s, m in obj.maps.items()}
+
+    metas = {p["symbol"]: p for p in spec.manifest.get("programs", [])}
+    if programs is None:
+        programs = list(metas) if metas else list(spec.programs)
+    for sym in programs:
+        ps = spec.programs.get(sym)
+        if ps is None:
+            raise ObjectFormatError(f"program '{sym}' not found in the object")
+        meta = metas.get(sym, {})
+        ptype = meta.get("prog_type")
+        if ptype is None:
+            ptype = _prog_type_from_section(ps.section)
+        name = kernel_name(meta.get("name") or sym)
+        insns = patch_relocations(ps.insns, ps.relocations, map_fds)
+        try:
+            fd = S.prog_load(ptype, insns, spec.license or "GPL", name, symbol=sym,
+                             expected_attach_type=meta.get("expected_attach_type", 0),
+                             attach_btf_id=meta.get("attach_btf_id", 0),
+                             log_level=log_level)
+        except BpfError as e:
+            if e.errno == E.EPERM:
+                raise PermissionFailure() from None
+            raise RuntimeFailure(f"Failed to load program {sym}: {e}") from None
+        obj.programs[sym] = LoadedProgram(sym, fd, ptype, name, ps.section, meta)
+
+
+def _prog_type_from_section(section: str) -> int:
+    head = section.split("/", 1)[0]
+    t = {"tracepoint": U.BPF_PROG_TYPE_TRACEPOINT, "tp": U.BPF_PROG_TYPE_TRACEPOINT,
+         "perf_event": U.BPF_PROG_TYPE_PERF_EVENT,
+         "raw_tracepoint": U.BPF_PROG_TYPE_RAW_TRACEPOINT,
+         "raw_tp": U.BPF_PROG_TYPE_RAW_TRACEPOINT,
+         "kprobe": U.BPF_PROG_TYPE_KPROBE, "kretprobe": U.BPF_PROG_TYPE_KPROBE,
+         "uprobe": U.BPF_PROG_TYPE_KPROBE, "uretprobe": U.BPF_PROG_TYPE_KPROBE,
+         "usdt": U.BPF_PROG_TYPE_KPROBE}.get(head)
+    if t is None:
+        raise ObjectFormatError(f"cannot infer the program type of section '{section}'")
+    return t

@@ -1,0 +1,309 @@
+"""pytrace's output layer: bpftrace 0.17 compatible text and JSON output.
+
+Standard library only (the runtime never imports the compiler, lark or
+llvmlite).
+
+Public API::
+
+    out = make_output(manifest, stream, fmt="text")   # or fmt="json"
+    out.attached(n)                 # "Attaching N probes..."
+    out.lost(n)                     # "Lost N events"
+    out.record(action, record)      # one ring buffer record: printf,
+                                    # print_value, time, join
+    out.print_value(type_desc, raw) # print(value)
+    out.print_map(map_meta, entries, top=0, div=0)
+    out.print_maps_at_exit([(map_meta, entries), ...])
+    out.flush()
+
+``entries`` is a list of ``(key_bytes, [value_bytes per CPU])``, one slot
+per possible CPU for per-CPU maps and a one-element list otherwise.
+
+The stream may be a text stream (``sys.stdout``, a file opened in text
+mode, ``io.StringIO``) or a binary one (``open(path, "wb")``, ``io.BytesIO``).
+Bytes from the kernel that are not UTF-8 are written back unchanged when the
+stream can take bytes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import struct
+import time as _time
+
+from . import json as _json
+from . import text as _text
+from .printf import compile_format
+from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
+                     make_record_decoder)
+
+__all__ = ["make_output", "Output", "TextOutput", "JsonOutput", "UserNames"]
+
+_U64_COUNT = struct.Struct("<Q").unpack_from
+
+
+class _Writer:
+    """Writes ``str`` (surrogateescape for raw bytes) or ``bytes`` to a stream
+    of either kind, keeping raw bytes intact where the stream allows."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.binary = self._is_binary(stream)
+        self.buffer = None
+        self.utf8 = False
+        if not self.binary:
+            self.buffer = getattr(stream, "buffer", None)
+            enc = getattr(stream, "encoding", None) or "utf-8"
+            try:
+                self.utf8 = codecs.lookup(enc).name == "utf-8"
+            except LookupError:
+                self.utf8 = False
+            if self.buffer is None:
+                self.utf8 = True     # StringIO and friends take any str
+        try:
+            self.tty = bool(stream.isatty())
+        except Exception:
+            self.tty = False
+
+    @staticmethod
+    def _is_binary(stream) -> bool:
+        if isinstance(stream, io.TextIOBase):
+            return False
+        if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+            return True
+        return "b" in getattr(stream, "mode", "")
+
+    def write_str(self, s: str) -> None:
+        if not s:
+            return
+        if self.binary:
+            self.stream.write(s.encode("utf-8", "surrogateescape"))
+            return
+        if self.utf8:
+            try:
+                self.stream.write(s)
+                return
+            except UnicodeEncodeError:
+                if self.buffer is None:
+                    raise
+        self._write_raw(s.encode("utf-8", "surrogateescape"))
+
+    def write_bytes(self, b: bytes) -> None:
+        if not b:
+            return
+        if self.binary:
+            self.stream.write(b)
+            return
+        if self.utf8:
+            try:
+                self.stream.write(b.decode("utf-8"))
+                return
+            except UnicodeDecodeError:
+                if self.buffer is None:
+                    self.stream.write(b.decode("utf-8", "surrogateescape"))
+                    return
+        self._write_raw(b)
+
+    def _write_raw(self, b: bytes) -> None:
+        self.stream.flush()            # keep order with the text layer
+        self.buffer.write(b)
+        self.buffer.flush()
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class Output:
+    """Common part of the text and JSON outputs (decoding, reduction, sorting)."""
+
+    fmt = "text"
+
+    def __init__(self, manifest: dict, stream, usernames: UserNames | None = None):
+        self.manifest = manifest or {}
+        self.ctx = DecodeContext(self.manifest.get("probes", ()), usernames)
+        self._w = _Writer(stream)
+        self._compiled: dict = {}
+
+    # ---------------------------------------------------------------- basics
+    def flush(self) -> None:
+        self._w.flush()
+
+    def _emit(self, s: str) -> None:
+        self._w.write_str(s)
+
+    def _after_record(self) -> None:
+        if self._w.tty:
+            self._w.flush()
+
+    def attached(self, n: int) -> None:
+        raise NotImplementedError
+
+    def lost(self, n: int) -> None:
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- records
+    def _compile(self, action: dict):
+        """Per action: a function ``record -> None``.  Cached by identity."""
+        hit = self._compiled.get(id(action))
+        if hit is not None and hit[0] is action:
+            return hit[1]
+        kind = action.get("kind")
+        if kind == "printf":
+            fn = self._compile_printf(action)
+        elif kind == "print_value":
+            arg = action["arg"]
+            dec = make_decoder(arg["type"], self.ctx)
+            off = int(arg["offset"])
+
+            def fn(rec, dec=dec, off=off):
+                self._value(dec(rec, off))
+        elif kind == "time":
+            fmt = action.get("format", "%H:%M:%S\n")
+
+            def fn(rec, fmt=fmt):
+                self._time(fmt)
+        elif kind == "join":
+            fn = self._compile_join(action)
+        else:
+            raise ValueError("the output layer does not handle async action %r"
+                             % (kind,))
+        self._compiled[id(action)] = (action, fn)
+        return fn
+
+    def record(self, action: dict, record) -> None:
+        """Handle one ring buffer record (``{u64 async_id; payload}``)."""
+        self._compile(action)(record)
+        self._after_record()
+
+    def _compile_printf(self, action: dict):
+        fmt = compile_format(action["format"])
+        decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
+        render = _text.value_text
+        apply = fmt.apply
+        out = self._printf
+
+        def fn(rec):
+            out(apply(decode_args(rec), render))
+        return fn
+
+    def _compile_join(self, action: dict):
+        delim = action.get("delim", " ")
+        if isinstance(delim, str):
+            delim = delim.encode("utf-8", "surrogateescape")
+        max_args = int(action["max_args"])
+        arg_size = int(action["arg_size"])
+
+        def fn(rec):
+            count = min(_U64_COUNT(rec, 8)[0], max_args)
+            parts = []
+            for i in range(count):
+                start = 16 + i * arg_size
+                raw = bytes(rec[start:start + arg_size])
+                nul = raw.find(b"\0")
+                parts.append(raw if nul < 0 else raw[:nul])
+            self._join(delim.join(parts))
+        return fn
+
+    def _time(self, fmt: str) -> None:
+        try:
+            s = _time.strftime(fmt, _time.localtime())
+        except (ValueError, UnicodeError):
+            s = ""
+        self._timestr(s)
+
+    # -------------------------------------------------------------- printing
+    def print_value(self, type_desc: dict, raw) -> None:
+        """``print(value)``: the value decoded from ``raw`` and a newline."""
+        self._value(make_decoder(type_desc, self.ctx)(raw, 0))
+
+    def _model(self, map_meta: dict, entries, top: int = 0):
+        return build_map_model(map_meta, entries, self.ctx, top=top or 0)
+
+    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+        raise NotImplementedError
+
+    def print_maps_at_exit(self, maps) -> None:
+        """Print every map, in bytewise name order (``@`` < ``@A`` < ``@a``)."""
+        for meta, entries in sorted(maps, key=lambda m: m[0]["name"].encode(
+                "utf-8", "surrogateescape")):
+            self.print_map(meta, entries)
+
+    # hooks
+    def _value(self, v) -> None:
+        raise NotImplementedError
+
+    def _printf(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _join(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _timestr(self, s: str) -> None:
+        raise NotImplementedError
+
+
+class TextOutput(Output):
+    fmt = "text"
+
+    def attached(self, n: int) -> None:
+        self._emit(_text.attached_text(n))
+        self.flush()        # printed before attaching, which may take a while
+
+    def lost(self, n: int) -> None:
+        self._emit(_text.lost_text(n))
+        self._after_record()
+
+    def _value(self, v) -> None:
+        self._emit(_text.value_text(v) + "\n")
+
+    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+        self._emit(_text.map_text(self._model(map_meta, entries, top), div))
+
+    def _printf(self, data: bytes) -> None:
+        self._w.write_bytes(data)
+
+    def _join(self, data: bytes) -> None:
+        self._w.write_bytes(data + b"\n")
+
+    def _timestr(self, s: str) -> None:
+        self._emit(s)
+
+
+class JsonOutput(Output):
+    fmt = "json"
+
+    def attached(self, n: int) -> None:
+        self._emit(_json.attached_json(n))
+        self.flush()
+
+    def lost(self, n: int) -> None:
+        self._emit(_json.lost_json(n))
+        self._after_record()
+
+    def _value(self, v) -> None:
+        self._emit(_json.value_json(v))
+
+    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+        self._emit(_json.map_json(self._model(map_meta, entries, top), div))
+
+    def _printf(self, data: bytes) -> None:
+        self._emit(_json.message_json("printf", _text.decode_str(data)))
+
+    def _join(self, data: bytes) -> None:
+        self._emit(_json.message_json("join", _text.decode_str(data)))
+
+    def _timestr(self, s: str) -> None:
+        self._emit(_json.message_json("time", s))
+
+
+def make_output(manifest: dict, stream, fmt: str = "text",
+                usernames: UserNames | None = None) -> Output:
+    """Create the output object for ``-f text`` (default) or ``-f json``.
+
+    ``usernames`` is for tests (a :class:`UserNames` reading another file).
+    """
+    if fmt == "text":
+        return TextOutput(manifest, stream, usernames)
+    if fmt == "json":
+        return JsonOutput(manifest, stream, usernames)
+    raise ValueError("unknown output format %r (expected 'text' or 'json')" % (fmt,))

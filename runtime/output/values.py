@@ -1,0 +1,452 @@
+"""Value model: decode raw bytes by type descriptor, reduce per-CPU map values,
+and sort map entries the way bpftrace 0.17 prints them.
+
+Standard library only.  The type descriptors and byte layouts are described in
+docs/object-contract.md.
+
+Value model (what the decoders return):
+
+* ``int``       -- ``{"kind": "int"}`` (signed or unsigned per descriptor)
+* ``Ptr``       -- ``{"kind": "ptr"}``, an ``int`` subclass printed as ``0x..``
+* ``bytes``     -- ``{"kind": "str"}``, the bytes up to the first NUL
+* ``tuple``     -- ``{"kind": "tuple"}``, a tuple of decoded fields
+* ``Probe``     -- ``{"kind": "probe"}``, a ``str`` subclass (the probe name)
+  with ``.index``
+* ``Username``  -- ``{"kind": "username"}``, a ``str`` subclass (the user
+  name, or the uid in decimal when unknown) with ``.uid``
+* ``None``      -- ``{"kind": "none"}``
+
+Aggregation values of maps: ``int`` for count/sum/min/max, :class:`AvgValue`
+for avg and stats, :class:`HistValue` for hist and lhist.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "Ptr", "Probe", "Username", "AvgValue", "HistValue", "MapEntry", "MapModel",
+    "UserNames", "DecodeContext", "type_size", "make_decoder", "decode",
+    "make_record_decoder",
+    "build_map_model", "key_sort_key", "to_signed64", "c_div",
+]
+
+_U64 = struct.Struct("<Q")
+_I64 = struct.Struct("<q")
+_MASK64 = (1 << 64) - 1
+
+
+def to_signed64(v: int) -> int:
+    v &= _MASK64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def c_div(a: int, b: int) -> int:
+    """C integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+class Ptr(int):
+    """A pointer value; printed as ``0x`` + lowercase hex."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Ptr(0x%x)" % int(self)
+
+
+class Probe(str):
+    """The ``probe`` builtin: the probe's full name, with its index."""
+
+    index: int
+
+    def __new__(cls, name: str, index: int):
+        obj = super().__new__(cls, name)
+        obj.index = index
+        return obj
+
+
+class Username(str):
+    """The ``username`` builtin: the user name (or the uid), with the uid."""
+
+    uid: int
+
+    def __new__(cls, name: str, uid: int):
+        obj = super().__new__(cls, name)
+        obj.uid = uid
+        return obj
+
+
+class AvgValue:
+    """The reduced value of an avg() or stats() entry."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self, count: int, total: int):
+        self.count = count
+        self.total = total
+
+    @property
+    def average(self) -> int:
+        return c_div(self.total, self.count) if self.count else 0
+
+    def __eq__(self, other):
+        return (isinstance(other, AvgValue) and self.count == other.count
+                and self.total == other.total)
+
+    def __repr__(self) -> str:
+        return "AvgValue(count=%d, total=%d)" % (self.count, self.total)
+
+
+class HistValue:
+    """The reduced buckets of one hist() / lhist() entry: ``{index: count}``."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self, counts: dict | None = None):
+        self.counts = counts if counts is not None else {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __eq__(self, other):
+        return isinstance(other, HistValue) and self.counts == other.counts
+
+    def __repr__(self) -> str:
+        return "HistValue(%r)" % (self.counts,)
+
+
+# --------------------------------------------------------------------------
+# user names
+
+class UserNames:
+    """uid -> user name, read from /etc/passwd once (like bpftrace, not NSS)."""
+
+    def __init__(self, path: str = "/etc/passwd"):
+        self.path = path
+        self._names: dict | None = None
+
+    def _load(self) -> dict:
+        names: dict = {}
+        try:
+            with open(self.path, "rb") as f:
+                for line in f:
+                    fields = line.rstrip(b"\n").split(b":")
+                    if len(fields) >= 3:
+                        try:
+                            uid = int(fields[2])
+                        except ValueError:
+                            continue
+                        names.setdefault(
+                            uid, fields[0].decode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+        return names
+
+    def lookup(self, uid: int) -> str:
+        if self._names is None:
+            self._names = self._load()
+        name = self._names.get(uid)
+        return name if name is not None else str(uid)
+
+
+class DecodeContext:
+    """What decoding needs beyond the bytes: probe names and user names."""
+
+    def __init__(self, probes=(), usernames: UserNames | None = None):
+        self.probes = list(probes)
+        self.usernames = usernames if usernames is not None else UserNames()
+
+    def probe(self, index: int) -> Probe:
+        if 0 <= index < len(self.probes):
+            return Probe(self.probes[index], index)
+        return Probe(str(index), index)
+
+    def username(self, uid: int) -> Username:
+        return Username(self.usernames.lookup(uid), uid)
+
+
+# --------------------------------------------------------------------------
+# decoding
+
+def type_size(desc: dict) -> int:
+    kind = desc["kind"]
+    if kind in ("int", "ptr", "probe", "username"):
+        return 8
+    if kind in ("str", "tuple"):
+        return int(desc["size"])
+    if kind == "none":
+        return 0
+    raise ValueError("unknown type descriptor kind %r" % (kind,))
+
+
+def make_decoder(desc: dict, ctx: DecodeContext):
+    """Return ``f(buf, offset) -> value`` for the descriptor."""
+    kind = desc["kind"]
+    if kind == "int":
+        unpack = (_I64 if desc.get("signed", True) else _U64).unpack_from
+        return lambda buf, off: unpack(buf, off)[0]
+    if kind == "ptr":
+        unpack = _U64.unpack_from
+        return lambda buf, off: Ptr(unpack(buf, off)[0])
+    if kind == "str":
+        size = int(desc["size"])
+
+        def dec_str(buf, off):
+            raw = bytes(buf[off:off + size])
+            n = raw.find(b"\0")
+            return raw if n < 0 else raw[:n]
+        return dec_str
+    if kind == "tuple":
+        fields = [(int(f["offset"]), make_decoder(f["type"], ctx))
+                  for f in desc["fields"]]
+
+        def dec_tuple(buf, off):
+            return tuple(d(buf, off + o) for o, d in fields)
+        return dec_tuple
+    if kind == "probe":
+        unpack = _U64.unpack_from
+        return lambda buf, off: ctx.probe(unpack(buf, off)[0])
+    if kind == "username":
+        unpack = _U64.unpack_from
+        return lambda buf, off: ctx.username(unpack(buf, off)[0] & 0xFFFFFFFF)
+    if kind == "none":
+        return lambda buf, off: None
+    raise ValueError("unknown type descriptor kind %r" % (kind,))
+
+
+def decode(desc: dict, buf, offset: int = 0, ctx: DecodeContext | None = None):
+    return make_decoder(desc, ctx or DecodeContext())(buf, offset)
+
+
+def make_record_decoder(args: list, ctx: DecodeContext):
+    """``f(record) -> [values]`` for a list of ``{offset, type}`` fields.
+
+    When every field is an int or a string and the fields do not overlap,
+    one precompiled ``struct.Struct`` decodes the whole record.
+    """
+    fields = sorted(((int(a["offset"]), i, a["type"]) for i, a in enumerate(args)))
+    flat = all(t["kind"] in ("int", "str") for _, _, t in fields)
+    pos = 0
+    parts = ["<"]
+    order = []
+    strs = []
+    if flat:
+        for off, i, t in fields:
+            if off < pos:
+                flat = False
+                break
+            if off > pos:
+                parts.append("%dx" % (off - pos))
+            if t["kind"] == "int":
+                parts.append("q" if t.get("signed", True) else "Q")
+                pos = off + 8
+            else:
+                parts.append("%ds" % int(t["size"]))
+                pos = off + int(t["size"])
+                strs.append(len(order))
+            order.append(i)
+    if not flat:
+        decoders = [(int(a["offset"]), make_decoder(a["type"], ctx)) for a in args]
+        return lambda rec: [d(rec, o) for o, d in decoders]
+    unpack = struct.Struct("".join(parts)).unpack_from
+    n = len(args)
+    identity = order == list(range(n))
+
+    def dec(rec):
+        vals = list(unpack(rec, 0))
+        for j in strs:
+            vals[j] = vals[j].partition(b"\0")[0]
+        if identity:
+            return vals
+        out = [None] * n
+        for j, i in enumerate(order):
+            out[i] = vals[j]
+        return out
+    return dec
+
+
+# --------------------------------------------------------------------------
+# sorting keys
+
+def _sortable(desc: dict) -> bool:
+    """Key component types bpftrace 0.17's sort_by_key sorts (int, string)."""
+    return desc["kind"] in ("int", "str")
+
+
+def _order_value(desc: dict, v):
+    """A total order for one decoded key component (ints unsigned)."""
+    kind = desc["kind"]
+    if kind in ("int", "ptr"):
+        return int(v) & _MASK64
+    if kind == "str":
+        return v
+    if kind == "probe":
+        return v.index
+    if kind == "username":
+        return v.uid
+    if kind == "tuple":
+        return tuple(_order_value(f["type"], x)
+                     for f, x in zip(desc["fields"], v))
+    return 0
+
+
+def key_sort_key(fields: list, key: tuple):
+    """Sort key for a decoded map key, bpftrace 0.17's ``sort_by_key`` order.
+
+    bpftrace stable-sorts on every int (unsigned) and string (strncmp)
+    component, last to first, so the result is lexicographic over those
+    components; other component types keep the kernel's iteration order.
+    We append those other components as the final tie-break so that the
+    output is deterministic.
+    """
+    major = []
+    minor = []
+    for f, v in zip(fields, key):
+        desc = f["type"]
+        (major if _sortable(desc) else minor).append(_order_value(desc, v))
+    return (tuple(major), tuple(minor))
+
+
+# --------------------------------------------------------------------------
+# map model
+
+class MapEntry:
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: tuple, value):
+        self.key = key
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "MapEntry(%r, %r)" % (self.key, self.value)
+
+
+class MapModel:
+    """A decoded, reduced and sorted map, ready to be emitted.
+
+    ``entries`` is already sorted ascending (as bpftrace prints) and cut to
+    the last ``top`` entries when ``top`` applies.
+    """
+
+    def __init__(self, meta: dict, entries: list):
+        self.meta = meta
+        self.name = meta["name"]
+        self.kind = meta["kind"]
+        self.fields = meta["key"]["fields"]
+        self.keyed = bool(self.fields)
+        self.entries = entries
+        self.lhist = meta.get("lhist")
+
+    @property
+    def value_desc(self) -> dict:
+        return self.meta.get("value") or {"kind": "int", "signed": True}
+
+    @property
+    def is_stats_like(self) -> bool:
+        return self.kind in ("avg", "stats")
+
+    @property
+    def is_hist_like(self) -> bool:
+        return self.kind in ("hist", "lhist")
+
+
+def _reduce_add(slots, signed: bool) -> int:
+    total = 0
+    for s in slots:
+        total += _U64.unpack_from(s, 0)[0]
+    total &= _MASK64
+    return to_signed64(total) if signed else total
+
+
+def _reduce_minmax(slots, is_max: bool):
+    best = None
+    for s in slots:
+        value, is_set = struct.unpack_from("<qQ", s, 0)
+        if not is_set:
+            continue
+        if best is None or (value > best if is_max else value < best):
+            best = value
+    return best
+
+
+def _reduce_avg(slots) -> AvgValue:
+    count = 0
+    total = 0
+    for s in slots:
+        c, t = struct.unpack_from("<QQ", s, 0)
+        count += c
+        total += t
+    return AvgValue(count & _MASK64, to_signed64(total))
+
+
+def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
+    """Decode keys, reduce per-CPU values, sort as bpftrace and apply ``top``.
+
+    ``entries``: iterable of ``(key_bytes, [value_bytes per CPU])``.
+    """
+    kind = meta["kind"]
+    fields = meta["key"]["fields"]
+    decoders = [(int(f["offset"]), make_decoder(f["type"], ctx)) for f in fields]
+
+    def dkey(kb) -> tuple:
+        return tuple(d(kb, o) for o, d in decoders)
+
+    def ksort(key):
+        return key_sort_key(fields, key)
+
+    value_desc = meta.get("value") or {"kind": "int", "signed": True}
+    plain_decoder = make_decoder(value_desc, ctx) if kind == "plain" else None
+    out: list = []
+
+    if kind in ("hist", "lhist"):
+        bucket_off = int(meta["key"]["size"])
+        groups: dict = {}
+        for kb, slots in entries:
+            kb = bytes(kb)
+            user = kb[:bucket_off]
+            idx = _U64.unpack_from(kb, bucket_off)[0]
+            count = _reduce_add(slots, False)
+            h = groups.get(user)
+            if h is None:
+                h = groups[user] = HistValue()
+            h.counts[idx] = h.counts.get(idx, 0) + count
+        for user, h in groups.items():
+            out.append(MapEntry(dkey(user), h))
+        out.sort(key=lambda e: (e.value.total, ksort(e.key)))
+    else:
+        for kb, slots in entries:
+            if kind == "count":
+                v = _reduce_add(slots, False)
+            elif kind == "sum":
+                v = _reduce_add(slots, value_desc.get("signed", True))
+            elif kind in ("min", "max"):
+                v = _reduce_minmax(slots, kind == "max")
+                if v is None:       # no CPU slot is set: the entry does not exist
+                    continue
+            elif kind in ("avg", "stats"):
+                v = _reduce_avg(slots)
+            elif kind == "plain":
+                v = plain_decoder(slots[0], 0)
+            else:
+                raise ValueError("unknown map kind %r" % (kind,))
+            out.append(MapEntry(dkey(kb), v))
+
+        if kind == "count" and not fields and not out:
+            # a keyless count() is a one-entry PERCPU_ARRAY: it always exists
+            out.append(MapEntry((), 0))
+
+        if kind in ("count", "sum", "min", "max") or (
+                kind == "plain" and value_desc["kind"] == "int"):
+            out.sort(key=lambda e: (e.value, ksort(e.key)))
+        elif kind in ("avg", "stats"):
+            out.sort(key=lambda e: (e.value.average, ksort(e.key)))
+        else:
+            out.sort(key=lambda e: ksort(e.key))
+
+    # print(@m, top): keep the last `top` entries.  0.17 ignores top for stats.
+    if top and kind != "stats" and len(out) > top:
+        out = out[len(out) - top:]
+    return MapModel(meta, out)

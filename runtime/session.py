@@ -1,0 +1,553 @@
+"""One tracing session: load, BEGIN, attach, event loop, END, print maps, teardown.
+
+    from pytrace.runtime.session import run, RunOptions
+    rc = run(elf_bytes, RunOptions(out=sys.stdout, fmt="text"))
+
+Teardown (every fd closed, every probe detached, the -c child reaped)
+happens on every path, errors and signals included.  Errors are raised as
+``errors.RuntimeFailure`` subclasses for the CLI to render.
+"""
+
+import errno as E
+import os
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from . import attach as A
+from . import loader, maps, objfile, tracefs
+from .errors import BpfError, PermissionFailure, RuntimeFailure
+from .events import LostCounter, RingBuffer
+
+
+@dataclass
+class RunOptions:
+    out: object = None            # text stream for trace output (None: sys.stdout)
+    fmt: str = "text"             # "text" | "json"
+    quiet: bool = False           # no "Attaching N probes..." line
+    child_argv: Optional[list] = None   # -c: command to run, gated until attached
+    pid: Optional[int] = None     # -p: stop when this process exits
+    verbose: bool = False
+    # where the "\n\n" before the exit map dump goes; None: ``out``.  bpftrace
+    # writes it to stdout even with -o, the CLI can pass sys.stdout for that.
+    sep_stream: object = None
+    err: object = None            # stream for verbose/warning messages (None: sys.stderr)
+    # (manifest, stream, fmt) -> output object; None: runtime.output.make_output
+    output_factory: Optional[Callable] = None
+
+
+def run(elf_bytes: bytes, options: RunOptions = None) -> int:
+    """Run a compiled object until exit()/signal/child exit; returns the exit code."""
+    sess = Session(elf_bytes, options or RunOptions())
+    try:
+        return sess.run()
+    except BpfError as e:
+        if e.errno == E.EPERM:
+            raise PermissionFailure() from e
+        raise RuntimeFailure(str(e)) from e
+    finally:
+        sess.teardown()
+
+
+_U64 = struct.Struct("<Q")
+
+
+def _accepts_n_args(fn, n: int) -> bool:
+    """Whether ``fn`` takes ``n`` positional arguments."""
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    count = 0
+    for p in params:
+        if p.kind == p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count >= n
+
+
+def _write_text(stream, s: str) -> None:
+    """Write to a text or binary stream."""
+    try:
+        stream.write(s)
+    except TypeError:
+        stream.write(s.encode())
+
+
+class Session:
+    def __init__(self, elf_bytes: bytes, options: RunOptions):
+        self.elf = elf_bytes
+        self.opt = options
+        self.out = options.out if options.out is not None else sys.stdout
+        self.errs = options.err if options.err is not None else sys.stderr
+        self.spec = None
+        self.manifest = {}
+        self.obj = None
+        self.output = None
+        self.rb = None
+        self.lost = None
+        self.attachments = A.AttachSet()
+        self.ep = None
+        self.stop_reason = None
+        self._sig_flag = False
+        self._wake_r = self._wake_w = None
+        self._old_handlers = {}
+        self._old_wakeup = None
+        self._signals_installed = False
+        self._pidfds = {}           # fd -> "child" | "pid"
+        self.child_pid = None
+        self._child_reaped = False
+        self._gate_w = None
+        self._err_r = None
+        self._handlers = []
+        self._warned = set()
+        self._last_lost_check = 0.0
+        self._torn_down = False
+
+    # ------------------------------------------------------------ main sequence
+
+    def run(self) -> int:
+        if os.geteuid() != 0:
+            raise PermissionFailure()
+        self.spec = objfile.parse(self.elf)
+        m = self.manifest = self.spec.manifest
+        progs = m.get("programs", [])
+        needs_tracefs = any(a.get("kind") == "tracepoint"
+                            for p in progs for a in p.get("attach", []))
+        if needs_tracefs:
+            tracefs.ensure_mounted()
+        factory = self.opt.output_factory
+        if factory is None:
+            from .output import make_output as factory
+        self.output = factory(m, self.out, self.opt.fmt)
+
+        if self.opt.pid is not None:
+            self._watch_pid(self.opt.pid)
+
+        self.obj = loader.load(self.spec)
+        if self.opt.verbose:
+            self._verbose_programs()
+        rbm = self.obj.internal_map("ringbuf")
+        if rbm is not None:
+            self.rb = RingBuffer(rbm.fd, rbm.max_entries)
+        lm = self.obj.internal_map("lost")
+        if lm is not None:
+            self.lost = LostCounter(lm)
+        self.reader = maps.MapsReader(self.obj, m)
+        self._build_handlers()
+
+        if self.opt.child_argv:
+            self._spawn_gated_child(list(self.opt.child_argv))
+        self._write_globals()
+        self._install_signals()
+        self._setup_epoll()
+
+        if not self.opt.quiet:
+            self.output.attached(len(m.get("probes", [])))
+            self._flush()
+
+        # BEGIN
+        begin, end, others = [], [], []
+        for p in progs:
+            kinds = {a.get("kind") for a in p.get("attach", [])}
+            lp = self.obj.programs[p["symbol"]]
+            if "begin" in kinds:
+                begin.append(lp)
+            if "end" in kinds:
+                end.append(lp)
+            if kinds - {"begin", "end"}:
+                others.append(lp)
+        for lp in begin:
+            A.run_once(lp.fd)
+        self._process_events()  # BEGIN's output, and maybe its exit()
+
+        if self.stop_reason is None and not self._sig_flag:
+            probes = m.get("probes", [])
+            for lp in others:
+                for entry in lp.meta.get("attach", []):
+                    if entry.get("kind") in ("begin", "end"):
+                        continue
+                    self.attachments.add(A.attach_entry(lp.fd, entry, probes))
+            self.attachments.enable_all()
+            if self.child_pid is not None:
+                self._release_child()
+            self._loop()
+
+        # stop: detach, END, drain
+        self.attachments.detach(background=True)
+        for lp in end:
+            A.run_once(lp.fd)
+        self._drain()
+        self._report_lost()
+
+        # exit dump
+        if self._signals_installed:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
+        self._flush()
+        _write_text(sep, "\n\n")
+        if sep is not self.out:
+            sep.flush()
+        user_maps = sorted(m.get("maps", []), key=lambda mm: mm["name"].encode())
+        dumped = [(mm, maps.dump(self.obj.maps[mm["symbol"]])) for mm in user_maps]
+        self.output.print_maps_at_exit(dumped)
+        self._flush()
+        return 0
+
+    # ------------------------------------------------------------ events
+
+    def _build_handlers(self):
+        out = self.output
+        reader = self.reader
+        rec_fn = out.record
+        takes_reader = _accepts_n_args(rec_fn, 3)
+        metas = {mm["name"]: mm for mm in self.manifest.get("maps", [])}
+        hs = []
+        for aid, act in enumerate(self.manifest.get("async", [])):
+            kind = act.get("kind")
+            if kind == "exit":
+                hs.append(None)
+            elif kind in ("print_map", "clear", "zero"):
+                mm = metas.get(act.get("map"))
+                if mm is None:
+                    raise RuntimeFailure(f"async action {aid} refers to unknown map "
+                                         f"{act.get('map')!r}")
+                km = self.obj.maps[mm["symbol"]]
+                if kind == "print_map":
+                    hs.append(lambda rec, mm=mm, km=km, act=act: out.print_map(
+                        mm, maps.dump(km), int(act.get("top", 0) or 0),
+                        int(act.get("div", 0) or 0)))
+                elif kind == "clear":
+                    hs.append(lambda rec, km=km: maps.clear(km))
+                else:
+                    hs.append(lambda rec, km=km: maps.zero(km))
+            elif takes_reader:
+                hs.append(lambda rec, act=act: rec_fn(act, rec, reader))
+            else:
+                hs.append(lambda rec, act=act: rec_fn(act, rec))
+        self._handlers = hs
+
+    def _dispatch(self, recs, honour_exit: bool = True) -> bool:
+        """Act on records in order; True if an exit record was seen (the
+        records after it are dropped)."""
+        hs = self._handlers
+        n = len(hs)
+        unpack = _U64.unpack_from
+        for rec in recs:
+            if len(rec) < 8:
+                continue
+            aid = unpack(rec)[0]
+            if aid >= n:
+                self._warn_once(aid, f"WARNING: unknown async action id {aid}")
+                continue
+            h = hs[aid]
+            if h is None:
+                if honour_exit:
+                    return True
+                continue
+            h(rec)
+        return False
+
+    def _process_events(self) -> None:
+        rb = self.rb
+        if rb is None:
+            return
+        while True:
+            recs = rb.read()
+            if not recs:
+                break
+            if self._dispatch(recs):
+                self.stop_reason = "exit"
+                rb.discard_pending()  # bpftrace drops events queued after exit()
+                break
+        self._flush()
+        self._maybe_lost()
+
+    def _drain(self) -> None:
+        rb = self.rb
+        if rb is None:
+            return
+        while True:
+            recs = rb.read()
+            if not recs:
+                break
+            self._dispatch(recs, honour_exit=False)
+        self._flush()
+
+    def _loop(self) -> None:
+        ep = self.ep
+        timeout = 1.0 if self.lost is not None else -1
+        wake = self._wake_r
+        pidfds = self._pidfds
+        while self.stop_reason is None:
+            if self._sig_flag:
+                self.stop_reason = "signal"
+                break
+            try:
+                evs = ep.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _ in evs:
+                if fd == wake:
+                    self._drain_wake()
+                elif fd in pidfds:
+                    self.stop_reason = pidfds[fd]
+            self._process_events()
+            if self._sig_flag and self.stop_reason is None:
+                self.stop_reason = "signal"
+
+    def _maybe_lost(self):
+        if self.lost is None:
+            return
+        now = time.monotonic()
+        if now - self._last_lost_check < 0.1:
+            return
+        self._last_lost_check = now
+        self._report_lost()
+
+    def _report_lost(self):
+        if self.lost is None:
+            return
+        n = self.lost.poll()
+        if n:
+            self.output.lost(n)
+            self._flush()
+
+    def _flush(self):
+        try:
+            fl = getattr(self.output, "flush", None)
+            if fl is not None:
+                fl()
+            else:
+                self.out.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+
+    def _warn_once(self, key, msg):
+        if key not in self._warned:
+            self._warned.add(key)
+            print(msg, file=self.errs)
+
+    # ------------------------------------------------------------ setup pieces
+
+    def _write_globals(self):
+        gm = self.obj.internal_map("globals")
+        if gm is None:
+            return
+        offs = self.manifest.get("globals", {}) or {}
+        buf = bytearray(gm.value_size)
+        vals = {"start_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
+                "cpid": self.child_pid or 0}
+        for name, off in offs.items():
+            if name in vals and off + 8 <= len(buf):
+                struct.pack_into("<Q", buf, off, vals[name])
+        maps.update(gm, bytes(gm.key_size), bytes(buf))
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._wake_r, self._wake_w = r, w
+
+        def handler(signum, frame):
+            self._sig_flag = True
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[s] = signal.signal(s, handler)
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self._signals_installed = True
+
+    def _restore_signals(self):
+        if not self._signals_installed:
+            return
+        self._signals_installed = False
+        try:
+            signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
+        except (ValueError, OSError):
+            signal.set_wakeup_fd(-1)
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._old_handlers.clear()
+
+    def _drain_wake(self):
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _setup_epoll(self):
+        self.ep = select.epoll()
+        if self.rb is not None:
+            self.ep.register(self.rb.fd, select.EPOLLIN)
+        if self._wake_r is not None:
+            self.ep.register(self._wake_r, select.EPOLLIN)
+        for fd in self._pidfds:
+            self.ep.register(fd, select.EPOLLIN)
+
+    def _watch_pid(self, pid: int):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise RuntimeFailure(f"process {pid} does not exist") from None
+        except OSError as e:
+            raise RuntimeFailure(f"cannot watch process {pid}: {e.strerror}") from None
+        self._pidfds[fd] = "pid"
+
+    def _spawn_gated_child(self, argv):
+        """fork now; the child execs only once _release_child() writes the gate."""
+        gate_r, gate_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in (gate_r, gate_w, err_r, err_w):
+                os.close(fd)
+            raise RuntimeFailure(f"failed to fork child: {e.strerror}") from None
+        if pid == 0:  # child
+            code = 127
+            try:
+                os.close(gate_w)
+                os.close(err_r)
+                for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+                    signal.signal(s, signal.SIG_DFL)
+                while True:
+                    try:
+                        b = os.read(gate_r, 1)
+                        break
+                    except InterruptedError:
+                        continue
+                if not b:
+                    code = 0  # session aborted before release
+                else:
+                    os.close(gate_r)
+                    os.execvp(argv[0], argv)
+            except OSError as e:
+                try:
+                    os.write(err_w, f"{e.errno}".encode())
+                except OSError:
+                    pass
+            except BaseException:
+                pass
+            os._exit(code)
+        os.close(gate_r)
+        os.close(err_w)
+        self.child_pid = pid
+        self._gate_w = gate_w
+        self._err_r = err_r
+        try:
+            self._pidfds[os.pidfd_open(pid)] = "child"
+        except OSError:
+            pass
+
+    def _release_child(self):
+        if self._gate_w is None:
+            return
+        os.write(self._gate_w, b"x")
+        os.close(self._gate_w)
+        self._gate_w = None
+        data = b""
+        while True:  # EOF as soon as exec succeeds (err_w is close-on-exec)
+            try:
+                chunk = os.read(self._err_r, 64)
+            except InterruptedError:
+                continue
+            if not chunk:
+                break
+            data += chunk
+        os.close(self._err_r)
+        self._err_r = None
+        if data:
+            err = int(data.decode() or 0)
+            raise RuntimeFailure(f"failed to run command '{self.opt.child_argv[0]}': "
+                                 f"{os.strerror(err)}")
+
+    def _verbose_programs(self):
+        from . import syscall as S
+        for lp in self.obj.programs.values():
+            try:
+                info = S.prog_info(lp.fd)
+                print(f"Program ID: {info['id']} ({lp.symbol}, {lp.name})", file=self.errs)
+            except BpfError:
+                pass
+
+    # ------------------------------------------------------------ teardown
+
+    def teardown(self):
+        if self._torn_down:
+            return
+        self._torn_down = True
+        errors = []
+
+        def step(fn):
+            try:
+                fn()
+            except BaseException as e:  # keep tearing down
+                errors.append(e)
+
+        step(self._restore_signals)
+        step(self.attachments.close)
+        if self.rb is not None:
+            step(self.rb.close)
+        if self.obj is not None:
+            step(self.obj.close)
+        step(self._stop_child)
+        for fd in list(self._pidfds):
+            step(lambda fd=fd: os.close(fd))
+        self._pidfds.clear()
+        if self.ep is not None:
+            step(self.ep.close)
+        for fd in (self._wake_r, self._wake_w, self._gate_w, self._err_r):
+            if fd is not None:
+                step(lambda fd=fd: os.close(fd))
+        self._wake_r = self._wake_w = self._gate_w = self._err_r = None
+
+    def _stop_child(self):
+        pid = self.child_pid
+        if pid is None or self._child_reaped:
+            return
+        if self._gate_w is not None:  # never released: EOF makes it exit
+            os.close(self._gate_w)
+            self._gate_w = None
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            self._child_reaped = True
+            return
+        if done == 0:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            if not self._wait_child(pid, 5.0):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._wait_child(pid, None)
+        self._child_reaped = True
+
+    def _wait_child(self, pid, timeout):
+        pidfd = None
+        for fd, what in self._pidfds.items():
+            if what == "child":
+                pidfd = fd
+        if pidfd is not None and timeout is not None:
+            p = select.poll()
+            p.register(pidfd, select.POLLIN)
+            if not p.poll(int(timeout * 1000)):
+                return False
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        return True

@@ -1,0 +1,112 @@
+/*
+ * workload: a tiny program for the golden tests that makes an exact, known
+ * number of system calls.  Built statically by tests/conftest.py so that the
+ * dynamic loader adds no openat()/read() calls of its own.
+ *
+ * Usage: workload CMD [ARGS] [CMD [ARGS]] ...
+ *
+ *   getppid N        N getppid() calls (raw syscall, so libc cannot cache)
+ *   openat PATH N    N openat(AT_FDCWD, PATH, O_RDONLY), each closed if it
+ *                    succeeded
+ *   write N          N write()s of 1 byte to fd 100 (a dup of /dev/null)
+ *   sleep MS         one nanosleep of MS milliseconds
+ *   exec PROG ARG..  execve(PROG, [PROG, ARG..]) with stdout and stderr sent
+ *                    to /dev/null; consumes the rest of the command line
+ *
+ * Commands run in order, so `workload getppid 2 write 3` makes 2 getppid
+ * calls, then 3 writes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRITE_FD 100
+
+static long number(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 0);
+    if (*s == '\0' || *end != '\0' || v < 0) {
+        fprintf(stderr, "workload: bad number '%s'\n", s);
+        exit(2);
+    }
+    return v;
+}
+
+static void need(int argc, int i, int n, const char *cmd)
+{
+    if (i + n >= argc) {
+        fprintf(stderr, "workload: %s needs %d argument(s)\n", cmd, n);
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    if (argc < 2) {
+        fprintf(stderr, "usage: workload CMD [ARGS] ...\n");
+        return 2;
+    }
+    while (i < argc) {
+        const char *cmd = argv[i];
+        if (strcmp(cmd, "getppid") == 0) {
+            need(argc, i, 1, cmd);
+            long n = number(argv[i + 1]);
+            for (long k = 0; k < n; k++)
+                syscall(SYS_getppid);
+            i += 2;
+        } else if (strcmp(cmd, "openat") == 0) {
+            need(argc, i, 2, cmd);
+            const char *path = argv[i + 1];
+            long n = number(argv[i + 2]);
+            for (long k = 0; k < n; k++) {
+                long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY);
+                if (fd >= 0)
+                    syscall(SYS_close, fd);
+            }
+            i += 3;
+        } else if (strcmp(cmd, "write") == 0) {
+            need(argc, i, 1, cmd);
+            long n = number(argv[i + 1]);
+            int fd = open("/dev/null", O_WRONLY);
+            if (fd < 0 || dup2(fd, WRITE_FD) < 0) {
+                perror("workload: /dev/null");
+                return 1;
+            }
+            close(fd);
+            for (long k = 0; k < n; k++)
+                syscall(SYS_write, WRITE_FD, "x", 1);
+            close(WRITE_FD);
+            i += 2;
+        } else if (strcmp(cmd, "sleep") == 0) {
+            need(argc, i, 1, cmd);
+            long ms = number(argv[i + 1]);
+            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+            i += 2;
+        } else if (strcmp(cmd, "exec") == 0) {
+            need(argc, i, 1, cmd);
+            int fd = open("/dev/null", O_WRONLY);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                if (fd > 2)
+                    close(fd);
+            }
+            execv(argv[i + 1], &argv[i + 1]);
+            return 127;
+        } else {
+            fprintf(stderr, "workload: unknown command '%s'\n", cmd);
+            return 2;
+        }
+    }
+    return 0;
+}
