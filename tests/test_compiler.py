@@ -59,7 +59,7 @@ def test_map_read_before_assignment_in_other_probe():
 
 @pytest.mark.parametrize("src,expected", [
     ("BEGIN { @x = 1; @x = \"a\"; }",
-     "stdin:1:22-25: ERROR: Type mismatch for @x: trying to assign value of type 'string[2]' "
+     "stdin:1:17-19: ERROR: Type mismatch for @x: trying to assign value of type 'string[2]' "
      "when map already contains a value of type 'int64"),
     ("BEGIN { @x = $y; }", "stdin:1:14-16: ERROR: Undefined or undeclared variable: $y"),
     ("BEGIN { nosuch(1); }", "stdin:1:9-15: ERROR: Unknown function: nosuch"),
@@ -103,8 +103,8 @@ def test_object_sections_relocations_manifest():
     assert manifest["async"][0]["args"] == [
         {"offset": 8, "type": {"kind": "str", "size": 16}},
         {"offset": 24, "type": {"kind": "int", "signed": True}}]
-    assert spec.license.rstrip(b"\0") == b"GPL"
-    relocated = {r.symbol for p in spec.programs for r in p.relocations}
+    assert spec.license == "GPL"
+    relocated = {r.map_symbol for p in spec.programs.values() for r in p.relocations}
     assert {"ringbuf", names["@c"]["symbol"], names["@h"]["symbol"]} <= relocated
 
 
@@ -127,7 +127,7 @@ def test_no_rodata_for_string_constants():
     st = compile_ok('BEGIN { @s = "a fairly long constant string value"; '
                     'if (comm == "bash") { printf("%s\\n", "x"); } }')
     spec = objfile.parse(st.elf)
-    assert all(r.symbol != ".rodata" for p in spec.programs for r in p.relocations)
+    assert all(r.map_symbol in spec.maps for p in spec.programs.values() for r in p.relocations)
 
 
 def test_dump_after_prints_ast():

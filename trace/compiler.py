@@ -61,7 +61,15 @@ def units_pass(st: State):
 
 
 def typecheck_pass(st: State):
-    st.maps = typecheck.check(st.units, st.options)
+    from .cstructs import StructTable
+    from .diagnostics import CompileError
+    try:
+        structs = StructTable(st.program.c_definitions)
+    except CompileError as e:
+        for d in e.diagnostics:
+            d.span = d.span or (st.program.probes[0].span if st.program.probes else None)
+        raise
+    st.maps = typecheck.check(st.units, st.options, structs)
 
 
 def resources_pass(st: State):

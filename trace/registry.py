@@ -307,7 +307,7 @@ def check_format(ck, node, func_name, first=0):
         raise error(f"{func_name}() expects a string literal as its first argument"
                     if node.args else f"{func_name}() requires at least one argument (0 provided)",
                     node.span)
-    ck.expr(node.args[first])
+    node.args[first].type = StrT(len(node.args[first].value) + 1)   # formats may exceed 64 bytes
     fmt = node.args[first].value.decode("utf-8", "replace")
     specs = format_specs(fmt)
     args = node.args[first + 1:]
@@ -363,7 +363,7 @@ def _check_print(ck, node):
     nargs(node, 1, 3)
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
-        ck.map_keys(first)
+        ck.map_ref(first)
         for i in range(1, len(node.args)):
             literal_int(ck, node, i)
         info = ck.maps[first.name]
@@ -638,10 +638,29 @@ def _check_delete(ck, node):
 def _delete(lw, node):
     m = node.args[0]
     info = lw.maps[m.name]
-    if info.kind in ("hist", "lhist"):
-        raise error("delete() of one hist/lhist element is not supported", node.span)
-    key = lw.map_key(info, m.keys)
-    lw.fb.map_delete(info.gv, key)
+    if info.kind not in ("hist", "lhist"):
+        lw.fb.map_delete(info.gv, lw.map_key(info, m.keys))
+        return const(0)
+    # a histogram element is one map entry per bucket: delete them all
+    fb, b = lw.fb, lw.b
+    if info.kind == "hist":
+        buckets = 66
+    else:
+        lo, hi, step = info.value.lhist
+        buckets = 2 + (hi - lo) // step
+    key = lw.map_key(info, m.keys, bucket=const(0))
+    start = b.block
+    loop, done = fb.new_block("delete_bucket"), fb.new_block("delete_done")
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    i.add_incoming(const(0), start)
+    fb.store(key, info.user_key_size, i)
+    fb.map_delete(info.gv, key)
+    nxt = b.add(i, const(1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_unsigned("<", nxt, const(buckets)), loop, done)
+    b.position_at_end(done)
     return const(0)
 
 
@@ -650,7 +669,7 @@ def _check_whole_map(ck, node):
     m = node.args[0]
     if not isinstance(m, ast.Map) or m.keys is not None:
         raise error(f"{node.name}() expects a map to be provided", m.span)
-    ck.map_keys(m)
+    ck.map_ref(m)
     return NoneT()
 
 

@@ -39,7 +39,9 @@ class Options:
 
 
 class Checker:
-    def __init__(self, units: List[Unit], options: Options):
+    def __init__(self, units: List[Unit], options: Options, structs=None):
+        from ..cstructs import StructTable
+        self.structs = structs or StructTable([])
         self.units = units
         self.options = options
         self.maps: Dict[str, MapInfo] = {}
@@ -154,7 +156,7 @@ class Checker:
                 if entry is not None and entry.kind == "aggregation":
                     t = entry.check(self, s.value)
                     s.value.type = t
-                    self.set_map_value(info, t, s.value.span, target)
+                    self.set_map_value(info, t, s.value.span if t.kind == "lhist" else target.span, target)
                     target.type = t
                     return
             vt = self.expr(s.value)
@@ -171,7 +173,7 @@ class Checker:
             if vt is None:
                 return
             self.check_storable(vt, s.value)
-            self.set_map_value(info, vt, s.value.span, target)
+            self.set_map_value(info, vt, target.span, target)
             target.type = info.value
         elif isinstance(target, ast.Variable):
             vt = self.expr(s.value)
@@ -238,6 +240,13 @@ class Checker:
         if merged is None:
             raise self.mismatch(info.name, t, cur, span)
         info.value = merged
+
+    def map_ref(self, m: ast.Map) -> MapInfo:
+        """A reference to a whole map (print/clear/zero): no key access."""
+        info = self.maps.get(m.name)
+        if info is None:
+            info = self.maps[m.name] = MapInfo(m.name, span=m.span)
+        return info
 
     def map_keys(self, m: ast.Map) -> MapInfo:
         info = self.maps.get(m.name)
@@ -398,9 +407,10 @@ class Checker:
                 e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
             else:
                 t = INT_TYPES.get(e.type_name)
-                if t is None:
+                size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
+                if size is None:
                     raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
-                e.value = t.bits // 8
+                e.value = size
             return UINT64
         if isinstance(e, (ast.Positional, ast.PositionalCount)):
             raise error("positional parameter was not resolved", e.span)
@@ -469,7 +479,7 @@ class Checker:
                     e.span)
 
 
-def check(units: List[Unit], options: Options) -> Dict[str, MapInfo]:
-    checker = Checker(units, options)
+def check(units: List[Unit], options: Options, structs=None) -> Dict[str, MapInfo]:
+    checker = Checker(units, options, structs)
     checker.run()
     return checker.maps
