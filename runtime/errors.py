@@ -25,7 +25,7 @@ class ObjectFormatError(RuntimeFailure):
 class LoadError(RuntimeFailure):
     """The verifier (or PROG_LOAD) rejected a program.
 
-    ``program``: program symbol; ``log``: the full verifier log (may be "");
+    ``program`` (also ``program_symbol``, ``symbol``): program symbol; ``log``: the full verifier log (may be "");
     ``log_tail``: the relevant last lines; ``errno``: PROG_LOAD's errno.
     """
 
@@ -33,6 +33,8 @@ class LoadError(RuntimeFailure):
 
     def __init__(self, program: str, log: str, errno: int = 0, name: str = ""):
         self.program = program
+        self.program_symbol = program
+        self.symbol = program
         self.log = log or ""
         self.errno = errno
         self.log_tail = relevant_log_tail(self.log, self.TAIL_LINES)

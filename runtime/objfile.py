@@ -1,5 +1,7 @@
 """ELF bytes → ObjectSpec (pure data; no kernel access, no root needed).
 
+Standard library only (see the ELF reader below).
+
 See docs/object-contract.md.  Programs are STT_FUNC symbols in executable
 sections (several programs may share one section, e.g. ``perf_event``);
 maps are the 20-byte ``{type, key_size, value_size, max_entries, flags}``
@@ -8,7 +10,6 @@ globals in section ``maps``; every relocation in a program must be an
 symbol + the offset in the instruction's immediate).
 """
 
-import io
 import json
 import struct
 from dataclasses import dataclass, field
@@ -60,46 +61,140 @@ class ObjectSpec:
     license: str = "GPL"
 
 
+# ------------------------------------------------------------------ ELF reading
+# A minimal reader for ELF64 little-endian relocatable objects (what LLVM
+# emits for bpfel): section headers, one symbol table, REL sections.
+# Hand-rolled with struct because importing pyelftools costs ~25 ms, a
+# sizeable part of a cached one-liner's run time.
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+_REL = struct.Struct("<QQ")
+
+SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 1, 2, 3, 4, 8, 9
+SHF_EXECINSTR = 0x4
+STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
+SHN_LORESERVE = 0xFF00
+
+
+@dataclass
+class _Section:
+    index: int
+    name: str
+    type: int
+    flags: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    entsize: int
+
+
+@dataclass
+class _Symbol:
+    name: str
+    type: int
+    shndx: int
+    value: int
+    size: int
+
+
+class _Elf:
+    def __init__(self, data: bytes):
+        self.data = data
+        if len(data) < _EHDR.size or data[:4] != b"\x7fELF":
+            raise ObjectFormatError("not an ELF object")
+        ident = data[:16]
+        if ident[4] != 2 or ident[5] != 1:
+            raise ObjectFormatError("not an ELF64 little-endian object")
+        (_, self.e_type, self.e_machine, _, _, _, shoff, _, _, _, _, shentsize,
+         shnum, shstrndx) = _EHDR.unpack_from(data, 0)
+        if self.e_machine != U.EM_BPF:
+            raise ObjectFormatError(f"not a BPF object (e_machine {self.e_machine})")
+        if shnum == 0 or shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
+            raise ObjectFormatError("invalid ELF section header table")
+        raw = []
+        for i in range(shnum):
+            raw.append(_SHDR.unpack_from(data, shoff + i * shentsize))
+        if shstrndx >= shnum:
+            raise ObjectFormatError("invalid ELF section name table index")
+        shstr = self._bytes(raw[shstrndx][4], raw[shstrndx][5])
+        self.sections = []
+        for i, (name, typ, flags, _, off, size, link, info, _, entsize) in enumerate(raw):
+            if typ != SHT_NOBITS and off + size > len(data):
+                raise ObjectFormatError(f"ELF section {i} out of bounds")
+            self.sections.append(_Section(i, _cstr(shstr, name), typ, flags, off, size,
+                                          link, info, entsize))
+        self.symbols = []
+        symtabs = [s for s in self.sections if s.type == SHT_SYMTAB]
+        if symtabs:
+            st = symtabs[0]
+            if st.link >= len(self.sections):
+                raise ObjectFormatError("invalid .symtab string table link")
+            strs = self.section_data(self.sections[st.link])
+            sdata = self.section_data(st)
+            for off in range(0, len(sdata) - _SYM.size + 1, _SYM.size):
+                nm, info, _, shndx, value, size = _SYM.unpack_from(sdata, off)
+                self.symbols.append(_Symbol(_cstr(strs, nm), info & 0xF, shndx, value, size))
+
+    def _bytes(self, off, size):
+        if off + size > len(self.data):
+            raise ObjectFormatError("ELF string table out of bounds")
+        return self.data[off:off + size]
+
+    def section_data(self, s: _Section) -> bytes:
+        if s.type == SHT_NOBITS:
+            return bytes(s.size)
+        return self.data[s.offset:s.offset + s.size]
+
+    def section(self, name: str):
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    def relocations(self, s: _Section):
+        """(r_offset, type, symbol index) of a REL section."""
+        d = self.section_data(s)
+        for off in range(0, len(d) - _REL.size + 1, _REL.size):
+            r_offset, r_info = _REL.unpack_from(d, off)
+            yield r_offset, r_info & 0xFFFFFFFF, r_info >> 32
+
+
+def _cstr(table: bytes, off: int) -> str:
+    if off >= len(table):
+        return ""
+    end = table.find(b"\0", off)
+    return table[off:end if end >= 0 else len(table)].decode("utf-8", "replace")
+
+
 def parse(elf_bytes: bytes) -> ObjectSpec:
     """Parse a BPF ELF object into an ObjectSpec; ObjectFormatError if malformed."""
     try:
-        from elftools.elf.elffile import ELFFile
-        from elftools.common.exceptions import ELFError
-    except ImportError as e:  # pragma: no cover
-        raise ObjectFormatError(f"pyelftools is required: {e}") from None
-    try:
-        elf = ELFFile(io.BytesIO(elf_bytes))
-        return _parse(elf)
-    except ELFError as e:
-        raise ObjectFormatError(f"invalid ELF object: {e}") from None
+        return _parse(_Elf(bytes(elf_bytes)))
     except struct.error as e:
         raise ObjectFormatError(f"invalid ELF object: {e}") from None
 
 
-def _parse(elf) -> ObjectSpec:
-    if elf.elfclass != 64 or not elf.little_endian:
-        raise ObjectFormatError("not an ELF64 little-endian object")
-    if elf["e_machine"] not in ("EM_BPF", U.EM_BPF):
-        raise ObjectFormatError(f"not a BPF object (e_machine {elf['e_machine']})")
-
-    sections = list(elf.iter_sections())
-    symtab = elf.get_section_by_name(".symtab")
-    if symtab is None:
+def _parse(elf: _Elf) -> ObjectSpec:
+    sections = elf.sections
+    symbols = elf.symbols
+    if not symbols:
         raise ObjectFormatError("object has no .symtab")
-    symbols = list(symtab.iter_symbols())
-
     spec = ObjectSpec()
 
     # license
-    lic = elf.get_section_by_name(LICENSE_SECTION)
+    lic = elf.section(LICENSE_SECTION)
     if lic is not None:
-        spec.license = lic.data().split(b"\0", 1)[0].decode("ascii", "replace") or "GPL"
+        spec.license = (elf.section_data(lic).split(b"\0", 1)[0]
+                        .decode("ascii", "replace") or "GPL")
 
     # manifest
-    man = elf.get_section_by_name(MANIFEST_SECTION)
+    man = elf.section(MANIFEST_SECTION)
     if man is None:
         raise ObjectFormatError("object has no .pytrace manifest section")
-    raw = man.data().rstrip(b"\0")
+    raw = elf.section_data(man).rstrip(b"\0")
     try:
         spec.manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -108,21 +203,15 @@ def _parse(elf) -> ObjectSpec:
         raise ObjectFormatError("invalid .pytrace manifest: not a JSON object")
 
     # maps
-    maps_idx = None
+    msec = elf.section(MAPS_SECTION)
+    maps_idx = msec.index if msec is not None else None
     maps_by_off = {}
-    for i, s in enumerate(sections):
-        if s.name == MAPS_SECTION:
-            maps_idx = i
-            break
-    if maps_idx is not None:
-        msec = sections[maps_idx]
-        mdata = msec.data() if msec["sh_type"] != "SHT_NOBITS" else bytes(msec["sh_size"])
+    if msec is not None:
+        mdata = elf.section_data(msec)
         for sym in symbols:
-            if sym["st_shndx"] != maps_idx or sym["st_info"]["type"] in ("STT_SECTION", "STT_FILE"):
+            if sym.shndx != maps_idx or sym.type in (STT_SECTION, STT_FILE) or not sym.name:
                 continue
-            if not sym.name:
-                continue
-            off = sym["st_value"]
+            off = sym.value
             if off + MAP_DEF_SIZE > len(mdata):
                 raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
             t, ks, vs, me, fl = struct.unpack_from("<5I", mdata, off)
@@ -133,50 +222,49 @@ def _parse(elf) -> ObjectSpec:
     # programs: function symbols in executable sections
     funcs_by_sec = {}
     for sym in symbols:
-        if sym["st_info"]["type"] != "STT_FUNC":
-            continue
-        shndx = sym["st_shndx"]
-        if not isinstance(shndx, int):
-            continue
-        funcs_by_sec.setdefault(shndx, []).append(sym)
+        if sym.type == STT_FUNC and 0 < sym.shndx < SHN_LORESERVE:
+            funcs_by_sec.setdefault(sym.shndx, []).append(sym)
 
     relsecs = {}
     for s in sections:
-        if s["sh_type"] == "SHT_RELA":
+        if s.type == SHT_RELA and s.info < len(sections) and \
+                sections[s.info].flags & SHF_EXECINSTR:
             raise ObjectFormatError(f"unsupported RELA section {s.name}")
-        if s["sh_type"] == "SHT_REL":
-            relsecs[s["sh_info"]] = s
+        if s.type == SHT_REL:
+            relsecs[s.info] = s
 
-    for idx, s in enumerate(sections):
-        if s["sh_type"] != "SHT_PROGBITS" or not (s["sh_flags"] & 0x4):  # SHF_EXECINSTR
+    for s in sections:
+        if s.type != SHT_PROGBITS or not (s.flags & SHF_EXECINSTR):
             continue
-        data = s.data()
-        funcs = sorted(funcs_by_sec.get(idx, []), key=lambda x: x["st_value"])
+        data = elf.section_data(s)
+        funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         relocs = []
-        rs = relsecs.get(idx)
+        rs = relsecs.get(s.index)
         if rs is not None:
-            for r in rs.iter_relocations():
-                relocs.append(_resolve_reloc(r, s, data, symbols, maps_idx,
-                                             maps_by_off, sections))
+            for r_off, r_type, r_sym in elf.relocations(rs):
+                if r_sym >= len(symbols):
+                    raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
+                relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
+                                             maps_idx, maps_by_off, sections))
         if not funcs:
             if relocs:
                 raise ObjectFormatError(
                     f"section {s.name} has relocations but no program symbol")
             continue
+        bounds = []
         for fsym in funcs:
-            start = fsym["st_value"]
-            size = fsym["st_size"] or (len(data) - start)
+            start = fsym.value
+            size = fsym.size or (len(data) - start)
             end = start + size
             if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
                 raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
+            bounds.append((start, end))
             prel = tuple(Relocation(off - start, msym)
                          for off, msym in relocs if start <= off < end)
             spec.programs[fsym.name] = ProgramSpec(fsym.name, s.name,
                                                    bytes(data[start:end]), prel)
-        # relocations outside any function
         for off, msym in relocs:
-            if not any(f["st_value"] <= off < f["st_value"] + (f["st_size"] or len(data))
-                       for f in funcs):
+            if not any(a <= off < b for a, b in bounds):
                 raise ObjectFormatError(
                     f"relocation at {s.name}+{off:#x} outside any program")
 
@@ -184,30 +272,29 @@ def _parse(elf) -> ObjectSpec:
     return spec
 
 
-def _resolve_reloc(r, sec, data, symbols, maps_idx, maps_by_off, sections):
-    off = r["r_offset"]
-    rtype = r["r_info_type"]
-    sym = symbols[r["r_info_sym"]]
-    where = f"{sec.name}+{off:#x}"
-    if rtype != U.R_BPF_64_64:
-        kind = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
+_RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
                 U.R_BPF_64_ABS64: "R_BPF_64_ABS64",
                 U.R_BPF_64_ABS32: "R_BPF_64_ABS32",
-                U.R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32"}.get(rtype, f"type {rtype}")
+                U.R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32"}
+
+
+def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections):
+    where = f"{sec.name}+{off:#x}"
+    if rtype != U.R_BPF_64_64:
+        kind = _RELOC_NAMES.get(rtype, f"type {rtype}")
         raise ObjectFormatError(
             f"unsupported relocation {kind} at {where} against '{_symname(sym, sections)}'")
     if off + 16 > len(data) or data[off] != U.BPF_LD_IMM64:
         raise ObjectFormatError(f"relocation at {where} is not on an ld_imm64 instruction")
-    shndx = sym["st_shndx"]
-    if maps_idx is None or shndx != maps_idx:
+    if maps_idx is None or sym.shndx != maps_idx:
         raise ObjectFormatError(
             f"relocation at {where} against '{_symname(sym, sections)}' "
             f"which is not in the '{MAPS_SECTION}' section")
-    if sym["st_info"]["type"] == "STT_SECTION":
+    if sym.type == STT_SECTION:
         # section-relative: the map's offset is the instruction's immediate
-        moff = struct.unpack_from("<i", data, off + 4)[0] + sym["st_value"]
+        moff = struct.unpack_from("<i", data, off + 4)[0] + sym.value
     else:
-        moff = sym["st_value"]
+        moff = sym.value
     ms = maps_by_off.get(moff)
     if ms is None:
         raise ObjectFormatError(f"relocation at {where}: no map at {MAPS_SECTION}+{moff:#x}")
@@ -217,9 +304,10 @@ def _resolve_reloc(r, sec, data, symbols, maps_idx, maps_by_off, sections):
 def _symname(sym, sections):
     if sym.name:
         return sym.name
-    shndx = sym["st_shndx"]
-    if isinstance(shndx, int) and shndx < len(sections):
-        return sections[shndx].name
+    if 0 < sym.shndx < len(sections):
+        return sections[sym.shndx].name
+    if sym.shndx == 0:
+        return "<undefined>"
     return "?"
 
 

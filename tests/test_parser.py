@@ -115,7 +115,7 @@ def test_program_returns_ast_types():
 def test_multiple_probes():
     prog = parse("BEGIN { @a = 1 }\nkprobe:f { @b = 2 }\nEND { print(@a) }")
     assert [p.attach_points[0].raw for p in prog.probes] == ["BEGIN", "kprobe:f", "END"]
-    assert prog.span == Span(1, 1, 3, 19)
+    assert prog.span == Span(1, 1, 3, 18)
 
 
 def test_empty_action_blocks():

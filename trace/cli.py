@@ -212,7 +212,7 @@ def _env_int(name, default):
 
 def _usage():
     from .compiler import PASS_NAMES
-    return USAGE.format(passes=", ".join(PASS_NAMES))
+    return USAGE.replace("{passes}", ", ".join(PASS_NAMES))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def render(diag: Diagnostic, source: str, filename: str) -> str:
     """
     span = diag.span
     if span is None or span.line == 0:
-        return f"{filename}: {diag.level}: {diag.message}\n" if filename else f"{diag.level}: {diag.message}\n"
+        return f"{diag.level}: {diag.message}\n"
     lines = source.split("\n")
     if span.end_line != span.line:
         return f"{filename}:{span.line}-{span.end_line}: {diag.level}: {diag.message}\n"

@@ -27,6 +27,20 @@ Notes on the AST produced:
     `};` (the `;` after the `}` is optional in the source, as in bpftrace).
   * AttachPoint.raw is the exact text, quotes included; `provider` is the text before the
     first ':' (the whole text for BEGIN/END); `target`/`func` are left for a later pass.
+  * Assign.target is always a Map or Variable, IncDec.target too: anything else is
+    reported here, with bpftrace's messages (`syntax error, unexpected =, expecting }`,
+    `Tuples are immutable once created...`, `The ++ operator must be applied to a map or
+    variable`).
+
+Deliberate differences from bpftrace 0.17 (all in what is accepted, none in the AST):
+  * An attach point is one token: it ends at whitespace, ',', '{', '}', ';', or a '/'
+    followed by whitespace or '/'.  So `kprobe : f` (spaces around ':') is not accepted,
+    and `kprobe:f/ pid/` is (0.17 rejects it).
+  * A cast needs a type: int8 .. uint64 (optionally with '*'s) or struct/union/enum NAME
+    (optionally with '*'s).  `(foo)x` is not a cast, and `(a)` is a parenthesised
+    identifier (0.17 takes `(IDENT)` for a cast and rejects `(a)`).
+  * Error spans point at the offending token; bison's spans sometimes also cover the
+    tokens before it.  Expected-token lists are an emulation of bison's and may differ.
 """
 from __future__ import annotations
 
@@ -100,7 +114,6 @@ _ORDER = [
 _ORDER_INDEX = {name: i for i, name in enumerate(_ORDER)}
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TRAILING_SPACE_RE = re.compile(r"(?:\s|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/)*\Z")
 
 
 def _classify_name(name: str) -> str:

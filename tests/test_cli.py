@@ -1,0 +1,221 @@
+"""The CLI end to end on the real kernel: run modes, signals, errors, teardown."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytrace.runtime import syscall
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTRACE = [sys.executable, "-m", "pytrace.cli"]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loads BPF programs: needs root")
+
+
+def run(args, input=None, timeout=30, **kw):
+    return subprocess.run(PYTRACE + args, input=input, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def bpf_ids():
+    """Every BPF program and map id loaded in the kernel now."""
+    return set(syscall.prog_ids()), set(syscall.map_ids())
+
+
+@pytest.fixture
+def no_leaks():
+    before_progs, before_maps = bpf_ids()
+    yield
+    # the kernel frees closed objects asynchronously (RCU): allow it a moment
+    deadline = time.monotonic() + 5
+    while True:
+        after_progs, after_maps = bpf_ids()
+        if (after_progs <= before_progs and after_maps <= before_maps) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert after_progs <= before_progs, "BPF programs left loaded"
+    assert after_maps <= before_maps, "BPF maps left loaded"
+
+
+# root without any capability: what an unprivileged user gets from the kernel
+NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+# ------------------------------------------------------------------ no root needed
+
+def test_version_and_help():
+    r = run(["-V"])
+    assert r.returncode == 0 and r.stdout.startswith("pytrace v")
+    r = run(["-h"])
+    assert r.returncode == 0 and "USAGE" in r.stdout and "-e 'program'" in r.stdout
+
+
+def test_no_program_is_an_error():
+    r = run([])
+    assert r.returncode == 1 and r.stderr.startswith("ERROR: No program specified")
+
+
+def test_missing_script_file():
+    r = run(["/nonexistent/x.pt"])
+    assert r.returncode == 255 and "ERROR: failed to open file '/nonexistent/x.pt'" in r.stderr
+
+
+def test_emit_elf_without_root(tmp_path):
+    out = tmp_path / "prog.o"
+    r = subprocess.run(NO_CAPS + PYTRACE + ["--emit-elf", str(out), "-e", 'BEGIN { printf("hi\\n"); exit(); }'],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_missing_privilege_is_a_clear_error():
+    r = subprocess.run(NO_CAPS + PYTRACE + ["-e", "BEGIN { exit(); }"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.startswith("ERROR: ") and "root" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stdout == ""
+
+
+def test_dump_after_parse():
+    r = run(["--dump-after", "parse", "-e", "BEGIN { @x = 1 + 2 * 3; }"])
+    assert r.returncode == 0
+    assert "Binary op='+'" in r.stdout and "Binary op='*'" in r.stdout
+
+
+def test_dump_ir():
+    r = run(["-d", "-e", "BEGIN { @x = 1; }"])
+    assert r.returncode == 0 and 'target triple = "bpfel"' in r.stdout
+
+
+def test_syntax_error_from_script_file(tmp_path):
+    script = tmp_path / "bad.pt"
+    script.write_text("BEGIN {\n  @x = ;\n}\n")
+    r = run([str(script)])
+    assert r.returncode == 1
+    assert r.stderr == f"{script}:2:8-9: ERROR: syntax error, unexpected ;\n  @x = ;\n       ~\n"
+
+
+def test_sample_scripts_compile(tmp_path):
+    for script in sorted((ROOT / "scripts").glob("*.pt")):
+        r = run(["--emit-elf", str(tmp_path / "x.o"), str(script)])
+        assert r.returncode == 0, f"{script.name}: {r.stderr}"
+
+
+# ------------------------------------------------------------------ real kernel
+
+@needs_root
+def test_program_from_stdin(no_leaks):
+    r = run(["-"], input='BEGIN { printf("from stdin %d\\n", 1 + 1); exit(); }')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\nfrom stdin 2\n\n\n"
+
+
+@needs_root
+def test_script_file_with_positional_params(no_leaks, tmp_path):
+    script = tmp_path / "p.pt"
+    script.write_text('#!/usr/bin/env pytrace\nBEGIN { printf("%d %s %d\\n", $1, str($2), $#); exit(); }\n')
+    r = run([str(script), "41", "abc"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\n41 abc 2\n\n\n"
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_the_trace_and_prints_maps(no_leaks, sig):
+    p = subprocess.Popen(PYTRACE + ["-e", "interval:ms:10 { @ticks = count(); } END { printf(\"end\\n\"); }"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "Attaching 2 probes...\n"
+    time.sleep(0.3)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[:3] == ["end", "", ""]
+    assert lines[3].startswith("@ticks: ") and int(lines[3].split()[1]) >= 5
+
+
+@needs_root
+def test_pid_exit_ends_the_trace(no_leaks):
+    sleeper = subprocess.Popen(["sleep", "0.5"])
+    try:
+        start = time.monotonic()
+        r = run(["-p", str(sleeper.pid), "-e", "interval:ms:10 { @ = count(); }"])
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - start < 5
+        assert r.stdout.startswith("Attaching 1 probe...\n\n\n@: ")
+    finally:
+        sleeper.wait()
+
+
+@needs_root
+def test_child_starts_after_probes_attach(no_leaks):
+    # the child's very first syscalls after exec must be seen
+    r = run(["-c", "/bin/true", "-e",
+             "tracepoint:syscalls:sys_enter_execve /pid == cpid/ { @execs = count(); }"
+             "tracepoint:syscalls:sys_enter_exit_group /pid == cpid/ { @exits = count(); }"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 2 probes...\n\n\n@execs: 1\n@exits: 1\n"
+
+
+@needs_root
+def test_output_file(no_leaks, tmp_path):
+    out = tmp_path / "out.txt"
+    r = run(["-o", str(out), "-e", 'BEGIN { printf("to file\\n"); @x = 1; exit(); }'])
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == "Attaching 1 probe...\nto file\n\n\n@x: 1\n"
+    assert r.stdout == ""
+
+
+@needs_root
+def test_json_output(no_leaks):
+    r = run(["-f", "json", "-e", 'BEGIN { printf("hi\\n"); @c = count(); exit(); }'])
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.splitlines() if l]
+    assert lines == ['{"type": "attached_probes", "data": {"probes": 1}}',
+                     '{"type": "printf", "data": "hi\\n"}',
+                     '{"type": "map", "data": {"@c": 1}}']
+
+
+@needs_root
+def test_listing():
+    r = run(["-l", "tracepoint:syscalls:sys_enter_openat*"])
+    assert r.stdout.splitlines() == ["tracepoint:syscalls:sys_enter_openat",
+                                     "tracepoint:syscalls:sys_enter_openat2"]
+    r = run(["-lv", "t:syscalls:sys_enter_openat"])
+    assert r.stdout.splitlines() == ["tracepoint:syscalls:sys_enter_openat", "    int __syscall_nr",
+                                     "    int dfd", "    const char * filename", "    int flags",
+                                     "    umode_t mode"]
+    r = run(["-l", "*sched_switch*"])
+    assert "tracepoint:sched:sched_switch" in r.stdout.splitlines()
+
+
+@needs_root
+def test_verifier_rejection_is_reported(no_leaks):
+    r = run(["-e", "BEGIN { while (1) { } }"])
+    assert r.returncode == 1
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("stdin:1:1-6: ERROR: ") and "verifier" in first.lower(), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@needs_root
+def test_missing_hardware_pmu_is_a_clear_error(no_leaks):
+    r = run(["-e", "hardware:cycles:100000 { @ = count(); }"])
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("stdin:1:1-23: ERROR: "), r.stderr
+    assert "hardware" in r.stderr.lower() or "pmu" in r.stderr.lower()
+
+
+@needs_root
+def test_many_tracepoints_attach_and_detach(no_leaks):
+    start = time.monotonic()
+    r = run(["-c", "/bin/true", "-e",
+             "tracepoint:syscalls:sys_enter_* /pid == cpid/ { @[probe] = count(); }"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "@[tracepoint:syscalls:sys_enter_execve]: 1\n" in r.stdout
+    assert r.stdout.startswith("Attaching ")
+    print(f"wildcard run took {time.monotonic() - start:.1f}s")
