@@ -82,7 +82,7 @@ class Attachment:
         return f"Attachment({self.probe!r}, {self.kind}, perf={self.perf_fd}, link={self.link_fd})"
 
 
-def _parallel(fn, items, max_threads: int = 32) -> None:
+def _parallel(fn, items, max_threads: int = 128) -> None:
     """Apply ``fn`` to every item, from several threads when there are many
     (detaching a perf-event attachment waits for RCU grace periods: ~25 ms
     to close its link and ~50 ms to close its perf fd)."""
@@ -112,7 +112,7 @@ def _parallel(fn, items, max_threads: int = 32) -> None:
         raise errors[0]
 
 
-def close_parallel(items, max_threads: int = 32) -> None:
+def close_parallel(items, max_threads: int = 128) -> None:
     """Close many Attachments (cheap ones inline, perf-event ones in parallel)."""
     items = list(items)
     slow = [a for a in items if a.perf_fd is not None]

@@ -109,12 +109,35 @@ def test_object_sections_relocations_manifest():
 
 
 def test_wildcard_probes_share_one_program():
-    st = compile_ok("tracepoint:syscalls:sys_enter_getpp* , t:syscalls:sys_enter_getpid { @[probe] = count(); }")
+    st = compile_ok("tracepoint:sched:sched_process_fo* , t:sched:sched_process_exit { @[probe] = count(); }")
     progs = st.manifest["programs"]
     assert len(progs) == 1
-    assert [a["event"] for a in progs[0]["attach"]] == ["sys_enter_getppid", "sys_enter_getpid"]
+    assert [a["event"] for a in progs[0]["attach"]] == ["sched_process_fork", "sched_process_exit"]
+    assert [a["cookie"] for a in progs[0]["attach"]] == [0, 1]
+    assert st.manifest["probes"] == ["tracepoint:sched:sched_process_fork",
+                                     "tracepoint:sched:sched_process_exit"]
+
+
+def test_syscall_tracepoints_use_one_raw_tracepoint_attach():
+    st = compile_ok("tracepoint:syscalls:sys_enter_getpp* , t:syscalls:sys_enter_getpid, "
+                    "t:syscalls:sys_exit_getpid { @[probe] = count(); }")
+    progs = st.manifest["programs"]
+    assert [p["attach"] for p in progs] == [
+        [{"kind": "raw_tracepoint", "name": "sys_enter", "cookie": 0}],
+        [{"kind": "raw_tracepoint", "name": "sys_exit", "cookie": 2}]]
     assert st.manifest["probes"] == ["tracepoint:syscalls:sys_enter_getppid",
-                                     "tracepoint:syscalls:sys_enter_getpid"]
+                                     "tracepoint:syscalls:sys_enter_getpid",
+                                     "tracepoint:syscalls:sys_exit_getpid"]
+    assert all(p["prog_type"] == 17 for p in progs)
+
+
+def test_syscall_table_covers_every_syscall_event():
+    from pytrace.providers.syscalls import syscall_number
+    from pytrace.providers.tracepoint import all_events
+    events = [e for c, e in all_events() if c == "syscalls"]
+    assert len(events) > 300
+    assert [e for e in events if syscall_number(e) is None] == []
+    assert syscall_number("sys_enter_getppid") == 110 and syscall_number("sys_exit_newstat") == 4
 
 
 def test_args_probes_get_one_program_per_event():

@@ -158,7 +158,7 @@ def codegen_pass(st: State):
         programs.append({
             "symbol": unit.symbol, "section": unit.section, "prog_type": unit.provider.prog_type,
             "name": _kernel_name(_program_name(unit)),
-            "attach": [unit.provider.attach_spec(p, c) for p, c in zip(unit.probes, unit.cookies)],
+            "attach": unit.provider.attach_specs(unit.probes, unit.cookies),
             "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
         })
     st.manifest.update({

@@ -208,6 +208,8 @@ class _Probe:
         unit = lw.unit
         if len(unit.cookies) == 1:
             return const(unit.cookies[0])
+        if lw.probe_cookie is not None:
+            return lw.probe_cookie()
         return lw.fb.helper(B.GET_ATTACH_COOKIE, lw.fb.ctx)
 
 
@@ -258,6 +260,8 @@ variable("arg*", "Probe arguments by register (kprobe, uprobe, usdt).")(_Registe
 
 def read_tracepoint_field(lw, e):
     """args->field: direct context loads for integers, copies for strings."""
+    if hasattr(lw.unit.provider, "read_field"):
+        return lw.unit.provider.read_field(lw, e)
     fb, b = lw.fb, lw.b
     f = e.field_info
     t = e.type

@@ -42,9 +42,11 @@ class Lowerer:
         self.b = self.fb.b
         self.loops = []
         self.var_slots: Dict[str, ir.Value] = {}
+        self.probe_cookie = None     # set by a provider prologue that knows the probe at run time
 
     # ------------------------------------------------------------ driver
     def run(self):
+        self.unit.provider.prologue(self)
         self.block(self.unit.body)
         self.fb.finish()
         return self.fb.fn

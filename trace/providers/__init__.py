@@ -43,6 +43,13 @@ class Provider:
     def attach_spec(self, probe: ExpandedProbe, cookie: int) -> dict:
         raise NotImplementedError
 
+    def attach_specs(self, probes, cookies) -> List[dict]:
+        """The manifest attach entries of one program serving these probes."""
+        return [self.attach_spec(p, c) for p, c in zip(probes, cookies)]
+
+    def prologue(self, lowerer):
+        """Code at the start of every program of this provider (none by default)."""
+
     def context_key(self, probe: ExpandedProbe):
         """Probes with the same context key (and the same block) share one program
         when the block reads the probe's context (args)."""

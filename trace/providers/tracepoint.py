@@ -48,8 +48,10 @@ def field_type(f, user: bool):
         return None
     if "*" in ctype:
         return PtrT(ctype.replace("*", "").replace("const", "").strip() or "void", user=user)
-    if f.size in (1, 2, 4, 8):
-        return IntT(f.size * 8, bool(f.signed))
+    from ..cstructs import SCALARS
+    size = SCALARS.get(" ".join(ctype.replace("const", " ").split()), f.size)
+    if size in (1, 2, 4, 8) and size <= f.size:
+        return IntT(size * 8, bool(f.signed))
     return None
 
 
@@ -72,7 +74,13 @@ class Tracepoint(Provider):
             found = [(cat, ev)] if event_exists(cat, ev) else []
         if not found:
             raise error(f"tracepoint not found: {cat}:{ev}", ap.span)
-        return [ExpandedProbe(f"tracepoint:{c}:{e}", self, c, e) for c, e in found]
+        return [self._probe(c, e) for c, e in found]
+
+    def _probe(self, category, event):
+        from .syscalls import ENTER, EXIT, syscall_number
+        if category == "syscalls" and syscall_number(event) is not None:
+            return (ENTER if event.startswith("sys_enter_") else EXIT).probe(category, event)
+        return ExpandedProbe(f"tracepoint:{category}:{event}", self, category, event)
 
     def section(self, probe):
         return f"tracepoint/{probe.target}/{probe.func}"

@@ -1,0 +1,110 @@
+"""tracepoint:syscalls:sys_enter_* / sys_exit_* served by the raw sys_enter / sys_exit
+tracepoints (x86-64).
+
+One raw-tracepoint attach serves any number of syscall probes: the program
+dispatches on the syscall number, and reads the arguments from the saved user
+registers. Closing a raw tracepoint takes ~0.1 ms where a perf-event tracepoint
+takes ~80 ms, so a wildcard over every syscall starts and stops in well under a
+second. Syscall events whose number is unknown go through the perf-event path.
+"""
+from __future__ import annotations
+
+import platform
+
+from ..codegen import builder as B
+from ..codegen.builder import I64, const
+from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider
+from .syscall_table import X86_64
+
+# struct pt_regs (x86-64) offsets of the syscall argument registers, in order
+ARG_REGS = (112, 104, 96, 56, 72, 64)   # di, si, dx, r10, r8, r9
+ORIG_AX = 120
+
+
+def syscall_number(event: str):
+    if platform.machine() != "x86_64":
+        return None
+    for prefix in ("sys_enter_", "sys_exit_"):
+        if event.startswith(prefix):
+            return X86_64.get(event[len(prefix):])
+    return None
+
+
+class RawSyscall(Provider):
+    name = "tracepoint"
+    prog_type = PROG_RAW_TRACEPOINT
+    uses_args = True
+
+    def __init__(self, direction):
+        self.direction = direction          # "enter" or "exit"
+        self.raw_name = f"sys_{direction}"
+
+    def probe(self, category, event):
+        return ExpandedProbe(f"tracepoint:{category}:{event}", self, category, event,
+                             {"nr": syscall_number(event)})
+
+    def section(self, probe):
+        return f"raw_tracepoint/{self.raw_name}"
+
+    def context_key(self, probe):
+        return (probe.target, probe.func)
+
+    def attach_specs(self, probes, cookies):
+        return [{"kind": "raw_tracepoint", "name": self.raw_name, "cookie": cookies[0]}]
+
+    # -------------------------------------------------------- codegen hooks
+    def prologue(self, lw):
+        """nr → (return unless traced here) and the probe's cookie for `probe`."""
+        fb, b = lw.fb, lw.b
+        if self.direction == "enter":
+            nr = fb.load(fb.ctx, 8)
+        else:
+            nr = self._read_regs(lw, ORIG_AX)
+        lw.syscall_nr = nr
+        unit = lw.unit
+        body = fb.new_block("syscall")
+        switch = b.switch(nr, fb.exit_block)
+        if len(unit.probes) == 1:
+            switch.add_case(const(unit.probes[0].params["nr"]), body)
+            b.position_at_end(body)
+            return
+        cookie_slot = fb.alloca(8)
+        for probe, cookie in zip(unit.probes, unit.cookies):
+            case = fb.new_block("nr")
+            switch.add_case(const(probe.params["nr"]), case)
+            b.position_at_end(case)
+            fb.store(cookie_slot, 0, const(cookie))
+            b.branch(body)
+        b.position_at_end(body)
+        lw.probe_cookie = lambda: fb.load(cookie_slot, 0)
+
+    def _read_regs(self, lw, offset):
+        fb, b = lw.fb, lw.b
+        regs = fb.load(fb.ctx, 0)
+        buf = fb.scratch("regs_read", 8)
+        fb.store(buf, 0, const(0))
+        fb.helper(B.PROBE_READ_KERNEL, buf, const(8, B.I32), b.inttoptr(b.add(regs, const(offset)), B.PTR))
+        return fb.load(buf, 0)
+
+    def read_field(self, lw, e):
+        f = e.field_info
+        if f.name == "__syscall_nr":
+            return lw.syscall_nr
+        if self.direction == "exit":
+            value = lw.fb.load(lw.fb.ctx, 8)           # ret
+        else:
+            from .tracepoint import event_fields
+            probe = lw.unit.context
+            names = [n for n in event_fields(probe.target, probe.func) if n != "__syscall_nr"]
+            value = self._read_regs(lw, ARG_REGS[names.index(f.name)])
+        t = e.type
+        bits = getattr(t, "bits", 64)
+        if bits < 64:
+            shift = const(64 - bits)
+            value = lw.b.shl(value, shift)
+            value = lw.b.ashr(value, shift) if t.signed else lw.b.lshr(value, shift)
+        return value
+
+
+ENTER = RawSyscall("enter")
+EXIT = RawSyscall("exit")
