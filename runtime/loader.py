@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import syscall as S
 from . import uapi as U
-from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, RuntimeFailure
+from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .objfile import ObjectSpec
 
 

@@ -190,16 +190,35 @@ def clear(m) -> None:
         S.map_delete(m.fd, k)
 
 
-def zero(m) -> None:
-    """Set every existing value to zero (every slot of an array)."""
-    zeros = bytes(elem_value_size(m))
+def zero(m, kind: str = None) -> None:
+    """Set every existing value to zero (every slot of an array).
+
+    ``kind`` is the manifest map kind: for ``min``/``max`` maps (per-CPU
+    ``{i64 value; u64 is_set}``) the value is zeroed but each slot's
+    ``is_set`` flag is kept, so a zeroed entry still exists and prints 0
+    (as in bpftrace, where ``zero()`` leaves the keys in place).
+    """
+    keep_flag = kind in ("min", "max") and m.value_size >= 16
+    evs = elem_value_size(m)
+    zeros = bytes(evs)
     if m.type in U.ARRAY_MAP_TYPES:
-        for i in range(m.max_entries):
-            S.map_update(m.fd, i.to_bytes(4, "little"), zeros)
-        return
-    for k in keys(m):
+        ks = [i.to_bytes(4, "little") for i in range(m.max_entries)]
+    else:
+        ks = keys(m)
+    for k in ks:
+        val = zeros
+        if keep_flag:
+            cur = S.map_lookup(m.fd, k, evs)
+            if cur is None:
+                continue
+            buf = bytearray(evs)
+            stride = round_up8(m.value_size) if is_percpu(m) else evs
+            for base in range(0, evs, stride):
+                buf[base + 8:base + 16] = cur[base + 8:base + 16]
+            val = bytes(buf)
         try:
-            S.map_update(m.fd, k, zeros, U.BPF_EXIST)
+            S.map_update(m.fd, k, val, U.BPF_EXIST if m.type not in U.ARRAY_MAP_TYPES
+                         else U.BPF_ANY)
         except BpfError as e:
             if e.errno != E.ENOENT:
                 raise

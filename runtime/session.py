@@ -16,7 +16,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import attach as A
@@ -55,6 +55,7 @@ def run(elf_bytes: bytes, options: RunOptions = None) -> int:
 
 
 _U64 = struct.Struct("<Q")
+_BATCH = 4096  # records per ring buffer read (the consumer position is published per read)
 
 
 def _accepts_n_args(fn, n: int) -> bool:
@@ -227,7 +228,7 @@ class Session:
                 elif kind == "clear":
                     hs.append(lambda rec, km=km: maps.clear(km))
                 else:
-                    hs.append(lambda rec, km=km: maps.zero(km))
+                    hs.append(lambda rec, km=km, kind=mm.get("kind"): maps.zero(km, kind))
             elif takes_reader:
                 hs.append(lambda rec, act=act: rec_fn(act, rec, reader))
             else:
@@ -260,7 +261,7 @@ class Session:
         if rb is None:
             return
         while True:
-            recs = rb.read()
+            recs = rb.read(_BATCH)
             if not recs:
                 break
             if self._dispatch(recs):
@@ -275,7 +276,7 @@ class Session:
         if rb is None:
             return
         while True:
-            recs = rb.read()
+            recs = rb.read(_BATCH)
             if not recs:
                 break
             self._dispatch(recs, honour_exit=False)

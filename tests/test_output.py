@@ -119,11 +119,11 @@ def hist_index(v):
 
 
 def lhist_index(v, lmin, lmax, step):
-    """lhist bucket index with the partial-bucket fix (v >= max overflows)."""
+    """lhist bucket index as bpftrace 0.17 (and the compiler) computes it."""
     if v < lmin:
         return 0
-    if v >= lmax:
-        return 1 + -(-(lmax - lmin) // step)
+    if v > lmax:
+        return 1 + (lmax - lmin) // step
     return 1 + (v - lmin) // step
 
 
@@ -752,21 +752,25 @@ def test_lhist_k_m_labels_reference():
 def test_lhist_partial_last_bucket_fixed():
     # 0.17 (reference 2.5) prints lhist(5|9|10|2, 0, 10, 3) as
     #   [0, 3) 1 / [3, 6) 1 / [6, 9) 0 / [10, ...) 2
-    # i.e. 9 is counted under "[10, ...)".  pytrace: the partial bucket is a
-    # normal bucket [9, 10) and only values >= max go to [10, ...).
+    # 9 shares the overflow index with 10; 0.17 labels it [max, ...).  pytrace
+    # labels it from its real lower bound, like current bpftrace
+    # (tests/golden/lhist_partial).
     m, e = lhist_map("@l", 0, 10, 3, [5, 9, 10, 2])
     assert render_map(m, e) == (
         "@l: \n"
-        "[0, 3)                 1 |" + BAR + "|\n"
-        "[3, 6)                 1 |" + BAR + "|\n"
-        "[6, 9)                 0 |" + " " * 52 + "|\n"
-        "[9, 10)                1 |" + BAR + "|\n"
-        "[10, ...)              1 |" + BAR + "|\n"
+        "[0, 3)                 1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+        "[3, 6)                 1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+        "[6, 9)                 0 |                                                    |\n"
+        "[9, ...)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
         "\n")
     assert render_map(m, e, fmt="json") == (
         '{"type": "hist", "data": {"@l": [{"min": 0, "max": 2, "count": 1}, '
         '{"min": 3, "max": 5, "count": 1}, {"min": 6, "max": 8, "count": 0}, '
-        '{"min": 9, "max": 9, "count": 1}, {"min": 10, "count": 1}]}}\n')
+        '{"min": 9, "count": 2}]}}\n')
+    # exact multiples keep 0.17's [max, ...)
+    assert T.lhist_label(11, 0, 100, 10) == "[100, ...)"
+    assert T.lhist_label(4, 0, 10, 3) == "[9, ...)"
+    assert T.lhist_label(0, 1024, 4096, 1024) == "(..., 1K)"
 
 
 def test_lhist_print_ignores_div_verified():

@@ -337,3 +337,16 @@ def test_tracefs():
         tracefs.event_id("nosuch", "thing")
     with pytest.raises(TracepointNotFound):
         tracefs.tracepoint_format("..", "x")
+
+
+def test_zero_keeps_min_max_is_set_flag():
+    ir = ir_function("prog_0", "raw_tracepoint/begin", "")
+    with load_ir(ir, [Map("mx", U.BPF_MAP_TYPE_PERCPU_HASH, 8, 16, 8)],
+                 [prog("prog_0", "raw_tracepoint/begin", 17)]) as obj:
+        m = obj.maps["mx"]
+        slots = [struct.pack("<qQ", 9, 1)] + [struct.pack("<qQ", 0, 0)] * (NCPU - 1)
+        maps.update(m, bytes(8), slots)
+        maps.zero(m, "max")
+        assert maps.dump(m) == [(bytes(8), [struct.pack("<qQ", 0, 1)] + slots[1:])]
+        maps.zero(m)
+        assert maps.dump(m) == [(bytes(8), [bytes(16)] * NCPU)]

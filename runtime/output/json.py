@@ -7,8 +7,9 @@ Deviations from 0.17 (places where it emits wrong values or invalid JSON):
 
 * bytes >= 0x80 in strings are written as they are (UTF-8 stays UTF-8);
   0.17 sign-extends them into ``\\uffffffc3``.
-* hist buckets above 2^32 get their real bounds (see text.py); lhist's
-  partial last bucket is a normal bucket ``{"min": lo, "max": max-1}``.
+* hist buckets above 2^32 get their real bounds (see text.py); when lhist's
+  last bucket is partial, the overflow bucket is ``{"min": lo}`` with its
+  real lower bound (0.17: ``{"min": max}``).
 * a pointer value is written as a JSON string ``"0x.."`` (0.17 would write a
   bare ``0x..``; it never printed pointer values).
 """

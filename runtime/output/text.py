@@ -12,12 +12,13 @@ of them places where 0.17 computes a wrong value:
   ``[2G, 4G)``); labels continue the K/M/G scheme with T, P and E, as
   current bpftrace does.  Bucket counts and bar maxima are not truncated to
   ``int``.
-* lhist: when ``(max - min)`` is not a multiple of ``step`` the last, partial
-  bucket is a normal bucket labelled ``[lo, max)``, and only values >= max
-  are in ``[max, ...)``.  (0.17 labels the partial bucket ``[max, ...)``.)
-  This needs the compiler's bucket index to be: ``v < min`` -> 0,
-  ``v >= max`` -> ``1 + ceil((max-min)/step)``, otherwise
-  ``1 + (v-min)/step`` -- identical to 0.17 when step divides max-min.
+* lhist: when ``(max - min)`` is not a multiple of ``step``, the last index
+  ``(max-min)/step + 1`` holds the partial bucket together with the values
+  above max (0.17's bucket function, which the compiler keeps).  0.17 labels
+  it ``[max, ...)``; pytrace labels it from its real lower bound,
+  ``[min + buckets*step, ...)``, as current bpftrace does
+  (``lhist(9, 0, 10, 3)`` is counted in ``[9, ...)``).  When step divides
+  ``max - min`` the label is ``[max, ...)`` as in 0.17.
 * min/max: reduced from ``{value, is_set}`` slots, so an all-negative max()
   and min() >= 2^32 print their real values.
 """
@@ -29,6 +30,7 @@ import struct
 from .values import (AvgValue, HistValue, MapModel, Ptr, c_div, to_signed64)
 
 __all__ = ["value_text", "key_text", "map_text", "hist_rows", "lhist_rows",
+           "lhist_label", "lhist_bounds",
            "hist_label", "hist_index_label", "lhist_index_label", "bar_width",
            "lhist_bucket_count", "attached_text", "lost_text", "decode_str"]
 
@@ -141,20 +143,26 @@ def lhist_index_label(n: int) -> str:
 
 
 def lhist_bucket_count(lmin: int, lmax: int, step: int) -> int:
-    """Regular buckets, the last one partial when step does not divide."""
-    return -(-(lmax - lmin) // step)
+    """Regular buckets, excluding the underflow and overflow buckets."""
+    return (lmax - lmin) // step
 
 
 def lhist_bounds(index: int, lmin: int, lmax: int, step: int):
     """``(lo, hi)`` of a bucket; ``lo`` is None for the underflow bucket and
-    ``hi`` is None for the overflow bucket.  ``hi`` is exclusive."""
+    ``hi`` is None for the overflow bucket.  ``hi`` is exclusive.
+
+    The bucket index (computed in BPF, as bpftrace 0.17 does) is 0 for
+    ``v < min``, ``1 + (max-min)/step`` for ``v > max``, else
+    ``1 + (v-min)/step``; so the overflow bucket starts at
+    ``min + buckets*step``, which is ``max`` unless the last bucket is partial.
+    """
     nb = lhist_bucket_count(lmin, lmax, step)
     if index == 0:
         return None, lmin
     if index > nb:
-        return lmax, None
+        return lmin + nb * step, None
     lo = lmin + (index - 1) * step
-    return lo, min(lo + step, lmax)
+    return lo, lo + step
 
 
 def lhist_label(index: int, lmin: int, lmax: int, step: int) -> str:
