@@ -219,3 +219,54 @@ def test_many_tracepoints_attach_and_detach(no_leaks):
     assert "@[tracepoint:syscalls:sys_enter_execve]: 1\n" in r.stdout
     assert r.stdout.startswith("Attaching ")
     print(f"wildcard run took {time.monotonic() - start:.1f}s")
+
+
+@needs_root
+def test_time_and_runtime_builtins(no_leaks):
+    year = time.strftime("%Y")
+    r = run(["-e", 'begin { time("%Y\\n"); '
+             'printf("%d %d %d %d\\n", rand >= 0, cgroup > 0, curtask > 0, elapsed >= 0); '
+             '@u[username] = count(); exit(); } end { printf("end\\n"); }'])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"Attaching 2 probes...\n{year}\n1 1 1 1\nend\n\n\n@u[root]: 1\n"
+
+
+@needs_root
+def test_software_event_probe(no_leaks):
+    r = run(["-c", "/bin/true", "-e", "software:page-faults:1 /pid == cpid/ { @faults = 1; }"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\n\n\n@faults: 1\n"
+
+
+@needs_root
+def test_interval_units(no_leaks):
+    r = run(["-e", "interval:us:100000 { @us = count(); } interval:hz:20 { @hz = count(); } "
+                   "interval:ms:450 { exit(); }"])
+    assert r.returncode == 0, r.stderr
+    counts = dict(line.split(": ") for line in r.stdout.splitlines() if line.startswith("@"))
+    assert 3 <= int(counts["@us"]) <= 5 and 7 <= int(counts["@hz"]) <= 10, r.stdout
+
+
+@needs_root
+def test_lost_events_are_counted_and_reported(no_leaks):
+    # a 1-page ring buffer per CPU cannot hold 400 records written at once by BEGIN
+    r = run(["-e", 'BEGIN { unroll(100) { printf("%s %s %s %s\\n", comm, comm, comm, comm); } '
+                   'unroll(100) { printf("%s %s %s %s\\n", comm, comm, comm, comm); } '
+                   'unroll(100) { printf("%s %s %s %s\\n", comm, comm, comm, comm); } '
+                   'unroll(100) { printf("%s %s %s %s\\n", comm, comm, comm, comm); } exit(); }'],
+            env={**os.environ, "BPFTRACE_PERF_RB_PAGES": "1"})
+    assert r.returncode == 0, r.stderr
+    lost = [l for l in r.stdout.splitlines() if l.startswith("Lost ")]
+    printed = [l for l in r.stdout.splitlines() if l == "pytrace pytrace pytrace pytrace"]
+    assert lost and int(lost[0].split()[1]) + len(printed) == 400, r.stdout[-300:]
+
+
+@needs_root
+def test_tracefs_is_mounted_when_missing(no_leaks):
+    mounted = subprocess.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode == 0
+    if mounted and subprocess.run(["umount", "/sys/kernel/tracing"]).returncode != 0:
+        pytest.skip("tracefs is busy: cannot unmount it to test mounting")
+    r = run(["-c", "/bin/true", "-e", "tracepoint:sched:sched_process_exec /pid == cpid/ { @ = count(); }"])
+    assert subprocess.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode == 0
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\n\n\n@: 1\n"

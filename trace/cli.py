@@ -172,6 +172,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     from .runtime import errors
     from .runtime.session import RunOptions, run
 
+    _set_process_name(b"pytrace")
     out = sys.stdout
     if args.output:
         out = open(args.output, "w")
@@ -187,6 +188,16 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     finally:
         if out is not sys.stdout:
             out.close()
+
+
+def _set_process_name(name: bytes):
+    """comm is `pytrace` in BEGIN/END however we were started (python -m, a shim)."""
+    import ctypes
+    PR_SET_NAME = 15
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _failure_span(e, manifest):

@@ -158,8 +158,7 @@ def _cpu(lw, node):
 
 @variable("comm", "Name of the current process (16 bytes).", StrT(16))
 def _comm(lw, node):
-    buf = lw.fb.alloca(16)
-    lw.fb.zero(buf, 16)
+    buf = lw.fb.temp(16)
     lw.fb.helper(B.GET_CURRENT_COMM, buf, const(16, B.I32))
     return buf
 
@@ -269,11 +268,11 @@ def read_tracepoint_field(lw, e):
     if f.is_data_loc:
         loc = fb.load(ctx, f.offset, 32, align=4)
         off = b.and_(loc, const(0xFFFF))
-        buf = fb.alloca(t.size)
+        buf = fb.temp(t.size)
         fb.helper(B.PROBE_READ_KERNEL_STR, buf, const(t.size, B.I32), b.gep(ctx, [off]))
         return buf
     if isinstance(t, StrT):
-        buf = fb.alloca(t.size)
+        buf = fb.temp(t.size)
         fb.helper(B.PROBE_READ_KERNEL, buf, const(t.size, B.I32), fb.at(ctx, f.offset))
         return buf
     bits = f.size * 8
@@ -459,7 +458,7 @@ def _str(lw, node):
     if isinstance(src_t, StrT):
         return value
     size = node.type.size
-    buf = fb.alloca(size)
+    buf = fb.temp(size)
     helper = B.PROBE_READ_USER_STR if getattr(src_t, "user", False) else B.PROBE_READ_KERNEL_STR
     length = const(size, B.I32)
     if len(node.args) == 2 and not isinstance(node.args[1], ast.Integer):

@@ -65,6 +65,8 @@ class FunctionBuilder:
         ir.IRBuilder(self.exit_block).ret(const(0))
         self.b = ir.IRBuilder(body)
         self._scratch = {}
+        self._temps = {}        # size -> stack buffers for temporaries
+        self._temps_used = {}   # size -> how many are in use by the current statement
 
     def finish(self):
         if not self.b.block.is_terminated:
@@ -81,6 +83,24 @@ class FunctionBuilder:
             p = self._entry_builder.bitcast(self._entry_builder.gep(ptr, [const(off)]), I64.as_pointer())
             self._entry_builder.store(const(0), p, align=8)
         return ptr
+
+    def temp(self, size: int) -> ir.Value:
+        """A zeroed stack buffer for a temporary value of the current statement.
+        Buffers are reused by later statements (see release_temps), which keeps the
+        512-byte BPF stack small however long the program."""
+        size = max(8, (size + 7) & ~7)
+        pool = self._temps.setdefault(size, [])
+        used = self._temps_used.get(size, 0)
+        if used == len(pool):
+            pool.append(self.alloca(size))
+        self._temps_used[size] = used + 1
+        buf = pool[used]
+        self.zero(buf, size)
+        return buf
+
+    def release_temps(self):
+        """Called between statements: no temporary outlives the statement that made it."""
+        self._temps_used.clear()
 
     def scratch(self, key, size: int) -> ir.Value:
         """A stack buffer reused for one purpose (e.g. a map's key) across the function."""

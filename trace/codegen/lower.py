@@ -56,6 +56,7 @@ class Lowerer:
             if self.b.block.is_terminated:
                 # code after return/break/exit: park it in an unreachable block
                 self.b.position_at_end(self.fb.new_block("dead"))
+            self.fb.release_temps()
             self.stmt(s)
 
     # ------------------------------------------------------------ statements
@@ -216,7 +217,7 @@ class Lowerer:
         if t.in_register:
             return self.map_read_int(info, key)
         fb, b = self.fb, self.b
-        out = fb.alloca(t.size)
+        out = fb.temp(t.size)
         p = fb.map_lookup(info.gv, key)
         with b.if_else(fb.is_null(p)) as (missing, present):
             with missing:
@@ -296,7 +297,7 @@ class Lowerer:
         if isinstance(e, ast.Integer):
             return const(e.value)
         if isinstance(e, ast.String):
-            buf = fb.alloca(e.type.size)
+            buf = fb.temp(e.type.size)
             fb.store_bytes(buf, e.value + b"\0")
             return buf
         if isinstance(e, ast.Builtin):
@@ -339,7 +340,7 @@ class Lowerer:
             return b.ashr(v, shift) if t.signed else b.lshr(v, shift)
         if isinstance(e, ast.Tuple):
             t = e.type
-            buf = fb.alloca(t.size)
+            buf = fb.temp(t.size)
             for x, et, off in zip(e.elements, t.elements, t.offsets):
                 self.materialize(et, x.type, self.expr(x), buf, off)
             return buf
@@ -397,7 +398,7 @@ class Lowerer:
             phi.add_incoming(a, a_bb)
             phi.add_incoming(c, c_bb)
             return phi
-        out = fb.alloca(t.size)
+        out = fb.temp(t.size)
         with b.if_else(cond) as (then, other):
             with then:
                 self.materialize(t, e.then.type, self.expr(e.then), out, 0)
