@@ -6,6 +6,7 @@ stays in the kernel).
 """
 
 import errno as E
+import os
 import struct
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .objfile import ObjectSpec
+from .attach import possible_cpus
 
 
 @dataclass
@@ -110,10 +112,27 @@ def load(spec: ObjectSpec, log_level: int = 0, programs=None) -> LoadedObject:
     return obj
 
 
+def ringbuf_size(default: int) -> int:
+    """BPFTRACE_PERF_RB_PAGES (pages per CPU, as bpftrace) sizes the ring buffer:
+    a power of two of at least one page."""
+    pages = os.environ.get("BPFTRACE_PERF_RB_PAGES")
+    if not pages:
+        return default
+    try:
+        want = max(1, int(pages)) * 4096 * len(possible_cpus())
+    except ValueError:
+        return default
+    size = 4096
+    while size < want:
+        size *= 2
+    return size
+
+
 def _load(obj, spec, log_level, programs):
     for sym, ms in spec.maps.items():
+        max_entries = ringbuf_size(ms.max_entries) if ms.type == U.BPF_MAP_TYPE_RINGBUF else ms.max_entries
         try:
-            fd = S.map_create(ms.type, ms.key_size, ms.value_size, ms.max_entries,
+            fd = S.map_create(ms.type, ms.key_size, ms.value_size, max_entries,
                               ms.flags, kernel_name(sym))
         except BpfError as e:
             if e.errno == E.EPERM:
@@ -122,7 +141,7 @@ def _load(obj, spec, log_level, programs):
                 f"Failed to create map {sym} (type {ms.type}, key {ms.key_size}, "
                 f"value {ms.value_size}, max_entries {ms.max_entries}): {e}") from None
         obj.maps[sym] = LoadedMap(sym, fd, ms.type, ms.key_size, ms.value_size,
-                                  ms.max_entries, ms.flags, kernel_name(sym))
+                                  max_entries, ms.flags, kernel_name(sym))
     map_fds = {s: m.fd for s, m in obj.maps.items()}
 
     metas = {p["symbol"]: p for p in spec.manifest.get("programs", [])}
