@@ -285,3 +285,13 @@ def test_tracefs_is_mounted_when_missing(no_leaks):
     assert subprocess.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode == 0
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Attaching 1 probe...\n\n\n@: 1\n"
+
+
+@needs_root
+def test_emitted_object_runs_later(no_leaks, tmp_path):
+    obj = tmp_path / "prog.o"
+    r = run(["--emit-elf", str(obj), "-e", 'BEGIN { printf("from object %d\\n", 6 * 7); @n = 1; exit(); }'])
+    assert r.returncode == 0, r.stderr
+    r = run([str(obj)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\nfrom object 42\n\n\n@n: 1\n"

@@ -120,11 +120,15 @@ def _main(argv) -> int:
             source, filename = sys.stdin.read(), "stdin"
         else:
             try:
-                with open(path, encoding="utf-8") as f:
-                    source, filename = f.read(), path
+                with open(path, "rb") as f:
+                    data = f.read()
             except OSError as e:
                 sys.stderr.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
                 return 255
+            if data[:4] == b"\x7fELF":
+                # an object from --emit-elf: run it without the compiler
+                return run_object(data, None, "", path, args)
+            source, filename = data.decode("utf-8", "replace"), path
     else:
         sys.stderr.write("ERROR: No program specified\n" + _usage())
         return 1
@@ -202,6 +206,8 @@ def _set_process_name(name: bytes):
 
 def _failure_span(e, manifest):
     from .ast import Span
+    if not manifest:
+        return None
     symbol = getattr(e, "program_symbol", None) or getattr(e, "symbol", None)
     probe = getattr(e, "probe", None)
     for prog in manifest.get("programs", []):
