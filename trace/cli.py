@@ -83,6 +83,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    import signal
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `pytrace ... | head` ends quietly, as bpftrace
     try:
         return _main(argv)
     except KeyboardInterrupt:
