@@ -295,3 +295,29 @@ def test_emitted_object_runs_later(no_leaks, tmp_path):
     r = run([str(obj)])
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Attaching 1 probe...\nfrom object 42\n\n\n@n: 1\n"
+
+
+@needs_root
+def test_sample_script_opensnoop(no_leaks):
+    r = run([str(ROOT / "scripts" / "opensnoop.pt"), "-c", "cat /etc/hostname"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["Attaching 6 probes...", "Tracing open syscalls... Hit Ctrl-C to end.",
+                         "PID    COMM               FD ERR PATH"]
+    assert any(l.split()[1:] == ["cat", "3", "0", "/etc/hostname"] for l in lines), r.stdout
+
+
+@needs_root
+def test_one_liner_counts_opens_until_ctrl_c(no_leaks):
+    p = subprocess.Popen(PYTRACE + ["-e", "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "Attaching 1 probe...\n"
+    for _ in range(3):
+        subprocess.run(["cat", "/etc/hostname"], capture_output=True)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert out.startswith("\n\n@[")
+    counts = {l.split(": ")[0]: int(l.split(": ")[1]) for l in out.splitlines() if l.startswith("@[")}
+    assert counts["@[cat]"] >= 3
+    assert list(counts.values()) == sorted(counts.values())

@@ -68,7 +68,7 @@ def build_parser():
     p.add_argument("--unsafe", action="store_true")
     p.add_argument("-V", "--version", dest="version", action="store_true")
     p.add_argument("-h", "--help", dest="help", action="store_true")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("rest", nargs="*")
     return p
 
 
@@ -78,7 +78,7 @@ def parse_args(argv):
     def fail(message):
         raise UsageError(message)
     parser.error = fail
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> int:
@@ -91,6 +91,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:   # a bug in pytrace: one line, the traceback only on request
+        if os.environ.get("PYTRACE_DEBUG"):
+            raise
+        sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e} "
+                         f"(set PYTRACE_DEBUG=1 for the traceback)\n")
+        return 1
 
 
 def _main(argv) -> int:

@@ -184,7 +184,15 @@ def _program_name(unit) -> str:
 
 def emit_pass(st: State):
     from .codegen.emit import emit_object
-    st.elf = emit_object(st.llvm_ir)
+    from .diagnostics import error
+    try:
+        st.elf = emit_object(st.llvm_ir)
+    except RuntimeError as e:
+        text = " ".join(str(e).split())
+        if "stack limit" in text:
+            text = "the program needs more than the 512 bytes of BPF stack (too many large values live at once)"
+        span = st.program.probes[0].span if st.program and st.program.probes else None
+        raise error(f"LLVM could not compile the program: {text}", span) from None
 
 
 PIPELINE = [
