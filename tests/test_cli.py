@@ -321,3 +321,21 @@ def test_one_liner_counts_opens_until_ctrl_c(no_leaks):
     counts = {l.split(": ")[0]: int(l.split(": ")[1]) for l in out.splitlines() if l.startswith("@[")}
     assert counts["@[cat]"] >= 3
     assert list(counts.values()) == sorted(counts.values())
+
+
+@needs_root
+def test_compiled_objects_are_cached_by_content(no_leaks, tmp_path):
+    env = {**os.environ, "PYTRACE_CACHE_DIR": str(tmp_path)}
+    prog = ["-e", 'BEGIN { printf("%d\\n", $1); exit(); }']
+    first = run(prog + ["1"], env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(list(tmp_path.glob("*.o"))) == 1
+    again = run(prog + ["1"], env=env)
+    assert again.stdout == first.stdout == "Attaching 1 probe...\n1\n\n\n"
+    assert len(list(tmp_path.glob("*.o"))) == 1
+    other = run(prog + ["2"], env=env)
+    assert other.stdout == "Attaching 1 probe...\n2\n\n\n"
+    assert len(list(tmp_path.glob("*.o"))) == 2
+    nocache = run(prog + ["3"], env={**env, "PYTRACE_NO_CACHE": "1"})
+    assert nocache.stdout == "Attaching 1 probe...\n3\n\n\n"
+    assert len(list(tmp_path.glob("*.o"))) == 2

@@ -141,6 +141,16 @@ def _main(argv) -> int:
         sys.stderr.write("ERROR: No program specified\n" + _usage())
         return 1
 
+    max_map_keys = _env_int("BPFTRACE_MAP_KEYS_MAX", 4096)
+    plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
+    from . import cache
+    cache_key = None
+    if plain_run and cache.enabled():
+        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys)
+        elf = cache.load(cache_key)
+        if elf is not None:
+            return run_object(elf, None, source, filename, args)
+
     from .compiler import CompileOptions, PASS_NAMES, compile_source
     from .diagnostics import CompileError, render
 
@@ -151,7 +161,7 @@ def _main(argv) -> int:
     if args.dump_all:
         dump_after = "codegen"
     options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
-                             max_map_keys=_env_int("BPFTRACE_MAP_KEYS_MAX", 4096),
+                             max_map_keys=max_map_keys,
                              dump_after=dump_after)
     if args.dump_all:
         options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -171,6 +181,8 @@ def _main(argv) -> int:
             f.write(st.elf)
     if args.emit_elf or args.emit_llvm:
         return 0
+    if cache_key is not None:
+        cache.store(cache_key, st.elf)
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
@@ -179,8 +191,6 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         sys.stderr.write("ERROR: pytrace currently only supports running as the root user.\n")
         return 1
     import shlex
-    from .diagnostics import Diagnostic, render
-    from .ast import Span
     from .runtime import errors
     from .runtime.session import RunOptions, run
 
@@ -194,6 +204,8 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:
+        from .diagnostics import Diagnostic, render
+        e.elf = elf
         span = _failure_span(e, manifest)
         sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
         return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
@@ -214,8 +226,12 @@ def _set_process_name(name: bytes):
 
 def _failure_span(e, manifest):
     from .ast import Span
-    if not manifest:
-        return None
+    if manifest is None:
+        from .runtime import objfile
+        try:
+            manifest = objfile.parse(e.elf).manifest if getattr(e, "elf", None) else {}
+        except Exception:
+            manifest = {}
     symbol = getattr(e, "program_symbol", None) or getattr(e, "symbol", None)
     probe = getattr(e, "probe", None)
     for prog in manifest.get("programs", []):
