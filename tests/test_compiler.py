@@ -69,13 +69,13 @@ def test_map_read_before_assignment_in_other_probe():
     ("BEGIN { @l = lhist(1, 0, 10, 0); }", "stdin:1:14-32: ERROR: lhist() step must be >= 1 (0 provided)"),
     ("BEGIN { printf(\"%d\\n\", cpid); }", "stdin:1:24-28: ERROR: cpid cannot be used without child command"),
     ("BEGIN { count(); }", "stdin:1:9-16: ERROR: count() should be directly assigned to a map"),
-    ("BEGIN { break; }", "stdin:1:9-14: ERROR: break statement is not in a loop"),
+    ("BEGIN { break; }", "stdin:1:9-14: ERROR: break used outside of a loop"),
     ("BEGIN { $x = (1, 2); printf(\"%d\\n\", $x.5); }",
      "stdin:1:37-41: ERROR: Invalid tuple index: 5. Found 2 elements in tuple."),
     ("BEGIN { @x[1] = 1; @x = 2; }",
      "stdin:1:20-22: ERROR: Argument mismatch for @x: trying to access with arguments: [] when map "
      "expects arguments: [unsigned int64]"),
-    ("BEGIN { if (\"a\") { exit(); } }", "stdin:1:13-16: ERROR: Invalid condition: string[2]"),
+    ("BEGIN { if (\"a\") { exit(); } }", "stdin:1:13-16: ERROR: Invalid condition in if(): string"),
     ("interval:s:1 { printf(\"%d\\n\", args->x); }",
      "stdin:1:31-35: ERROR: The args builtin can only be used with tracepoint/kfunc/uprobe probes "
      "(interval used here)"),

@@ -91,6 +91,7 @@ class Binary(Expr):
     op: str               # + - * / % & | ^ << >> == != < <= > >= && ||
     left: Expr
     right: Expr
+    op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
 
 
 @dataclass(eq=False)
@@ -230,7 +231,7 @@ class Program(Node):
 def children(node: Node):
     """Yield the direct child nodes, in source order."""
     for f in fields(node):
-        if f.name in ("span", "type"):
+        if f.name in ("span", "type", "op_span"):
             continue
         value = getattr(node, f.name)
         if isinstance(value, Node):
@@ -257,7 +258,7 @@ def dump(node, indent: int = 0) -> str:
     scalars = []
     subtrees = []
     for f in fields(node):
-        if f.name in ("span", "type"):
+        if f.name in ("span", "type", "op_span"):
             continue
         value = getattr(node, f.name)
         if isinstance(value, Node):

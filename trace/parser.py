@@ -382,7 +382,7 @@ class _AstBuilder:
 
     def binop(self, c):
         left, op, right = c
-        return Binary(op.value, left, right, span=_span(left, right))
+        return Binary(op.value, left, right, span=_span(left, right), op_span=_tok_span(op))
 
     def cast(self, c):
         return Cast(c[1], c[3], span=_span(c[0], c[3]))

@@ -14,9 +14,9 @@ from typing import Callable, Dict, Optional
 from . import ast
 from .codegen import builder as B
 from .codegen.builder import I64, const
-from .diagnostics import error
+from .diagnostics import CompileError, error
 from .types import (INT64, UINT32, UINT64, AggT, ArgsT, IntT, NoneT, ProbeT, PtrT, StrT, TupleT,
-                    UsernameT, bpftrace_name)
+                    UsernameT, bpftrace_name, pointer_of)
 
 STRLEN = 64
 JOIN_MAX_ARGS = 16
@@ -83,7 +83,10 @@ def nargs(node, low, high=None):
         what = "one argument" if low == 1 else f"{low} arguments"
         raise error(f"{node.name}() requires at least {what} ({n} provided)", node.span)
     if high is not None and n > high:
-        raise error(f"{node.name}() can only take up to {high} arguments ({n} provided)", node.span)
+        if high == 0:
+            raise error(f"{node.name}() requires no arguments ({n} provided)", node.span)
+        what = "one argument" if high == 1 else f"{high} arguments"
+        raise error(f"{node.name}() takes up to {what} ({n} provided)", node.span)
 
 
 def int_arg(ck, node, i, what="integer"):
@@ -97,16 +100,25 @@ def int_arg(ck, node, i, what="integer"):
 def literal_int(ck, node, i, what="integer literal"):
     v = ck.fold(node.args[i])
     if v is None:
-        t = ck.expr(node.args[i])
-        raise error(f"{node.name}() expects a {what} ({bpftrace_name(t) if t else 'expression'} provided)",
-                    node.args[i].span)
+        try:
+            t = ck.expr(node.args[i])
+        except CompileError:
+            t = NoneT()
+        raise error(f"{node.name}() expects a {what} ({_printf_kind(t) if t else 'none'} provided)",
+                    node.span)
     return v
+
+
+def call_to_map_span(node, m):
+    """bpftrace reports a map passed to a function (undefined, wrong keys) from the call's
+    start to the map's end: `print(@x` in `print(@x, 1)`."""
+    return ast.Span(node.span.line, node.span.col, m.span.end_line, m.span.end_col)
 
 
 def map_arg(ck, node, i=0):
     m = node.args[i]
     if not isinstance(m, ast.Map):
-        raise error(f"{node.name}() expects a map to be provided", m.span)
+        raise error(f"{node.name}() expects a map to be provided", node.span)
     return m
 
 
@@ -246,6 +258,9 @@ class _RegisterArgs:
                         "'kfunc' probes", node.span)
         if node.name == "func":
             raise error(f"The func builtin can not be used with '{prov}' probes", node.span)
+        if node.name.startswith("sarg"):
+            raise error(f"The {node.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
+                        node.span)
         raise error(f"The {node.name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' "
                     f"probes", node.span)
 
@@ -307,9 +322,11 @@ def format_specs(fmt: str):
 
 def check_format(ck, node, func_name, first=0):
     if not node.args or not isinstance(node.args[first], ast.String):
-        raise error(f"{func_name}() expects a string literal as its first argument"
-                    if node.args else f"{func_name}() requires at least one argument (0 provided)",
-                    node.span)
+        if not node.args:
+            raise error(f"{func_name}() requires at least one argument (0 provided)", node.span)
+        t = ck.expr(node.args[first])
+        raise error(f"{func_name}() expects a string literal ({_printf_kind(t) if t else 'none'} "
+                    f"provided)", node.span)
     node.args[first].type = StrT(len(node.args[first].value) + 1)   # formats may exceed 64 bytes
     fmt = node.args[first].value.decode("utf-8", "replace")
     specs = format_specs(fmt)
@@ -366,7 +383,7 @@ def _check_print(ck, node):
     nargs(node, 1, 3)
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
-        ck.map_ref(first)
+        ck.map_ref(first, call_to_map_span(node, first))
         for i in range(1, len(node.args)):
             literal_int(ck, node, i)
         info = ck.maps[first.name]
@@ -374,8 +391,12 @@ def _check_print(ck, node):
             pass
         return NoneT()
     if len(node.args) > 1:
-        raise error("Non-map print() only takes 1 argument", node.span)
+        raise error(f"Non-map print() only takes 1 argument, {len(node.args)} found", node.span)
     t = ck.expr(first)
+    if isinstance(t, AggT):
+        # print(@m[k]) of a plain map is newer bpftrace (0.21); an aggregation's element
+        # can not be read in the kernel here, so give 0.17's error
+        raise error("The map passed to print() should not be indexed by a key", node.span)
     if t is not None and isinstance(t, (NoneT, ArgsT)):
         raise error(f"print() cannot print a value of type {bpftrace_name(t)}", first.span)
     return NoneT()
@@ -405,7 +426,9 @@ def _check_time(ck, node):
     nargs(node, 0, 1)
     if node.args:
         if not isinstance(node.args[0], ast.String):
-            raise error("time() expects a string literal as its argument", node.args[0].span)
+            t = ck.expr(node.args[0])
+            raise error(f"time() expects a string literal ({_printf_kind(t) if t else 'none'} provided)",
+                        node.span)
         ck.expr(node.args[0])
     return NoneT()
 
@@ -436,11 +459,18 @@ def _check_str(ck, node):
     t = ck.expr(node.args[0])
     if len(node.args) == 2:
         int_arg(ck, node, 1)
-    if isinstance(t, StrT):
+    if isinstance(t, StrT) and (getattr(node.args[0], "from_positional", False)
+                                or isinstance(node.args[0], ast.FieldAccess)):
+        # str($1, len) with a non-literal len: the parameter's text; str(args->f) of a
+        # __data_loc or char[] tracepoint field (0.17 scripts wrap those in str())
+        if len(node.args) == 2:
+            v = ck.fold(node.args[1])
+            if v is not None:
+                return StrT(max(1, min(v + 1, t.length)))
         return t
     if t is not None and not isinstance(t, (IntT, PtrT)):
         raise error(f"str() expects an integer or a pointer type as first argument "
-                    f"({bpftrace_name(t)} provided)", node.args[0].span)
+                    f"({bpftrace_name(t)} provided)", node.span)
     size = STRLEN
     if len(node.args) == 2:
         v = ck.fold(node.args[1])
@@ -456,10 +486,18 @@ def _str(lw, node):
     src_t = node.args[0].type
     value = lw.expr(node.args[0])
     if isinstance(src_t, StrT):
-        return value
+        size = node.type.size
+        if size >= src_t.size:
+            return value
+        # str(args->name, n) of a string field: its first n bytes
+        buf = fb.temp(size)
+        fb.copy(buf, value, size)
+        fb.store(buf, size - 1, const(0), bits=8)
+        return buf
     size = node.type.size
     buf = fb.temp(size)
-    helper = B.PROBE_READ_USER_STR if getattr(src_t, "user", False) else B.PROBE_READ_KERNEL_STR
+    ptr = pointer_of(node.args[0])
+    helper = B.PROBE_READ_USER_STR if getattr(ptr, "user", False) else B.PROBE_READ_KERNEL_STR
     length = const(size, B.I32)
     if len(node.args) == 2 and not isinstance(node.args[1], ast.Integer):
         n = b.add(lw.expr(node.args[1]), const(1))
@@ -555,11 +593,11 @@ def _check_strncmp(ck, node):
     for i in (0, 1):
         t = ck.expr(node.args[i])
         if t is not None and not isinstance(t, StrT):
-            raise error(f"strncmp() expects a string as argument {i + 1} ({bpftrace_name(t)} provided)",
-                        node.args[i].span)
-    v = ck.fold(node.args[2])
-    if v is None or v < 0:
-        raise error("strncmp() expects an integer literal as its third argument", node.args[2].span)
+            raise error(f"strncmp() only supports string arguments ({_printf_kind(t)} provided)",
+                        node.span)
+    v = literal_int(ck, node, 2)
+    if v < 0:
+        raise error("strncmp() expects a integer literal (integer provided)", node.span)
     node.limit = v
     return UINT64
 
@@ -577,8 +615,8 @@ def _check_strcontains(ck, node):
     for i in (0, 1):
         t = ck.expr(node.args[i])
         if t is not None and not isinstance(t, StrT):
-            raise error(f"strcontains() expects a string as argument {i + 1} ({bpftrace_name(t)} provided)",
-                        node.args[i].span)
+            raise error(f"strcontains() only supports string arguments ({_printf_kind(t)} provided)",
+                        node.span)
     return UINT64
 
 
@@ -632,8 +670,8 @@ def _check_delete(ck, node):
     nargs(node, 1)
     m = node.args[0]
     if not isinstance(m, ast.Map):
-        raise error("delete() expects a map to be provided", m.span)
-    ck.map_keys(m)
+        raise error("delete() expects a map to be provided", node.span)
+    ck.map_keys(m, call_to_map_span(node, m))
     return NoneT()
 
 
@@ -670,9 +708,11 @@ def _delete(lw, node):
 def _check_whole_map(ck, node):
     nargs(node, 1)
     m = node.args[0]
-    if not isinstance(m, ast.Map) or m.keys is not None:
-        raise error(f"{node.name}() expects a map to be provided", m.span)
-    ck.map_ref(m)
+    if not isinstance(m, ast.Map):
+        raise error(f"{node.name}() expects a map to be provided", node.span)
+    if m.keys is not None:
+        raise error(f"The map passed to {node.name}() should not be indexed by a key", node.span)
+    ck.map_ref(m, call_to_map_span(node, m))
     return NoneT()
 
 

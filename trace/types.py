@@ -191,3 +191,20 @@ def unify(a: Type, b: Type) -> Optional[Type]:
     if isinstance(a, IntT) and isinstance(b, PtrT):
         return b
     return None
+
+
+def pointer_of(node) -> Optional["PtrT"]:
+    """The pointer type of an expression: its own type, or for pointer arithmetic
+    (`args->argv + 1`, typed as an integer like bpftrace 0.17 prints it) the pointer operand's."""
+    t = getattr(node, "type", None)
+    if isinstance(t, PtrT):
+        return t
+    return getattr(node, "ptr_base", None)
+
+
+def pointee_size(p: "PtrT") -> int:
+    """Bytes per element when a pointer is offset (bpftrace scales pointer arithmetic)."""
+    if p.target.endswith("*"):
+        return 8
+    from .cstructs import SCALARS
+    return SCALARS.get(p.target, 1)

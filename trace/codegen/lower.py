@@ -11,7 +11,7 @@ from llvmlite import ir
 
 from .. import ast
 from ..diagnostics import error
-from ..types import AggT, IntT, PtrT, StrT, TupleT, Type
+from ..types import AggT, IntT, PtrT, StrT, TupleT, Type, pointee_size, pointer_of
 from . import builder as B
 from .builder import I64, const
 
@@ -316,16 +316,22 @@ class Lowerer:
             if e.op == "-":
                 return b.neg(v)
             if e.op == "~":
+                t = e.type
+                if isinstance(t, IntT) and not t.signed and t.bits < 64:
+                    return b.and_(b.not_(v), const((1 << t.bits) - 1))
                 return b.not_(v)
             if e.op == "!":
                 return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
             if e.op == "*":
                 buf = fb.scratch("deref", 8)
                 fb.store(buf, 0, const(0))
-                ptr_t = e.operand.type
+                ptr_t = pointer_of(e.operand) or e.operand.type
                 helper = B.PROBE_READ_USER if getattr(ptr_t, "user", False) else B.PROBE_READ_KERNEL
-                fb.helper(helper, buf, const(8, B.I32), b.inttoptr(v, B.PTR))
-                return fb.load(buf, 0)
+                size = getattr(e, "deref_size", 8)
+                fb.helper(helper, buf, const(size, B.I32), b.inttoptr(v, B.PTR))
+                if size == 8:
+                    return fb.load(buf, 0)
+                return fb.load(buf, 0, size * 8, signed=e.type.signed, align=size)
         if isinstance(e, ast.IncDec):
             return self.incdec(e)
         if isinstance(e, ast.Ternary):
@@ -431,6 +437,13 @@ class Lowerer:
                               e.right.type.size, None)
             return eq if e.op == "==" else b.xor(eq, const(1))
         left, right = self.expr(e.left), self.expr(e.right)
+        base = getattr(e, "ptr_base", None)
+        if base is not None and pointee_size(base) != 1:
+            scale = const(pointee_size(base))
+            if pointer_of(e.left) is base:
+                right = b.mul(right, scale)
+            else:
+                left = b.mul(left, scale)
         return self.arith(e.op, left, right, e.left.type, e.right.type)
 
     def arith(self, op, left, right, lt, rt):

@@ -31,22 +31,78 @@ def _number(text: str) -> int:
         return int(text, 10)
 
 
+STR_MAX = 63   # str() keeps at most BPFTRACE_STRLEN - 1 characters
+
+
+def op_span(node) -> ast.Span:
+    """Where the operator token of a Binary node is (the AST keeps only the operands'
+    spans): assume the operator sits in the middle of the gap between the operands,
+    which is exact for `a+b`, `a + b` and `(a) + b`."""
+    return gap_span(node.left.span, node.right.span, len(node.op))
+
+
+def gap_span(left: ast.Span, right: ast.Span, n: int) -> ast.Span:
+    """The span of an n-character token between two spans (see op_span)."""
+    if left.end_line == right.line:
+        gap = right.col - left.end_col
+        col = left.end_col + max(0, (gap - n + 1) // 2)
+    else:
+        col = max(1, right.col - n - 1)
+    return ast.Span(right.line, col, right.line, col + n)
+
+
+def _contains_positional(node) -> bool:
+    return any(isinstance(n, ast.Positional) for n in ast.walk(node))
+
+
 def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
     """$N → Integer (numeric or unset) or String (inside str()); $# → Integer."""
 
     def param(index: int):
         return params[index - 1] if 0 < index <= len(params) else None
 
+    def str_literal(node, text: bytes, span):
+        lit = ast.String(text[:STR_MAX], span=span)
+        lit.from_positional = True
+        return lit
+
+    def str_operand(call):
+        """The string a positional parameter gives inside str(): `str($N)` or
+        `str($N + k)` / `str(k + $N)` (the text from offset k), as bpftrace."""
+        arg = call.args[0]
+        if isinstance(arg, ast.Positional):
+            return str_literal(call, (param(arg.index) or "").encode(), arg.span)
+        if not isinstance(arg, ast.Binary) or not _contains_positional(arg):
+            return None
+        pos = other = None
+        if isinstance(arg.left, ast.Positional):
+            pos, other = arg.left, arg.right
+        elif isinstance(arg.right, ast.Positional):
+            pos, other = arg.right, arg.left
+        if pos is None:
+            raise error("str() only accepts positional parameters directly or with a single "
+                        "constant offset added", call.span)
+        text = (param(pos.index) or "").encode()
+        if arg.op != "+" or not isinstance(other, ast.Integer) or not 0 <= other.value <= len(text):
+            ops = op_span(arg)
+            raise error(f"only addition of a single constant less or equal to the length of "
+                        f"${pos.index} (which is {len(text)}) is allowed inside str()",
+                        ast.Span(ops.line, ops.col, arg.span.end_line, arg.span.end_col))
+        return str_literal(call, text[other.value:], arg.span)
+
     def rewrite(node):
-        if isinstance(node, ast.Call) and node.name == "str" and node.args \
-                and isinstance(node.args[0], ast.Positional):
-            pos = node.args[0]
-            text = param(pos.index)
-            lit = ast.String((text or "").encode(), span=pos.span)
-            if len(node.args) == 1:
-                return lit
-            node.args[0] = lit
-            return node
+        if isinstance(node, ast.Call) and node.name == "str" and node.args:
+            lit = str_operand(node)
+            if lit is not None:
+                if len(node.args) == 1:
+                    return lit
+                node.args[1] = rewrite(node.args[1])
+                if isinstance(node.args[1], ast.Integer):
+                    # str($1, n): at most n characters
+                    lit.value = lit.value[:max(0, node.args[1].value)]
+                    return lit
+                node.args[0] = lit
+                return node
         if isinstance(node, ast.Positional):
             text = param(node.index)
             if text is None or text == "":

@@ -12,10 +12,48 @@ from typing import Dict, List, Optional
 from .. import ast
 from ..diagnostics import CompileError, error
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
-                     bpftrace_name, unify, INT_TYPES)
+                     bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
+from .desugar import gap_span, op_span
+
 
 MAX_STRING = 64
+
+
+def kind_name(t) -> str:
+    """The type class bpftrace 0.17 names in some messages (its `Type` enum)."""
+    if isinstance(t, IntT):
+        return "integer"
+    if isinstance(t, StrT):
+        return "string"
+    if isinstance(t, PtrT):
+        return "pointer"
+    if isinstance(t, TupleT):
+        return "tuple"
+    if isinstance(t, NoneT):
+        return "none"
+    return bpftrace_name(t)
+
+
+def _same_kind(a, b) -> bool:
+    ints = (IntT, PtrT)
+    if isinstance(a, ints) and isinstance(b, ints):
+        return True
+    if isinstance(a, AggT) and isinstance(b, AggT):
+        return a.kind == b.kind
+    return type(a) is type(b)
+
+
+def _assign_op_span(s) -> ast.Span:
+    op = "=" if s.op is None else s.op + "="
+    return gap_span(s.target.span, s.value.span, len(op))
+
+
+def _no_value(node, span):
+    """bpftrace's error for a value-less call (print(), exit(), ...) used as a value."""
+    if isinstance(node, ast.Call):
+        return error(f"{node.name}() should not be used in an assignment or as a map key", span)
+    return error("Value has no type (a function that returns nothing?)", span)
 
 
 @dataclass
@@ -94,7 +132,7 @@ class Checker:
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.If):
-            self.condition(s.cond)
+            self.condition(s.cond, "if()", s.cond.span)
             self.block(s.then)
             if s.orelse:
                 self.block(s.orelse)
@@ -108,23 +146,23 @@ class Checker:
             s.count = ast.Integer(n, span=s.count.span)
             self.block(s.body)
         elif isinstance(s, ast.While):
-            self.condition(s.cond)
+            self.condition(s.cond, "while()", s.cond.span)
             self.loop_depth += 1
             self.block(s.body)
             self.loop_depth -= 1
         elif isinstance(s, (ast.Break, ast.Continue)):
             if self.loop_depth == 0:
                 word = "break" if isinstance(s, ast.Break) else "continue"
-                raise error(f"{word} statement is not in a loop", s.span)
+                raise error(f"{word} used outside of a loop", s.span)
         elif isinstance(s, ast.Return):
             pass
         else:
             raise error(f"unsupported statement {type(s).__name__}", s.span)
 
-    def condition(self, cond):
+    def condition(self, cond, where, span):
         t = self.expr(cond)
         if t is not None and not isinstance(t, (IntT, PtrT)):
-            raise error(f"Invalid condition: {bpftrace_name(t)}", cond.span)
+            raise error(f"Invalid condition in {where}: {kind_name(t)}", span)
 
     def const_int(self, e, what) -> int:
         v = self.fold(e)
@@ -156,24 +194,25 @@ class Checker:
                 if entry is not None and entry.kind == "aggregation":
                     t = entry.check(self, s.value)
                     s.value.type = t
-                    self.set_map_value(info, t, s.value.span if t.kind == "lhist" else target.span, target)
+                    self.set_map_value(info, t, target.span, target, s.value.span)
                     target.type = t
                     return
             vt = self.expr(s.value)
             if s.op is not None:
+                # bpftrace checks `@x op= v` as `@x = @x op v`
                 cur = info.value
                 if cur is not None and not isinstance(cur, IntT):
-                    raise error(f"Type mismatch for {info.name}: compound assignment on a map of type "
-                                f"'{bpftrace_name(cur)}'", s.span)
-                if vt is not None and not isinstance(vt, IntT):
-                    raise error(f"Type mismatch for {info.name}: trying to assign value of type "
-                                f"'{bpftrace_name(vt)}' when map already contains a value of type 'int64'",
-                                s.value.span)
+                    raise self.mismatch(info.name, UINT64, cur, target.span)
+                if vt is not None and not isinstance(vt, (IntT, PtrT)):
+                    raise error(f"Type mismatch for '{s.op}': comparing "
+                                f"'{bpftrace_name(cur or INT64)}' with '{bpftrace_name(vt)}'", s.span)
                 vt = INT64 if cur is None else cur
             if vt is None:
                 return
+            if isinstance(vt, ArgsT):
+                raise error("context cannot be assigned to a map", _assign_op_span(s))
             self.check_storable(vt, s.value)
-            self.set_map_value(info, vt, target.span, target)
+            self.set_map_value(info, vt, target.span, target, _assign_op_span(s))
             target.type = info.value
         elif isinstance(target, ast.Variable):
             vt = self.expr(s.value)
@@ -181,9 +220,14 @@ class Checker:
                 cur = self.vars.get(target.name)
                 if cur is None:
                     raise error(f"Undefined or undeclared variable: {target.name}", target.span)
-                if not isinstance(cur, IntT) or (vt is not None and not isinstance(vt, IntT)):
-                    raise error(f"Type mismatch for {target.name}: compound assignment needs integers",
-                                s.span)
+                # bpftrace checks `$x op= v` as `$x = $x op v`
+                if not isinstance(cur, IntT):
+                    raise error(f"Type mismatch for {target.name}: trying to assign value of type "
+                                f"'unsigned int64' when variable already contains a value of type "
+                                f"'{bpftrace_name(cur)}'", s.span)
+                if vt is not None and not isinstance(vt, (IntT, PtrT)):
+                    raise error(f"Type mismatch for '{s.op}': comparing '{bpftrace_name(cur)}' with "
+                                f"'{bpftrace_name(vt)}'", s.span)
                 target.type = cur
                 return
             if vt is None:
@@ -196,9 +240,12 @@ class Checker:
             if cur is not None:
                 merged = unify(cur, vt)
                 if merged is None:
+                    if isinstance(cur, TupleT) and isinstance(vt, TupleT):
+                        raise error(f"Tuple type mismatch: {bpftrace_name(cur)} != {bpftrace_name(vt)}.",
+                                    _assign_op_span(s))
                     raise error(f"Type mismatch for {target.name}: trying to assign value of type "
                                 f"'{bpftrace_name(vt)}' when variable already contains a value of type "
-                                f"'{bpftrace_name(cur)}'", s.value.span)
+                                f"'{bpftrace_name(cur)}'", _assign_op_span(s))
                 vt = merged
             self.vars[target.name] = vt
             target.type = vt
@@ -213,7 +260,7 @@ class Checker:
 
     def check_storable(self, t: Type, node):
         if isinstance(t, NoneT):
-            raise error("Value has no type (a function that returns nothing?)", node.span)
+            raise _no_value(node, node.span)
         if isinstance(t, ArgsT):
             raise error("args cannot be stored; access one of its fields", node.span)
 
@@ -223,7 +270,9 @@ class Checker:
                      f"'{bpftrace_name(new)}' when map already contains a value of type "
                      f"'{bpftrace_name(cur)}", span)
 
-    def set_map_value(self, info: MapInfo, t: Type, span, target):
+    def set_map_value(self, info: MapInfo, t: Type, span, target, value_span=None):
+        """span: the map (type mismatches); value_span: the lhist() call (bounds), or the
+        `=` token (tuple mismatches)."""
         if info.value is None:
             info.value = t if not isinstance(t, IntT) else IntT(64, t.signed)
             return
@@ -232,26 +281,32 @@ class Checker:
             if not (isinstance(cur, AggT) and isinstance(t, AggT) and cur.kind == t.kind):
                 raise self.mismatch(info.name, t, cur, span)
             if cur.kind == "lhist" and cur.lhist != t.lhist:
-                raise error("Different lhist bounds in a single map unsupported", span)
+                raise error("Different lhist bounds in a single map unsupported", value_span or span)
             if cur.signed != t.signed:
                 info.value = AggT(cur.kind, cur.signed or t.signed, cur.lhist)
             return
         merged = unify(cur, t)
         if merged is None:
+            if isinstance(cur, TupleT) and isinstance(t, TupleT) and value_span is not None:
+                raise error(f"Tuple type mismatch: {bpftrace_name(cur)} != {bpftrace_name(t)}.",
+                            value_span)
             raise self.mismatch(info.name, t, cur, span)
         info.value = merged
 
-    def map_ref(self, m: ast.Map) -> MapInfo:
-        """A reference to a whole map (print/clear/zero): no key access."""
+    def map_ref(self, m: ast.Map, span=None) -> MapInfo:
+        """A reference to a whole map (print/clear/zero): no key access. `span` (the call)
+        is where an undefined map is reported."""
         info = self.maps.get(m.name)
         if info is None:
-            info = self.maps[m.name] = MapInfo(m.name, span=m.span)
+            info = self.maps[m.name] = MapInfo(m.name, span=span or m.span)
         return info
 
-    def map_keys(self, m: ast.Map) -> MapInfo:
+    def map_keys(self, m: ast.Map, span=None) -> MapInfo:
+        """`span`: where errors about this access are reported (default: the map)."""
         info = self.maps.get(m.name)
         if info is None:
-            info = self.maps[m.name] = MapInfo(m.name, span=m.span)
+            info = self.maps[m.name] = MapInfo(m.name, span=span or m.span)
+        span = span or m.span
         keys = None
         if m.keys is not None:
             keys = []
@@ -259,7 +314,11 @@ class Checker:
                 kt = self.expr(k)
                 if kt is None:
                     return info
-                if isinstance(kt, (AggT, NoneT, ArgsT)):
+                if isinstance(kt, NoneT):
+                    raise _no_value(k, m.span)
+                if isinstance(kt, ArgsT):
+                    raise error("context cannot be used as a map key", m.span)
+                if isinstance(kt, (AggT, ArgsT)):
                     raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
                 keys.append(IntT(64, False) if isinstance(kt, IntT) else kt)
         if info.keyed is None:
@@ -270,14 +329,14 @@ class Checker:
             expects = "[" + ", ".join(bpftrace_name(k) for k in (info.keys or [])) + "]"
             given = "[" + ", ".join(bpftrace_name(k) for k in (keys or [])) + "]"
             raise error(f"Argument mismatch for {m.name}: trying to access with arguments: {given} "
-                        f"when map expects arguments: {expects}", m.span)
+                        f"when map expects arguments: {expects}", span)
         if keys is not None:
             merged = [unify(a, b) for a, b in zip(info.keys, keys)] if len(keys) == len(info.keys) else [None]
             if any(x is None for x in merged):
                 expects = "[" + ", ".join(bpftrace_name(k) for k in info.keys) + "]"
                 given = "[" + ", ".join(bpftrace_name(k) for k in keys) + "]"
                 raise error(f"Argument mismatch for {m.name}: trying to access with arguments: {given} "
-                            f"when map expects arguments: {expects}", m.span)
+                            f"when map expects arguments: {expects}", span)
             info.keys = merged
         return info
 
@@ -338,20 +397,38 @@ class Checker:
             if e.op == "*":
                 if not isinstance(t, (PtrT, IntT)):
                     raise error(f"Can not dereference type {bpftrace_name(t)}", e.span)
+                e.deref_size = 8
+                t = pointer_of(e.operand) or t
+                if isinstance(t, PtrT):
+                    if t.target.endswith("*"):
+                        # *argv: still a pointer, into the same address space
+                        return PtrT(t.target[:-1].strip(), user=t.user)
+                    from ..cstructs import SCALARS
+                    size = SCALARS.get(t.target)
+                    if size in (1, 2, 4):
+                        e.deref_size = size
+                        unsigned = t.target.startswith(("unsigned", "u", "__u", "bool", "_Bool"))
+                        return IntT(size * 8, not unsigned)
                 return INT64
-            self.require_int(t, e.operand, f"'{e.op}'")
+            if not isinstance(t, (IntT, PtrT)):
+                # bpftrace underlines the operator token
+                op_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.op))
+                raise error(f"The {e.op} operator can not be used on expressions of type "
+                            f"'{bpftrace_name(t)}'", op_span)
             if e.op == "!":
                 return UINT64
             if e.op == "-":
                 return IntT(64, True)
-            return IntT(64, t.signed) if isinstance(t, IntT) else UINT64
+            # `~` keeps the operand's width: ~(uint8)5 is 250, ~(uint32)0 is 4294967295
+            return t if isinstance(t, IntT) else UINT64
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Map):
                 info = self.map_keys(e.target)
                 if info.value is None:
                     info.value = INT64
                 elif not isinstance(info.value, IntT):
-                    raise error(f"The {e.op} operator can only be used on integer maps", e.span)
+                    raise error(f"The {e.op} operator can not be used on expressions of type "
+                                f"'{bpftrace_name(info.value)}'", e.span)
                 e.target.type = info.value
                 return info.value
             if isinstance(e.target, ast.Variable):
@@ -361,12 +438,13 @@ class Checker:
                         return None
                     raise error(f"Undefined or undeclared variable: {e.target.name}", e.target.span)
                 if not isinstance(t, IntT):
-                    raise error(f"The {e.op} operator can only be used on integers", e.span)
+                    raise error(f"The {e.op} operator can not be used on expressions of type "
+                                f"'{bpftrace_name(t)}'", e.span)
                 e.target.type = t
                 return t
             raise error(f"The {e.op} operator must be applied to a map or variable", e.span)
         if isinstance(e, ast.Ternary):
-            self.condition(e.cond)
+            self.condition(e.cond, "ternary", e.span)
             a, b = self.expr(e.then, statement), self.expr(e.orelse, statement)
             if a is None or b is None:
                 return None
@@ -374,8 +452,11 @@ class Checker:
                 return a
             t = unify(a, b)
             if t is None:
-                raise error(f"Ternary operator must return the same type: have '{bpftrace_name(a)}' "
-                            f"and '{bpftrace_name(b)}'", e.span)
+                if _same_kind(a, b):
+                    raise error(f"Ternary operator must return the same type: have "
+                                f"'{bpftrace_name(a)}' and '{bpftrace_name(b)}'", e.span)
+                raise error(f"Ternary operator must return the same type: have '{kind_name(a)}' "
+                            f"and '{kind_name(b)}'", e.span)
             return t
         if isinstance(e, ast.Cast):
             t = self.expr(e.operand)
@@ -383,7 +464,10 @@ class Checker:
             if target is None:
                 raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
             if t is not None and not isinstance(t, (IntT, PtrT)):
-                raise error(f"Cannot cast from \"{bpftrace_name(t)}\" to \"{e.type_name}\"", e.span)
+                head = ast.Span(e.span.line, e.span.col, e.operand.span.line, e.operand.span.col)
+                if head.end_line != head.line:
+                    head = e.span
+                raise error(f"Casts are not supported for type: \"{bpftrace_name(t)}\"", head)
             return target
         if isinstance(e, ast.Tuple):
             ts = [self.expr(x) for x in e.elements]
@@ -409,7 +493,7 @@ class Checker:
                 t = INT_TYPES.get(e.type_name)
                 size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
                 if size is None:
-                    raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
+                    raise error(f"Unknown identifier: '{e.type_name}'", e.span)
                 e.value = size
             return UINT64
         if isinstance(e, (ast.Positional, ast.PositionalCount)):
@@ -433,21 +517,21 @@ class Checker:
                 raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
                             f"'{bpftrace_name(b)}'", e.span)
             return UINT64
-        if e.op in ("&&", "||"):
-            for t, n in ((a, e.left), (b, e.right)):
-                if not isinstance(t, (IntT, PtrT)):
-                    raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
-                                f"'{bpftrace_name(b)}'", e.span)
-            return UINT64
         if not isinstance(a, (IntT, PtrT)) or not isinstance(b, (IntT, PtrT)):
-            if e.op in ("==", "!=", "<", "<=", ">", ">="):
+            # bpftrace 0.17: operands of different type classes are a "mismatch" (underlining
+            # both operands); same-class non-integers can not take the operator (underlining it)
+            if not _same_kind(a, b):
                 raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
                             f"'{bpftrace_name(b)}'", e.span)
-            bad = a if not isinstance(a, (IntT, PtrT)) else b
-            raise error(f"The {e.op} operator can not be used on expressions of type "
-                        f"'{bpftrace_name(bad)}'", e.span)
+            raise error(f"The {e.op} operator can not be used on expressions of types "
+                        f"{bpftrace_name(a)}, {bpftrace_name(b)}", op_span(e))
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return UINT64
+        pa, pb = pointer_of(e.left), pointer_of(e.right)
+        if e.op in ("+", "-") and pa is not None and pb is None:
+            e.ptr_base = pa           # ptr ± n: scaled by the element size
+        elif e.op == "+" and pb is not None and pa is None:
+            e.ptr_base = pb
         signed = getattr(a, "signed", False) and getattr(b, "signed", False)
         return IntT(64, signed)
 

@@ -47,7 +47,9 @@ def field_type(f, user: bool):
             return StrT(f.array_len or f.size)
         return None
     if "*" in ctype:
-        return PtrT(ctype.replace("*", "").replace("const", "").strip() or "void", user=user)
+        # keep all but the outer level: `const char *const * argv` points to "char *"
+        base = " ".join(ctype.replace("*", " ").replace("const", " ").split()) or "void"
+        return PtrT(base + " *" * (ctype.count("*") - 1), user=user)
     from ..cstructs import SCALARS
     size = SCALARS.get(" ".join(ctype.replace("const", " ").split()), f.size)
     if size in (1, 2, 4, 8) and size <= f.size:
