@@ -423,7 +423,7 @@ class Session:
                     signal.signal(s, signal.SIG_DFL)
                 while True:
                     try:
-                        b = os.read(gate_r, 1)
+                        b = os.read(gate_r, 8)   # 8 bytes, as bpftrace's child reads
                         break
                     except InterruptedError:
                         continue
@@ -453,7 +453,7 @@ class Session:
     def _release_child(self):
         if self._gate_w is None:
             return
-        os.write(self._gate_w, b"x")
+        os.write(self._gate_w, b"\0" * 8)
         os.close(self._gate_w)
         self._gate_w = None
         data = b""

@@ -164,6 +164,7 @@ class Assign(Stmt):
     target: Expr          # Map or Variable
     value: Expr
     op: Optional[str] = None
+    op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
 
 
 @dataclass(eq=False)

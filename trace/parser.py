@@ -345,7 +345,7 @@ class _AstBuilder:
             # Only maps and variables can be assigned to: bpftrace's grammar has
             # `map = expr` and `var = expr` statements (and the tuple rule above).
             _fail(f"syntax error, unexpected {op.value}, expecting }}", _tok_span(op))
-        return Assign(target, value, _ASSIGN_OPS[op.value], span=span)
+        return Assign(target, value, _ASSIGN_OPS[op.value], span=span, op_span=_tok_span(op))
 
     def break_stmt(self, c):
         return Break(span=_tok_span(c[0]))

@@ -35,9 +35,9 @@ STR_MAX = 63   # str() keeps at most BPFTRACE_STRLEN - 1 characters
 
 
 def op_span(node) -> ast.Span:
-    """Where the operator token of a Binary node is (the AST keeps only the operands'
-    spans): assume the operator sits in the middle of the gap between the operands,
-    which is exact for `a+b`, `a + b` and `(a) + b`."""
+    """Where the operator token of a Binary node is (recorded by the parser)."""
+    if node.op_span is not None:
+        return node.op_span
     return gap_span(node.left.span, node.right.span, len(node.op))
 
 

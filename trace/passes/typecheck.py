@@ -45,6 +45,8 @@ def _same_kind(a, b) -> bool:
 
 
 def _assign_op_span(s) -> ast.Span:
+    if s.op_span is not None:
+        return s.op_span
     op = "=" if s.op is None else s.op + "="
     return gap_span(s.target.span, s.value.span, len(op))
 
