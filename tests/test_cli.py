@@ -339,3 +339,17 @@ def test_compiled_objects_are_cached_by_content(no_leaks, tmp_path):
     nocache = run(prog + ["3"], env={**env, "PYTRACE_NO_CACHE": "1"})
     assert nocache.stdout == "Attaching 1 probe...\n3\n\n\n"
     assert len(list(tmp_path.glob("*.o"))) == 2
+
+
+@needs_root
+def test_warnings_are_printed_on_every_run(tmp_path):
+    env = {**os.environ, "PYTRACE_CACHE_DIR": str(tmp_path)}
+    src = 'BEGIN { $a = -1; if ($a < pid) { } @s = stats(1); print(@s, 1); exit(); }'
+    expected = ("stdin:1:25-26: WARNING: comparison of integers of different signs: 'int64' and "
+                "'unsigned int64' can lead to undefined behavior\n" + src + "\n" + " " * 24 + "~\n"
+                "stdin:1:51-63: WARNING: print()'s top and div arguments are ignored when used on "
+                "stats() maps.\n" + src + "\n" + " " * 50 + "~" * 12 + "\n")
+    for _ in range(2):   # compiled, then from the cache
+        r = run(["-e", src], env=env)
+        assert r.returncode == 0
+        assert r.stderr == expected

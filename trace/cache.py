@@ -70,18 +70,31 @@ def key(source: str, *options) -> str:
 
 
 def load(k: str):
+    """(object bytes, warnings text) or None."""
+    d = cache_dir()
     try:
-        return (cache_dir() / f"{k}.o").read_bytes()
+        elf = (d / f"{k}.o").read_bytes()
     except OSError:
         return None
+    try:
+        warnings = (d / f"{k}.warn").read_text()
+    except OSError:
+        warnings = ""
+    return elf, warnings
 
 
-def store(k: str, elf: bytes) -> None:
+def store(k: str, elf: bytes, warnings: str = "") -> None:
     d = cache_dir()
     try:
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{k}.{os.getpid()}.tmp"
-        tmp.write_bytes(elf)
-        os.replace(tmp, d / f"{k}.o")
+        if warnings:
+            _write(d, f"{k}.warn", warnings.encode())
+        _write(d, f"{k}.o", elf)     # last: its presence means the entry is complete
     except OSError:
         pass   # a read-only home is no reason to fail a trace
+
+
+def _write(d: Path, name: str, data: bytes):
+    tmp = d / f".{name}.{os.getpid()}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, d / name)

@@ -147,8 +147,10 @@ def _main(argv) -> int:
     cache_key = None
     if plain_run and cache.enabled():
         cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys)
-        elf = cache.load(cache_key)
-        if elf is not None:
+        hit = cache.load(cache_key)
+        if hit is not None:
+            elf, warnings = hit
+            sys.stderr.write(warnings)
             return run_object(elf, None, source, filename, args)
 
     from .compiler import CompileOptions, PASS_NAMES, compile_source
@@ -171,6 +173,8 @@ def _main(argv) -> int:
         for d in e.diagnostics:
             sys.stderr.write(render(d, source, filename))
         return 1
+    warnings = "".join(render(w, source, filename) for w in st.warnings)
+    sys.stderr.write(warnings)
     if dump_after:
         return 0
     if args.emit_llvm:
@@ -182,7 +186,7 @@ def _main(argv) -> int:
     if args.emit_elf or args.emit_llvm:
         return 0
     if cache_key is not None:
-        cache.store(cache_key, st.elf)
+        cache.store(cache_key, st.elf, warnings)
     return run_object(st.elf, st.manifest, source, filename, args)
 
 

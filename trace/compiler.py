@@ -41,6 +41,7 @@ class State:
     program: Optional[ast.Program] = None
     units: list = field(default_factory=list)
     maps: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
     llvm_ir: str = ""
     elf: bytes = b""
@@ -69,7 +70,7 @@ def typecheck_pass(st: State):
         for d in e.diagnostics:
             d.span = d.span or (st.program.probes[0].span if st.program.probes else None)
         raise
-    st.maps = typecheck.check(st.units, st.options, structs)
+    st.maps, st.warnings = typecheck.check(st.units, st.options, structs)
 
 
 def resources_pass(st: State):

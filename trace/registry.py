@@ -387,8 +387,8 @@ def _check_print(ck, node):
         for i in range(1, len(node.args)):
             literal_int(ck, node, i)
         info = ck.maps[first.name]
-        if len(node.args) > 1 and info.value is not None and getattr(info.value, "kind", "") == "stats":
-            pass
+        if len(node.args) > 1 and getattr(info.value, "kind", "") == "stats":
+            ck.warn("print()'s top and div arguments are ignored when used on stats() maps.", node.span)
         return NoneT()
     if len(node.args) > 1:
         raise error(f"Non-map print() only takes 1 argument, {len(node.args)} found", node.span)

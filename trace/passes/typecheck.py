@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from .. import ast
-from ..diagnostics import CompileError, error
+from ..diagnostics import CompileError, Diagnostic, error
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
@@ -89,6 +89,14 @@ class Checker:
         self.unit: Optional[Unit] = None
         self.vars: Dict[str, Type] = {}
         self.loop_depth = 0
+        self.warnings: List[Diagnostic] = []
+
+    def warn(self, message: str, span):
+        """A warning of the strict pass (each once, however many programs share the code)."""
+        if self.lenient:
+            return
+        if not any(w.message == message and w.span == span for w in self.warnings):
+            self.warnings.append(Diagnostic(message, span, "WARNING"))
 
     # ------------------------------------------------------------ driver
     def run(self):
@@ -528,6 +536,10 @@ class Checker:
             raise error(f"The {e.op} operator can not be used on expressions of types "
                         f"{bpftrace_name(a)}, {bpftrace_name(b)}", op_span(e))
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
+            if isinstance(a, IntT) and isinstance(b, IntT) and a.signed != b.signed and a.bits == b.bits \
+                    and not isinstance(e.left, ast.Integer) and not isinstance(e.right, ast.Integer):
+                self.warn(f"comparison of integers of different signs: '{bpftrace_name(a)}' and "
+                          f"'{bpftrace_name(b)}' can lead to undefined behavior", op_span(e))
             return UINT64
         pa, pb = pointer_of(e.left), pointer_of(e.right)
         if e.op in ("+", "-") and pa is not None and pb is None:
@@ -565,7 +577,8 @@ class Checker:
                     e.span)
 
 
-def check(units: List[Unit], options: Options, structs=None) -> Dict[str, MapInfo]:
+def check(units: List[Unit], options: Options, structs=None):
+    """(maps, warnings) of a program."""
     checker = Checker(units, options, structs)
     checker.run()
-    return checker.maps
+    return checker.maps, checker.warnings
