@@ -499,6 +499,9 @@ class Checker:
                 if t is None:
                     return None
                 e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
+                field_info = getattr(e.operand, "field_info", None)
+                if field_info is not None:      # a tracepoint field: its size in the record
+                    e.value = field_info.size
             else:
                 t = INT_TYPES.get(e.type_name)
                 size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
