@@ -360,7 +360,7 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
            pid: int = -1, cookie: int = 0, probe: str = "",
            ref_ctr_offset: int = 0) -> list:
     """uprobe/uretprobe via the uprobe PMU at file ``offset`` of ``path``
-    (all processes when pid == -1: one event per online CPU)."""
+    (all processes when pid == -1)."""
     import ctypes
     probe = probe or f"{'uretprobe' if retprobe else 'uprobe'}:{path}:{offset:#x}"
     ptype = _pmu_type("uprobe")
@@ -370,7 +370,9 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
     cfg = (1 << _pmu_retprobe_bit("uprobe")) if retprobe else 0
     if ref_ctr_offset:
         cfg |= ref_ctr_offset << 32  # format/ref_ctr_offset: config:32-63
-    cpu_list = online_cpus() if pid == -1 else [-1]
+    # one event: the program is attached to the uprobe itself, so an event per CPU
+    # would run it once per event (libbpf also uses cpu 0 for pid -1)
+    cpu_list = [0] if pid == -1 else [-1]
     out = []
     try:
         for cpu in cpu_list:
@@ -388,15 +390,57 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
     return out
 
 
+def watchpoint(prog_fd: int, addr: int, length: int, bp_type: int, pid: int = -1,
+               cookie: int = 0, probe: str = "") -> list:
+    """A hardware breakpoint: perf_event_open(PERF_TYPE_BREAKPOINT) with bp_type
+    (r=1, w=2, x=4) at offset 52, bp_addr (config1) and bp_len (config2); on process
+    ``pid`` (any CPU), or in the kernel on every online CPU when pid == -1."""
+    import struct as _struct
+    probe = probe or f"watchpoint:{addr:#x}:{length}:{bp_type}"
+    cpu_list = online_cpus() if pid == -1 else [-1]
+    out = []
+    try:
+        for cpu in cpu_list:
+            attr = S.perf_attr(U.PERF_TYPE_BREAKPOINT, 0, sample_period=1,
+                               flags=U.PERF_FLAG_DISABLED, config1=addr, config2=length,
+                               wakeup_events=1)
+            _struct.pack_into("<I", attr, U.PA_BP_TYPE, bp_type)
+            try:
+                pfd = S.perf_event_open(attr, pid, cpu)
+            except BpfError as e:
+                if e.errno in (E.EPERM, E.EACCES):
+                    raise PermissionFailure() from None
+                if e.errno == E.ENOSPC:
+                    raise AttachError(probe, "no free hardware breakpoint registers (at most 4 "
+                                      "watchpoints)", e.errno) from None
+                if e.errno in (E.ENOENT, E.EOPNOTSUPP, E.ENODEV):
+                    raise AttachError(probe, "hardware breakpoints (watchpoints) are not "
+                                      f"supported by this kernel/CPU ({_errname(e.errno)})",
+                                      e.errno) from None
+                if e.errno == E.ESRCH:
+                    raise AttachError(probe, f"process {pid} does not exist", e.errno) from None
+                raise AttachError(probe, f"perf_event_open(breakpoint) failed: {e.strerror} "
+                                  f"({_errname(e.errno)}); on x86 a watchpoint must be aligned "
+                                  "to its length, and read-only (r) watchpoints are not "
+                                  "supported (use rw)", e.errno) from None
+            out.append(_link_or_ioctl(probe, "perf_event", prog_fd, pfd, cookie))
+    except BaseException:
+        for a in out:
+            a.close()
+        raise
+    return out
+
+
 def run_once(prog_fd: int) -> int:
     """Run a BEGIN/END (raw_tracepoint) program once with BPF_PROG_TEST_RUN
     and a zeroed context of MAX_BPF_FUNC_ARGS u64."""
     return S.prog_test_run(prog_fd, bytes(U.RAW_TP_MAX_CTX))
 
 
-def attach_entry(prog_fd: int, entry: dict, probes=()) -> list:
+def attach_entry(prog_fd: int, entry: dict, probes=(), child_pid=None) -> list:
     """Attach one manifest ``attach`` entry; returns a list of Attachments.
-    ``begin``/``end`` entries are not attached (see ``run_once``)."""
+    ``begin``/``end`` entries are not attached (see ``run_once``).  ``child_pid``:
+    the -c child, the process a watchpoint with pid -1 applies to."""
     kind = entry.get("kind")
     cookie = int(entry.get("cookie", 0) or 0)
     probe = probes[cookie] if 0 <= cookie < len(probes) else ""
@@ -419,6 +463,12 @@ def attach_entry(prog_fd: int, entry: dict, probes=()) -> list:
     if kind in ("kfunc", "kretfunc", "fentry", "fexit"):
         raise AttachError(probe or kind, "kfunc/kretfunc (fentry/fexit) are not "
                           "available in this kernel (no BPF tracing program support)")
+    if kind == "watchpoint":
+        pid = int(entry.get("pid", -1))
+        if pid == -1 and child_pid:
+            pid = child_pid
+        return watchpoint(prog_fd, int(entry["addr"]), int(entry["len"]), int(entry["bp_type"]),
+                          pid, cookie, probe)
     if kind in ("begin", "end"):
         return []
     raise AttachError(probe or str(kind), f"unknown attach kind '{kind}'")

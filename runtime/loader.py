@@ -163,6 +163,8 @@ def _load(obj, spec, log_level, programs):
                              attach_btf_id=meta.get("attach_btf_id", 0),
                              log_level=log_level)
         except BpfError as e:
+            if ptype == U.BPF_PROG_TYPE_TRACING:
+                raise _tracing_unsupported(sym, meta, e) from None
             if e.errno == E.EPERM:
                 raise PermissionFailure() from None
             raise RuntimeFailure(f"Failed to load program {sym}: {e}") from None
@@ -181,3 +183,16 @@ def _prog_type_from_section(section: str) -> int:
     if t is None:
         raise ObjectFormatError(f"cannot infer the program type of section '{section}'")
     return t
+
+
+def _tracing_unsupported(sym, meta, e: BpfError) -> RuntimeFailure:
+    """A TRACING (fentry/fexit: kfunc/kretfunc) program the kernel does not load: one
+    clear line (this kernel has no BPF trampolines), not a verifier dump."""
+    kinds = {a.get("kind") for a in meta.get("attach", [])}
+    what = "kretfunc" if kinds & {"kretfunc", "fexit"} else "kfunc"
+    probe = next((a.get("func") for a in meta.get("attach", []) if a.get("func")), "")
+    err = RuntimeFailure(f"kfunc/kretfunc not available for your kernel version: the kernel "
+                         f"has no BPF fentry/fexit (tracing program) support (loading "
+                         f"{what}:{probe} failed: {E.errorcode.get(e.errno, e.errno)})")
+    err.program_symbol = err.symbol = sym
+    return err

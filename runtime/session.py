@@ -175,7 +175,8 @@ class Session:
                 for entry in lp.meta.get("attach", []):
                     if entry.get("kind") in ("begin", "end"):
                         continue
-                    self.attachments.add(A.attach_entry(lp.fd, entry, probes))
+                    self.attachments.add(A.attach_entry(lp.fd, entry, probes,
+                                                        child_pid=self.child_pid))
             self.attachments.enable_all()
             if self.child_pid is not None:
                 self._release_child()

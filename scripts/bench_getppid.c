@@ -1,9 +1,12 @@
 /* Workload for scripts/bench.py: N getppid() system calls, timed.
  *
- *   bench_getppid N [RESULT_FILE] [hold]
+ *   bench_getppid N [RESULT_FILE|-] [hold] [rate=R] [call=getpid]
  *
  * Makes N calls of syscall(SYS_getppid) (the raw system call: libc cannot
- * cache it) as fast as it can and reports, on one line,
+ * cache it) as fast as it can (with rate=R: R calls per second, in batches
+ * of 256 calls separated by sleeps; with call=getpid: getpid() instead, a
+ * system call that the benchmark's programs do not trace) and reports, on
+ * one line,
  *
  *   pid=P calls=N start_ns=S loop_start_ns=L loop_end_ns=E ns_per_call=X
  *
@@ -35,16 +38,37 @@ int main(int argc, char **argv)
 {
     long long start = now_ns();
     if (argc < 2) {
-        fprintf(stderr, "usage: %s N [RESULT_FILE|-] [hold]\n", argv[0]);
+        fprintf(stderr, "usage: %s N [RESULT_FILE|-] [hold] [rate=R] [call=getpid]\n", argv[0]);
         return 2;
     }
     long n = strtol(argv[1], NULL, 10);
     const char *result = argc > 2 ? argv[2] : "-";
-    int hold = argc > 3 && strcmp(argv[3], "hold") == 0;
+    int hold = 0;
+    double rate = 0;
+    long nr = SYS_getppid;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "hold") == 0)
+            hold = 1;
+        else if (strncmp(argv[i], "rate=", 5) == 0)
+            rate = strtod(argv[i] + 5, NULL);
+        else if (strcmp(argv[i], "call=getpid") == 0)
+            nr = SYS_getpid;
+    }
 
     long long t0 = now_ns();
-    for (long i = 0; i < n; i++)
-        syscall(SYS_getppid);
+    if (rate > 0) {
+        for (long i = 0; i < n;) {
+            long long due = t0 + (long long)(i / rate * 1e9);
+            struct timespec ts = { due / 1000000000LL, due % 1000000000LL };
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+                ;
+            for (long j = 0; j < 256 && i < n; j++, i++)
+                syscall(nr);
+        }
+    } else {
+        for (long i = 0; i < n; i++)
+            syscall(nr);
+    }
     long long t1 = now_ns();
 
     char line[256];

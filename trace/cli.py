@@ -146,7 +146,7 @@ def _main(argv) -> int:
     from . import cache
     cache_key = None
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys)
+        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid)
         hit = cache.load(cache_key)
         if hit is not None:
             elf, warnings = hit
@@ -163,7 +163,7 @@ def _main(argv) -> int:
     if args.dump_all:
         dump_after = "codegen"
     options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
-                             max_map_keys=max_map_keys,
+                             max_map_keys=max_map_keys, pid=args.pid,
                              dump_after=dump_after)
     if args.dump_all:
         options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -185,7 +185,7 @@ def _main(argv) -> int:
             f.write(st.elf)
     if args.emit_elf or args.emit_llvm:
         return 0
-    if cache_key is not None:
+    if cache_key is not None and not _probes_files(st.manifest):
         cache.store(cache_key, st.elf, warnings)
     return run_object(st.elf, st.manifest, source, filename, args)
 
@@ -246,6 +246,12 @@ def _failure_span(e, manifest):
             line, col, end_line, end_col = prog["span"]
             return Span(line, col, end_line, end_col)
     return None
+
+
+def _probes_files(manifest) -> bool:
+    """Whether the object depends on files (uprobe/usdt offsets), which the cache key
+    does not cover: such objects are not cached."""
+    return any("path" in a for p in manifest.get("programs", []) for a in p.get("attach", []))
 
 
 def _env_int(name, default):

@@ -30,6 +30,7 @@ class CompileOptions(Options):
     params: List[str] = field(default_factory=list)
     max_map_keys: int = 4096
     dump_after: Optional[str] = None
+    pid: Optional[int] = None       # -p: user-space probes (uprobe, usdt) trace only this process
     dump: Callable[[str], None] = print
 
 
@@ -156,12 +157,19 @@ def codegen_pass(st: State):
             unit.var_types = {}
         Lowerer(module, unit, st.maps, res, st.options).run()
         first = unit.probe.attach_points[0].span
+        attach = unit.provider.attach_specs(unit.probes, unit.cookies)
+        if st.options.pid is not None:
+            for entry in attach:
+                if entry.get("pid") == -1:      # process-targetable (uprobe, usdt)
+                    entry["pid"] = st.options.pid
         programs.append({
             "symbol": unit.symbol, "section": unit.section, "prog_type": unit.provider.prog_type,
             "name": _kernel_name(_program_name(unit)),
-            "attach": unit.provider.attach_specs(unit.probes, unit.cookies),
+            "attach": attach,
             "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
         })
+        if hasattr(unit.provider, "program_fields"):    # kfunc: expected_attach_type, attach_btf_id
+            programs[-1].update(unit.provider.program_fields(unit.probes))
     st.manifest.update({
         "version": MANIFEST_VERSION,
         "programs": programs,

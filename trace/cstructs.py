@@ -23,9 +23,78 @@ STRUCT_RE = re.compile(r"\b(struct|union)\s+(\w+)\s*\{(.*?)\}\s*;?", re.S)
 FIELD_RE = re.compile(r"^(.*?)(\**)\s*(\w+)\s*((?:\[\s*\d+\s*\])*)$", re.S)
 
 
+def preprocess(definitions, defined=("BPFTRACE_HAVE_BTF",)):
+    """The C definitions that are active after a minimal preprocessor: `#ifdef`,
+    `#ifndef`, `#if 0/1`, `#if defined(X)`, `#else`, `#elif`, `#endif` over the
+    macros #defined so far (BPFTRACE_HAVE_BTF is defined when the kernel has BTF);
+    `#include` is ignored (kernel types come from BTF). Returns (definitions,
+    {name: int} of the integer #defines)."""
+    macros = {name: "1" for name in defined}
+    ints: Dict[str, int] = {}
+    stack = []            # [active, taken, parent_active]
+    out = []
+    for d in definitions:
+        text = d.strip()
+        active = all(frame[0] for frame in stack)
+        if not text.startswith("#"):
+            if active:
+                out.append(d)
+            continue
+        m = re.match(r"#\s*(\w+)\s*(.*)", text, re.S)
+        if not m:
+            continue
+        word, rest = m.group(1), " ".join(m.group(2).replace("\\\n", " ").split())
+        if word in ("ifdef", "ifndef", "if"):
+            if word == "if":
+                cond = _pp_condition(rest, macros)
+            else:
+                cond = (rest.split()[0] in macros if rest else False) == (word == "ifdef")
+            stack.append([active and cond, cond])
+        elif word in ("else", "elif") and stack:
+            parent = all(frame[0] for frame in stack[:-1])
+            taken = stack[-1][1]
+            cond = not taken and (word == "else" or _pp_condition(rest, macros))
+            stack[-1] = [parent and cond, taken or cond]
+        elif word == "endif" and stack:
+            stack.pop()
+        elif not active:
+            continue
+        elif word == "define":
+            parts = rest.split(None, 1)
+            if parts:
+                value = parts[1] if len(parts) > 1 else "1"
+                macros[parts[0]] = value
+                try:
+                    ints[parts[0]] = int(value.rstrip("uUlL") or "0", 0)
+                except ValueError:
+                    try:
+                        ints[parts[0]] = int(value.strip("()").rstrip("uUlL"), 0)
+                    except ValueError:
+                        pass
+        elif word == "undef":
+            macros.pop(rest.strip(), None)
+            ints.pop(rest.strip(), None)
+    return out, ints
+
+
+def _pp_condition(expr: str, macros) -> bool:
+    expr = expr.strip()
+    m = re.fullmatch(r"(!)?\s*defined\s*\(?\s*(\w+)\s*\)?", expr)
+    if m:
+        return (m.group(2) in macros) != bool(m.group(1))
+    try:
+        return int(macros.get(expr, expr), 0) != 0
+    except ValueError:
+        return False
+
+
 class StructTable:
     def __init__(self, definitions):
         self.layouts: Dict[str, tuple] = {}   # "struct X" -> (size, align)
+        import os
+        from .btf import VMLINUX
+        defined = ("BPFTRACE_HAVE_BTF",) if os.path.exists(VMLINUX) else ()
+        definitions, self.defines = preprocess(definitions, defined)
         text = re.sub(r"//[^\n]*|/\*.*?\*/", "", "\n".join(definitions), flags=re.S)
         for kind, name, body in STRUCT_RE.findall(text):
             self.layouts[f"{kind} {name}"] = self._layout(kind, body)

@@ -19,16 +19,26 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
     pattern = _normalise(pattern) if pattern else "*"
     if ":" not in pattern and "*" not in pattern:
         pattern = f"*{pattern}*"
+    parts = split_attach_point(pattern)
     for provider in all_providers():
+        wanted = pattern
         try:
-            lines = provider.listing(verbose)
+            if getattr(provider, "lists_targets", False):
+                # uprobe/usdt list the probes of one binary: `uprobe:/path:*`, `usdt:lib:*`
+                if len(parts) < 3 or "*" in parts[1] or not glob_match(parts[0], provider.name):
+                    continue
+                lines = provider.listing(verbose, target=parts[1])
+                if lines:       # match against the resolved path (`libc` → /lib/.../libc.so.6)
+                    wanted = ":".join([parts[0], lines[0].split(":")[1]] + parts[2:])
+            else:
+                lines = provider.listing(verbose)
         except OSError as e:
             sys.stderr.write(f"ERROR: cannot list {provider.name} probes: {e}\n")
             continue
         keep = False
         for line in lines:
             if not line.startswith(" "):
-                keep = glob_match(pattern, line) or glob_match(pattern, line.rstrip(":"))
+                keep = glob_match(wanted, line) or glob_match(wanted, line.rstrip(":"))
             if keep:
                 out.write(line + "\n")
     return 0

@@ -250,6 +250,9 @@ class _RegisterArgs:
 
     @staticmethod
     def check(ck, node):
+        hook = getattr(ck.unit.provider, "check_register_builtin", None)
+        if hook is not None:        # a pt_regs provider (uprobe, usdt) types them itself
+            return hook(ck, node)
         prov = ck.unit.provider.name
         if node.name == "retval":
             raise error("The retval builtin can only be used with 'kretprobe' and 'uretprobe' and "
@@ -266,7 +269,7 @@ class _RegisterArgs:
 
     @staticmethod
     def lower(lw, node):
-        raise AssertionError("rejected by the checker")
+        return lw.unit.provider.lower_register_builtin(lw, node)
 
 
 variable("arg*", "Probe arguments by register (kprobe, uprobe, usdt).")(_RegisterArgs)
@@ -496,8 +499,7 @@ def _str(lw, node):
         return buf
     size = node.type.size
     buf = fb.temp(size)
-    ptr = pointer_of(node.args[0])
-    helper = B.PROBE_READ_USER_STR if getattr(ptr, "user", False) else B.PROBE_READ_KERNEL_STR
+    helper = B.PROBE_READ_USER_STR if reads_user(lw, node.args[0]) else B.PROBE_READ_KERNEL_STR
     length = const(size, B.I32)
     if len(node.args) == 2 and not isinstance(node.args[1], ast.Integer):
         n = b.add(lw.expr(node.args[1]), const(1))
@@ -505,6 +507,65 @@ def _str(lw, node):
         length = b.trunc(n, B.I32)
     fb.helper(helper, buf, length, b.inttoptr(value, B.PTR))
     return buf
+
+
+def reads_user(lw, node) -> bool:
+    """Whether a pointer value reads user memory: a typed pointer says so itself; a plain
+    integer (arg0 of a uprobe) is in the probe's address space."""
+    ptr = pointer_of(node)
+    if ptr is not None:
+        return ptr.user
+    return bool(getattr(lw.unit.provider, "user_space", False))
+
+
+def _check_reg(ck, node):
+    nargs(node, 1)
+    if not isinstance(node.args[0], ast.String):
+        t = ck.expr(node.args[0])
+        raise error(f"reg() expects a string literal ({_printf_kind(t) if t else 'none'} provided)",
+                    node.span)
+    ck.expr(node.args[0])
+    prov = ck.unit.provider
+    if not getattr(prov, "pt_regs", False):
+        raise error(f'reg can not be used with "{prov.name}" probes', node.span)
+    from .providers.uprobe import REG_OFFSETS
+    name = node.args[0].value.decode("utf-8", "replace")
+    if name not in REG_OFFSETS:
+        raise error(f"'{name}' is not a valid register on this architecture (x86_64)", node.span)
+    node.reg_offset = REG_OFFSETS[name]
+    return UINT64
+
+
+@function("reg", "reg(name): a register of the probe's context (pt_regs: kprobe, uprobe, usdt).",
+          _check_reg, signature='reg("name")')
+def _reg(lw, node):
+    return lw.fb.load(lw.fb.ctx, node.reg_offset)
+
+
+def _check_uaddr(ck, node):
+    nargs(node, 1)
+    if not isinstance(node.args[0], ast.String):
+        t = ck.expr(node.args[0])
+        raise error(f"uaddr() expects a string literal ({_printf_kind(t) if t else 'none'} provided)",
+                    node.span)
+    ck.expr(node.args[0])
+    prov = ck.unit.provider
+    if not hasattr(prov, "uaddr"):
+        raise error(f'uaddr can not be used with "{prov.name}" probes', node.span)
+    from .providers.uprobe import uaddr_type
+    resolved = prov.uaddr(ck, node, node.args[0].value.decode("utf-8", "replace"))
+    if getattr(prov, "retprobe", False) and any(elf.is_dyn for elf, *_ in resolved):
+        raise error("uaddr() in a uretprobe can only resolve symbols of non-PIE executables",
+                    node.span)
+    node.resolved = resolved
+    return uaddr_type(resolved)
+
+
+@function("uaddr", "uaddr(sym): the address of a symbol in the probed binary (uprobe, usdt).",
+          _check_uaddr, signature='uaddr("sym")')
+def _uaddr(lw, node):
+    from .providers.uprobe import lower_uaddr
+    return lower_uaddr(lw, node, node.resolved)
 
 
 def _check_join(ck, node):
@@ -524,7 +585,7 @@ def _join(lw, node):
     fb, b = lw.fb, lw.b
     delim = node.args[1].value.decode() if len(node.args) == 2 else " "
     argv = lw.expr(node.args[0])
-    user = getattr(node.args[0].type, "user", False)
+    user = reads_user(lw, node.args[0])
     read = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
     read_str = B.PROBE_READ_USER_STR if user else B.PROBE_READ_KERNEL_STR
     async_id = lw.res.add_async({"kind": "join", "delim": delim, "max_args": JOIN_MAX_ARGS,

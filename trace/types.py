@@ -5,7 +5,7 @@ Every integer is held in an i64 register and stored in 8 bytes; `bits` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 
@@ -50,6 +50,37 @@ class PtrT(Type):
 
     def __str__(self):
         return f"{self.target} *"
+
+    def descriptor(self):
+        return {"kind": "ptr"}
+
+
+@dataclass(frozen=True)
+class StructT(Type):
+    """A struct/union value in kernel (or user) memory, held as its address (an i64):
+    fields are read when accessed (see kernel_types). `struct_size` is sizeof()."""
+    name: str = ""
+    user: bool = False
+    struct_size: int = field(default=0, compare=False)
+    btf_id: int = 0                     # its BTF type (anonymous structs have no name)
+
+    def __str__(self):
+        return self.name
+
+    def descriptor(self):
+        return {"kind": "ptr"}
+
+
+@dataclass(frozen=True)
+class ArrayT(Type):
+    """A non-char array in kernel (or user) memory, held as its address (an i64)."""
+    elem: Type = None
+    count: int = 0
+    user: bool = False
+    elem_size: int = field(default=8, compare=False)
+
+    def __str__(self):
+        return f"{self.elem}[{self.count}]"
 
     def descriptor(self):
         return {"kind": "ptr"}

@@ -10,6 +10,11 @@
  *                    succeeded
  *   write N          N write()s of 1 byte to fd 100 (a dup of /dev/null)
  *   sleep MS         one nanosleep of MS milliseconds
+ *   add N            N calls of the noinline add(i, 10) for i = 0..N-1 (for uprobes;
+ *                    add returns i + 10)
+ *   greet WORD       one call of the noinline greet(WORD) (a string argument)
+ *   poke N           maps a page at 0x10000000 (for watchpoints) and writes the u32
+ *                    there N times (values 1..N)
  *   exec PROG ARG..  execve(PROG, [PROG, ARG..]) with stdout and stderr sent
  *                    to /dev/null; consumes the rest of the command line
  *
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +51,19 @@ static void need(int argc, int i, int n, const char *cmd)
         fprintf(stderr, "workload: %s needs %d argument(s)\n", cmd, n);
         exit(2);
     }
+}
+
+/* uprobe targets: kept out of line, and their calls kept */
+__attribute__((noinline)) int add(int a, int b)
+{
+    __asm__ volatile("");
+    return a + b;
+}
+
+__attribute__((noinline)) long greet(const char *word)
+{
+    __asm__ volatile("");
+    return (long)strlen(word);
 }
 
 int main(int argc, char **argv)
@@ -91,6 +110,31 @@ int main(int argc, char **argv)
             struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
             while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
                 ;
+            i += 2;
+        } else if (strcmp(cmd, "add") == 0) {
+            need(argc, i, 1, cmd);
+            long n = number(argv[i + 1]);
+            volatile long total = 0;
+            for (long k = 0; k < n; k++)
+                total += add((int)k, 10);
+            i += 2;
+        } else if (strcmp(cmd, "greet") == 0) {
+            need(argc, i, 1, cmd);
+            volatile long len = greet(argv[i + 1]);
+            (void)len;
+            i += 2;
+        } else if (strcmp(cmd, "poke") == 0) {
+            need(argc, i, 1, cmd);
+            long n = number(argv[i + 1]);
+            volatile unsigned int *p = mmap((void *)0x10000000, 4096, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                                            -1, 0);
+            if (p == MAP_FAILED) {
+                perror("workload: mmap 0x10000000");
+                return 1;
+            }
+            for (long k = 1; k <= n; k++)
+                *p = (unsigned int)k;
             i += 2;
         } else if (strcmp(cmd, "exec") == 0) {
             need(argc, i, 1, cmd);

@@ -301,6 +301,8 @@ class Lowerer:
             fb.store_bytes(buf, e.value + b"\0")
             return buf
         if isinstance(e, ast.Builtin):
+            if hasattr(e, "const_value"):          # an enum/macro constant (kernel_types)
+                return const(e.const_value)
             return lookup_builtin(e.name).lower(self, e)
         if isinstance(e, ast.Call):
             return lookup_function(e.name).lower(self, e)
@@ -322,11 +324,16 @@ class Lowerer:
                 return b.not_(v)
             if e.op == "!":
                 return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
+            if e.op == "*" and hasattr(e, "kderef"):
+                from ..kernel_types import read
+                return read(self, v, e.type, e.kderef)
             if e.op == "*":
                 buf = fb.scratch("deref", 8)
                 fb.store(buf, 0, const(0))
                 ptr_t = pointer_of(e.operand) or e.operand.type
-                helper = B.PROBE_READ_USER if getattr(ptr_t, "user", False) else B.PROBE_READ_KERNEL
+                user = ptr_t.user if isinstance(ptr_t, PtrT) else \
+                    getattr(self.unit.provider, "user_space", False)   # uprobe/usdt: user memory
+                helper = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
                 size = getattr(e, "deref_size", 8)
                 fb.helper(helper, buf, const(size, B.I32), b.inttoptr(v, B.PTR))
                 if size == 8:
@@ -339,7 +346,7 @@ class Lowerer:
         if isinstance(e, ast.Cast):
             v = self.expr(e.operand)
             t = e.type
-            if t.bits == 64:
+            if not isinstance(t, IntT) or t.bits == 64:
                 return v
             shift = const(64 - t.bits)
             v = b.shl(v, shift)
@@ -354,6 +361,9 @@ class Lowerer:
             return self.field_access(e)
         if isinstance(e, ast.Sizeof):
             return const(e.value)
+        if isinstance(e, ast.Index) and hasattr(e, "kaccess"):
+            from ..kernel_types import lower_index
+            return lower_index(self, e)
         raise error(f"cannot lower {type(e).__name__}", e.span)
 
     def field_access(self, e):
@@ -362,6 +372,9 @@ class Lowerer:
             base = self.expr(e.expr)
             i = int(e.field)
             return self.load_value(e.type, base, e.expr.type.offsets[i])
+        if hasattr(e, "kaccess"):
+            from ..kernel_types import lower_field
+            return lower_field(self, e)
         from ..registry import read_tracepoint_field
         return read_tracepoint_field(self, e)
 

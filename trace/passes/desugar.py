@@ -117,6 +117,10 @@ def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
         return node
 
     for probe in program.probes:
+        for ap in probe.attach_points:      # `uprobe:$1:func`, `i:ms:$2`: the parameter's text
+            if "$" in ap.raw:
+                import re
+                ap.raw = re.sub(r"\$(\d+)", lambda m: param(int(m.group(1))) or "", ap.raw)
         if probe.predicate is not None:
             probe.predicate = rewrite(probe.predicate)
         probe.body = [rewrite(s) for s in probe.body]

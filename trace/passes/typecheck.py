@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 from .. import ast
 from ..diagnostics import CompileError, Diagnostic, error
+from ..types import ArrayT, StructT
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
@@ -221,6 +222,9 @@ class Checker:
                 return
             if isinstance(vt, ArgsT):
                 raise error("context cannot be assigned to a map", _assign_op_span(s))
+            if isinstance(vt, (StructT, ArrayT)):
+                raise error(f"Value of type '{bpftrace_name(vt)}' can not be stored in a map "
+                            f"(read one of its fields)", _assign_op_span(s))
             self.check_storable(vt, s.value)
             self.set_map_value(info, vt, target.span, target, _assign_op_span(s))
             target.type = info.value
@@ -372,6 +376,11 @@ class Checker:
         if isinstance(e, ast.Builtin):
             entry = lookup_builtin(e.name)
             if entry is None:
+                from ..kernel_types import constant
+                value = constant(e.name, self.structs)
+                if value is not None:
+                    e.const_value = value
+                    return INT64
                 raise error(f"Unknown identifier: '{e.name}'", e.span)
             return entry.check(self, e)
         if isinstance(e, ast.Variable):
@@ -405,6 +414,10 @@ class Checker:
             if t is None:
                 return None
             if e.op == "*":
+                from ..kernel_types import check_deref
+                kt = check_deref(self, e, pointer_of(e.operand) or t)
+                if kt is not None:
+                    return kt
                 if not isinstance(t, (PtrT, IntT)):
                     raise error(f"Can not dereference type {bpftrace_name(t)}", e.span)
                 e.deref_size = 8
@@ -472,6 +485,10 @@ class Checker:
             t = self.expr(e.operand)
             target = INT_TYPES.get(e.type_name)
             if target is None:
+                from ..kernel_types import check_cast
+                target = check_cast(self, e, t)
+                if target is not None:
+                    return target
                 raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
             if t is not None and not isinstance(t, (IntT, PtrT)):
                 head = ast.Span(e.span.line, e.span.col, e.operand.span.line, e.operand.span.col)
@@ -491,6 +508,9 @@ class Checker:
             return self.field_access(e)
         if isinstance(e, ast.Index):
             t = self.expr(e.expr)
+            if isinstance(t, (PtrT, ArrayT)):
+                from ..kernel_types import check_index
+                return check_index(self, e, t)
             raise error("The array index operator [] can only be used on arrays and pointers, found "
                         f"{bpftrace_name(t) if t else 'unknown'}.", e.span)
         if isinstance(e, ast.Sizeof):
@@ -499,12 +519,19 @@ class Checker:
                 if t is None:
                     return None
                 e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
+                if isinstance(t, StructT):
+                    e.value = t.struct_size
+                elif isinstance(t, ArrayT):
+                    e.value = t.count * t.elem_size
                 field_info = getattr(e.operand, "field_info", None)
                 if field_info is not None:      # a tracepoint field: its size in the record
                     e.value = field_info.size
             else:
                 t = INT_TYPES.get(e.type_name)
                 size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
+                if size is None:
+                    from ..kernel_types import sizeof_type
+                    size = sizeof_type(e.type_name)
                 if size is None:
                     raise error(f"Unknown identifier: '{e.type_name}'", e.span)
                 e.value = size
@@ -564,6 +591,8 @@ class Checker:
                 raise error(f"Invalid tuple index: {i}. Found {len(base.elements)} elements in tuple.",
                             e.span)
             return base.elements[i]
+        if isinstance(base, ArgsT) and hasattr(self.unit.provider, "args_field"):
+            return self.unit.provider.args_field(self, e)      # kfunc, rawtracepoint (BTF)
         if isinstance(base, ArgsT):
             from ..providers.tracepoint import event_fields
             probe = self.unit.context
@@ -576,6 +605,9 @@ class Checker:
                 raise error(f"Field '{e.field}' of type '{f.type}' is not supported", e.span)
             e.field_info = f
             return t
+        if isinstance(base, (PtrT, StructT)):
+            from ..kernel_types import check_field
+            return check_field(self, e, base)
         raise error(f"Can not access field '{e.field}' on expression of type '{bpftrace_name(base)}'",
                     e.span)
 

@@ -31,8 +31,11 @@ class Unit:
 
 
 def _reads_args(probe: ast.Probe) -> bool:
+    """args, or argN (whose location differs between usdt probes)."""
     nodes = list(ast.walk(probe))
-    return any(isinstance(n, ast.Builtin) and n.name == "args" for n in nodes)
+    return any(isinstance(n, ast.Builtin) and (n.name == "args" or
+                                               (n.name.startswith("arg") and n.name[3:].isdigit()))
+               for n in nodes)
 
 
 def build_units(program: ast.Program) -> List[Unit]:
@@ -52,7 +55,8 @@ def build_units(program: ast.Program) -> List[Unit]:
         groups = {}
         per_context = _reads_args(probe)
         for p in expanded:
-            key = (id(p.provider), p.provider.context_key(p) if per_context else None)
+            separate = per_context or getattr(p.provider, "program_per_probe", False)   # kfunc
+            key = (id(p.provider), p.provider.context_key(p) if separate else None)
             groups.setdefault(key, []).append(p)
         first = True
         for members in groups.values():

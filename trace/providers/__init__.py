@@ -89,7 +89,8 @@ def _load_all():
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import special, tracepoint, perf  # noqa: F401  (each registers itself)
+        from . import special, tracepoint, perf, uprobe, usdt  # noqa: F401  (each registers itself)
+        from . import kprobe, kfunc, rawtracepoint, watchpoint  # noqa: F401
 
 
 def split_attach_point(raw: str) -> List[str]:

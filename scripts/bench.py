@@ -1,0 +1,790 @@
+#!/usr/bin/env python3
+"""Benchmark pytrace against bpftrace on the same programs, in the same run.
+
+    python scripts/bench.py [--rounds N] [--only ROW[,ROW...]] [--markdown FILE]
+
+Rows (see docs/performance.md for what each measures and the latest table):
+
+  startup    BEGIN { printf("hi\\n"); exit(); }: wall time from process start to
+             exit and peak RSS, cold (pytrace: a fresh empty PYTRACE_CACHE_DIR
+             each run; bpftrace has no cache) and repeated
+  overhead   per-event overhead: a C workload makes 2,000,000 getppid() calls
+             under -c and reports ns per call; traced minus untraced
+  printf     printf() throughput: events delivered per second, lost events
+  mapdump    a 100,000-key map: time from SIGINT to exit
+  wildcard   tracepoint:syscalls:sys_enter_* (about 360 probes): time to
+             attach, time from SIGINT to exit, total
+
+Each round runs pytrace then bpftrace (A B A B ...) on the same program; the
+table shows both tools' medians, the ratio pytrace/bpftrace of the medians,
+and PASS/FAIL against the target.  Standard library only; needs root, gcc,
+bpftrace and pytrace.  Everything it makes lives in one temporary directory,
+removed at exit (pytrace's own cache included: it runs with a private
+PYTRACE_CACHE_DIR, warmed by one untimed run per program before the timed
+rounds).  PYTHONDONTWRITEBYTECODE is removed from pytrace's environment: an
+installed package has its bytecode.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import select
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOAD_SRC = os.path.join(HERE, "bench_getppid.c")
+WORKLOAD_COMM = "bench_getppid"
+
+TP = "tracepoint:syscalls:sys_enter_getppid"
+START_PROG = 'BEGIN { printf("hi\\n"); exit(); }'
+OVERHEAD_CALLS = 2_000_000
+OVERHEAD_PROGS = [   # name, program, the system call the workload makes
+    ("floor", TP + " { }", "getppid"),
+    ("count", TP + " { @[comm] = count(); }", "getppid"),
+    ("multi", TP + " { @c[pid, comm] = count(); @h = hist(nsecs & 0xffff); }", "getppid"),
+    # the cost to the rest of the system: a syscall that the program does not trace
+    ("other", TP + " { @[comm] = count(); }", "getpid"),
+]
+PRINTF_CALLS = 200_000
+# `cpid` is the pid of the -c workload, a constant in both tools: this is
+# `/pid == N/` with N the workload's pid, known before the program is built.
+PRINTF_PROG = TP + ' /pid == cpid/ { printf("%d %s\\n", pid, comm); }'
+MAPDUMP_KEYS = 100_000
+MAPDUMP_PROG = TP + " { @[nsecs] = count(); }"
+MAP_KEYS_MAX = "200000"
+WILDCARD_CALLS = 1000
+WILDCARD_PROG = "tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"
+
+ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard"]
+TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
+
+RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
+LOST_RE = re.compile(r"^Lost (\d+) events$", re.M)
+ATTACHING_RE = re.compile(r"^Attaching (\d+) probes?\.\.\.$", re.M)
+
+
+class Failed(Exception):
+    """One tool failed one measurement; the row goes on without it."""
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- processes
+
+class Proc:
+    def __init__(self, pid, t_spawn, out_path, err_path):
+        self.pid = pid
+        self.t_spawn = t_spawn
+        self.out_path = out_path
+        self.err_path = err_path
+        self.pidfd = os.pidfd_open(pid)
+        self.t_exit = None
+        self.status = None
+        self.rusage = None
+
+    def exited(self, timeout: float = 0.0) -> bool:
+        """Wait up to ``timeout`` seconds for the process to end (not reaping it)."""
+        if self.status is not None:
+            return True
+        r, _, _ = select.select([self.pidfd], [], [], timeout)
+        return bool(r)
+
+    def reap(self, timeout: float):
+        """Wait for exit, killing the process group after ``timeout`` s."""
+        if self.status is not None:
+            return
+        timed_out = not self.exited(timeout)
+        if timed_out:
+            kill_group(self.pid, signal.SIGKILL)
+        _, status, ru = os.wait4(self.pid, 0)
+        self.t_exit = time.monotonic()
+        os.close(self.pidfd)
+        self.status, self.rusage = status, ru
+        kill_group(self.pid, signal.SIGKILL)   # anything it left in its session
+        if timed_out:
+            raise Failed(f"timed out after {timeout:g} s")
+
+    @property
+    def wall(self) -> float:
+        return self.t_exit - self.t_spawn
+
+    @property
+    def rss_mb(self) -> float:
+        return self.rusage.ru_maxrss / 1024.0   # ru_maxrss is in KiB
+
+    def stdout(self) -> str:
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    def stderr(self) -> str:
+        with open(self.err_path, errors="replace") as f:
+            return "".join(l for l in f if not RLIMIT_NOISE.search(l))
+
+    def check_exit(self) -> None:
+        code = os.waitstatus_to_exitcode(self.status)
+        if code != 0:
+            err = self.stderr().strip().splitlines()
+            tail = err[-1] if err else ""
+            raise Failed(f"exit code {code}" + (f": {tail[:160]}" if tail else ""))
+
+
+def kill_group(pgid: int, sig) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="pytrace-bench-")
+        self.running: set[int] = set()
+        self.seq = 0
+        self.warming = False
+        self.cache_misses = 0
+        self.cache_dir = os.path.join(self.tmp, "pytrace-cache")
+        os.mkdir(self.cache_dir)
+        self.workload = os.path.join(self.tmp, WORKLOAD_COMM)
+        self.pytrace = args.pytrace
+        self.bpftrace = args.bpftrace
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for k in ("PYTRACE_NO_CACHE", "PYTRACE_DEBUG", "BPFTRACE_MAP_KEYS_MAX"):
+            env.pop(k, None)
+        env["PYTRACE_CACHE_DIR"] = self.cache_dir
+        self.env = env
+
+    # -- set-up and clean-up
+
+    def build_workload(self) -> None:
+        cc = os.environ.get("CC", "gcc")
+        subprocess.run([cc, "-O2", "-o", self.workload, WORKLOAD_SRC], check=True)
+
+    def close(self) -> None:
+        for pid in list(self.running):
+            kill_group(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, name: str) -> str:
+        self.seq += 1
+        return os.path.join(self.tmp, f"{self.seq:04d}-{name}")
+
+    # -- running things
+
+    def spawn(self, argv, env=None, name="run") -> Proc:
+        out, err = self.path(name + ".out"), self.path(name + ".err")
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        ]
+        t0 = time.monotonic()
+        pid = os.posix_spawn(argv[0], argv, env if env is not None else self.env,
+                             file_actions=actions, setsid=True)
+        self.running.add(pid)
+        proc = Proc(pid, t0, out, err)
+        if (env or self.env).get("PYTRACE_CACHE_DIR") == self.cache_dir and argv[:1] == \
+                self.pytrace[:1]:
+            proc.cache_before = set(os.listdir(self.cache_dir))
+        return proc
+
+    def finish(self, proc: Proc, timeout: float) -> None:
+        try:
+            proc.reap(timeout)
+        finally:
+            self.running.discard(proc.pid)
+            before = getattr(proc, "cache_before", None)
+            if before is not None and not self.warming and \
+                    set(os.listdir(self.cache_dir)) - before:
+                self.cache_misses += 1
+                log("  (pytrace compiled: a repeated run missed its cache; "
+                    "did pytrace's source change?)")
+
+    def tool_argv(self, tool: str, prog: str, cmd: str | None = None) -> list:
+        argv = list(self.pytrace if tool == "pytrace" else [self.bpftrace])
+        if cmd is not None:
+            argv += ["-c", cmd]
+        return argv + ["-e", prog]
+
+    def tool_env(self, tool: str, extra=None, cache_dir=None) -> dict:
+        env = dict(self.env)
+        if cache_dir is not None:
+            env["PYTRACE_CACHE_DIR"] = cache_dir
+        env.update(extra or {})
+        return env
+
+    def run_tool(self, tool, prog, cmd=None, extra_env=None, timeout=60.0, cache_dir=None) -> Proc:
+        p = self.spawn(self.tool_argv(tool, prog, cmd), self.tool_env(tool, extra_env, cache_dir),
+                       name=tool)
+        self.finish(p, timeout)
+        p.check_exit()
+        return p
+
+    def warm(self, prog, cmd=None, extra_env=None) -> None:
+        """One untimed run of each tool: pytrace's cache and bytecode, the page cache."""
+        self.warming = True
+        try:
+            for tool in TOOLS:
+                try:
+                    self.run_tool(tool, prog, cmd, extra_env, timeout=120.0)
+                except Failed as e:
+                    log(f"  warm-up {tool}: {e}")
+        finally:
+            self.warming = False
+
+    def workload_cmd(self, calls: int, result: str, hold: bool = False, rate=None,
+                     call="getppid") -> str:
+        return " ".join([shlex.quote(self.workload), str(calls), shlex.quote(result)]
+                        + (["hold"] if hold else []) + ([f"rate={rate:.0f}"] if rate else [])
+                        + ([f"call={call}"] if call != "getppid" else []))
+
+
+def read_result(path: str) -> dict:
+    try:
+        with open(path) as f:
+            line = f.read()
+    except FileNotFoundError:
+        raise Failed("the workload did not report (not started?)") from None
+    res = {}
+    for item in line.split():
+        k, _, v = item.partition("=")
+        res[k] = float(v) if "." in v else int(v)
+    return res
+
+
+def kill_workload(pid: int) -> None:
+    """The held workload, if its tracer left it running (checked by name)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() != WORKLOAD_COMM:
+                return
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def wait_for_file(path: str, proc: Proc, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.exited(0.001):
+            proc.reap(1.0)
+            err = proc.stderr().strip().splitlines()
+            raise Failed(f"exited ({os.waitstatus_to_exitcode(proc.status)}) before the "
+                         "workload reported" + (f": {err[-1][:160]}" if err else ""))
+        if time.monotonic() > deadline:
+            raise Failed(f"the workload did not report within {timeout:g} s")
+
+
+# ---------------------------------------------------------------- results
+
+class Row:
+    """One table row: samples per tool, a target, a verdict."""
+
+    def __init__(self, group, label, unit, fmt="{:.1f}", target=None, check=None):
+        self.group, self.label, self.unit, self.fmt = group, label, unit, fmt
+        self.target = target          # text for the table
+        self.check = check            # (py_median, bt_median, row) -> bool, or None
+        self.samples = {t: [] for t in TOOLS}
+        self.errors = {t: [] for t in TOOLS}
+        self.extra_fail = []          # reasons that fail the row whatever the numbers
+
+    def add(self, tool, value):
+        self.samples[tool].append(value)
+
+    def fail(self, tool, reason):
+        self.errors[tool].append(reason)
+
+    def median(self, tool):
+        s = self.samples[tool]
+        return statistics.median(s) if s else None
+
+    def cell(self, tool):
+        m = self.median(tool)
+        n_ok, n_err = len(self.samples[tool]), len(self.errors[tool])
+        if m is None:
+            if n_err:
+                return "failed: " + self.errors[tool][0]
+            return "—"
+        text = self.fmt.format(m)
+        if n_err:
+            text += f" ({n_ok}/{n_ok + n_err} ok: {self.errors[tool][0]})"
+        return text
+
+    def ratio(self):
+        p, b = self.median("pytrace"), self.median("bpftrace")
+        if p is None or b is None or b == 0:
+            return None
+        return p / b
+
+    def verdict(self):
+        if self.check is None:
+            return ""
+        if self.errors["pytrace"] or self.extra_fail:
+            return "FAIL"
+        p, b = self.median("pytrace"), self.median("bpftrace")
+        try:
+            ok = self.check(p, b, self)
+        except TypeError:   # a median is missing
+            return "n/a"
+        if ok is None:
+            return "n/a"
+        return "PASS" if ok else "FAIL"
+
+
+def render(rows) -> str:
+    head = ["row", "measurement", "bpftrace", "pytrace", "pytrace/bpftrace", "target", "result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ratio = r.ratio()
+        lines.append("| " + " | ".join([
+            r.group, f"{r.label} ({r.unit})", r.cell("bpftrace"), r.cell("pytrace"),
+            f"{ratio:.2f}" if ratio is not None else "—", r.target or "—", r.verdict(),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ratio_le(limit):
+    return lambda p, b, row: p / b <= limit
+
+
+# ---------------------------------------------------------------- rows
+
+def row_startup(bench: Bench, rounds: int):
+    cold_wall = Row("1 start-up", "cold: wall, process start to exit", "ms", "{:.0f}",
+                    "≤ 0.6", ratio_le(0.6))
+    cold_rss = Row("1 start-up", "cold: peak RSS", "MiB", "{:.1f}")
+    rep_wall = Row("1 start-up", "repeated: wall, process start to exit", "ms", "{:.0f}",
+                   "≤ 0.3", ratio_le(0.3))
+    rep_rss = Row("1 start-up", "repeated: peak RSS", "MiB", "{:.1f}", "≤ 0.5", ratio_le(0.5))
+    bench.warm(START_PROG)
+
+    def one(tool, wall_row, rss_row, cold):
+        cache = None
+        if cold and tool == "pytrace":
+            cache = tempfile.mkdtemp(prefix="cold-cache-", dir=bench.tmp)
+        try:
+            p = bench.run_tool(tool, START_PROG, timeout=30.0, cache_dir=cache)
+            if "hi" not in p.stdout().splitlines():
+                raise Failed("no 'hi' in the output")
+            wall_row.add(tool, p.wall * 1000)
+            rss_row.add(tool, p.rss_mb)
+            log(f"  {tool:8} {'cold' if cold else 'repeated':8} {p.wall * 1000:7.1f} ms "
+                f"{p.rss_mb:6.1f} MiB")
+        except Failed as e:
+            wall_row.fail(tool, str(e))
+            rss_row.fail(tool, str(e))
+            log(f"  {tool:8} FAILED: {e}")
+        finally:
+            if cache:
+                shutil.rmtree(cache, ignore_errors=True)
+
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for tool in TOOLS:
+            one(tool, cold_wall, cold_rss, True)
+        for tool in TOOLS:
+            one(tool, rep_wall, rep_rss, False)
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    note = (f"peak RSS comes from wait4()'s rusage; a spawned child starts from this "
+            f"benchmark's own address space, so {floor:.1f} MiB is the floor")
+    return [cold_wall, cold_rss, rep_wall, rep_rss], [note]
+
+
+def row_overhead(bench: Bench, rounds: int):
+    """Each round: for each program, the untraced workload, then pytrace, then bpftrace."""
+    G = "2 per-event"
+    base = {"getppid": Row(G, "untraced getppid()", "ns/call"),
+            "getpid": Row(G, "untraced getpid()", "ns/call")}
+    rows, traced = [base["getppid"]], {}
+    for name, prog, call in OVERHEAD_PROGS:
+        target, check = None, None
+        if name == "count":
+            target, check = "≤ 0.8", ratio_le(0.8)
+        label = f"overhead `{prog[len(TP) + 1:]}`"
+        if call != "getppid":
+            label = (f"overhead on {call}(), a syscall not traced, while "
+                     f"`{prog[len(TP) + 1:]}` traces getppid")
+        traced[name] = Row(G, label, "ns/call", "{:.1f}", target, check)
+        if call != "getppid":
+            rows.append(base[call])
+        rows.append(traced[name])
+    for name, prog, call in OVERHEAD_PROGS:
+        if call == "getppid":
+            bench.warm(prog, bench.workload_cmd(1000, bench.path("warm.res")))
+
+    raw = {name: {t: [] for t in TOOLS} for name, _, _ in OVERHEAD_PROGS}
+    base_samples = {"getppid": [], "getpid": []}
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for name, prog, call in OVERHEAD_PROGS:
+            res_path = bench.path("untraced.res")
+            p = bench.spawn(shlex.split(bench.workload_cmd(OVERHEAD_CALLS, res_path, call=call)),
+                            name="untraced")
+            bench.finish(p, 60.0)
+            untraced = read_result(res_path)["ns_per_call"]
+            base_samples[call].append(untraced)
+            for tool in TOOLS:
+                res_path = bench.path(f"{tool}.res")
+                try:
+                    p = bench.run_tool(tool, prog,
+                                       bench.workload_cmd(OVERHEAD_CALLS, res_path, call=call))
+                    res = read_result(res_path)
+                    check_counts(name, p.stdout(), res["pid"])
+                    raw[name][tool].append(res["ns_per_call"])
+                    log(f"  {name:6} {tool:8} {res['ns_per_call']:7.1f} ns/call "
+                        f"(untraced {untraced:.1f})")
+                except Failed as e:
+                    traced[name].fail(tool, str(e))
+                    log(f"  {name:6} {tool:8} FAILED: {e}")
+    medians = {}
+    for call, samples in base_samples.items():
+        medians[call] = statistics.median(samples)
+        for v in samples:
+            for tool in TOOLS:
+                base[call].add(tool, v)
+    for name, _, call in OVERHEAD_PROGS:
+        for tool in TOOLS:
+            for v in raw[name][tool]:
+                traced[name].add(tool, v - medians[call])
+    notes = ["per-event: overhead = a tool's median ns/call traced minus the median untraced "
+             "ns/call of the same system call (untraced runs interleaved with the traced ones); "
+             f"{OVERHEAD_CALLS:,} calls per run, the workload run with -c; counts checked exact"]
+    return rows, notes
+
+
+def check_counts(name: str, out: str, pid: int) -> None:
+    if name == "count":
+        m = re.search(rf"^@\[{WORKLOAD_COMM}\]: (\d+)$", out, re.M)
+        if not m or int(m.group(1)) != OVERHEAD_CALLS:
+            raise Failed(f"@[{WORKLOAD_COMM}] is {m.group(1) if m else 'missing'}, "
+                         f"expected {OVERHEAD_CALLS}")
+    elif name == "other":
+        m = re.search(rf"^@\[{WORKLOAD_COMM}\]: (\d+)$", out, re.M)
+        if m:
+            raise Failed(f"@[{WORKLOAD_COMM}] is {m.group(1)}: getpid() counted as getppid()")
+    elif name == "multi":
+        m = re.search(rf"^@c\[{pid}, {WORKLOAD_COMM}\]: (\d+)$", out, re.M)
+        if not m or int(m.group(1)) != OVERHEAD_CALLS:
+            raise Failed(f"@c[{pid}, {WORKLOAD_COMM}] is {m.group(1) if m else 'missing'}, "
+                         f"expected {OVERHEAD_CALLS}")
+        total = sum(int(x) for x in re.findall(r"^\[[^\]\n]*[\])]\s+(\d+) \|", out, re.M))
+        if total < OVERHEAD_CALLS:
+            raise Failed(f"@h holds {total} values, expected at least {OVERHEAD_CALLS}")
+
+
+def row_printf(bench: Bench, rounds: int):
+    rate = Row("3 printf", f"events delivered per second ({PRINTF_CALLS:,} calls)", "events/s",
+               "{:,.0f}", "≥ 3.0, 0 lost", None)
+    lost = Row("3 printf", "lost events", "events", "{:,.0f}", "pytrace 0",
+               lambda p, b, row: p == 0)
+    offered = Row("3 printf", "workload's getppid() rate while traced", "calls/s", "{:,.0f}")
+    missing = Row("3 printf", "events neither delivered nor reported lost", "events", "{:,.0f}",
+                  "0", lambda p, b, row: max(row.samples["pytrace"]) == 0)
+    paced_rate = Row("3 printf", "pytrace only, workload paced at 3× bpftrace's events/s: "
+                     "events delivered per second", "events/s", "{:,.0f}")
+    paced_lost = Row("3 printf", "pytrace only, paced as above: lost events", "events", "{:,.0f}",
+                     "0 (extra)", lambda p, b, row: max(row.samples["pytrace"]) == 0)
+
+    def rate_check(p, b, row):
+        return p / b >= 3.0 and lost.samples["pytrace"] and max(lost.samples["pytrace"]) == 0
+    rate.check = rate_check
+    bench.warm(PRINTF_PROG, bench.workload_cmd(1000, bench.path("warm.res")))
+    line_re = re.compile(rf"^\d+ {WORKLOAD_COMM}$", re.M)
+
+    def one(tool, rows, pace=None):
+        res_path = bench.path(f"{tool}.res")
+        try:
+            p = bench.run_tool(tool, PRINTF_PROG,
+                               bench.workload_cmd(PRINTF_CALLS, res_path, rate=pace))
+            res = read_result(res_path)
+            out = p.stdout()
+            got = len(line_re.findall(out))
+            n_lost = sum(int(x) for x in LOST_RE.findall(out + "\n" + p.stderr()))
+            secs = p.t_exit - res["loop_start_ns"] / 1e9
+            loop_s = (res["loop_end_ns"] - res["loop_start_ns"]) / 1e9
+            for row, v in zip(rows, (got / secs, n_lost, PRINTF_CALLS / loop_s,
+                                     PRINTF_CALLS - got - n_lost)):
+                if row is not None:
+                    row.add(tool, v)
+            log(f"  {tool:8} {got:7} delivered in {secs:.3f} s = {got / secs:9,.0f}/s, "
+                f"{n_lost} lost, workload {PRINTF_CALLS / loop_s:,.0f} calls/s"
+                + (f" (paced at {pace:,.0f})" if pace else ""))
+        except Failed as e:
+            for row in rows:
+                if row is not None:
+                    row.fail(tool, str(e))
+            log(f"  {tool:8} FAILED: {e}")
+
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for tool in TOOLS:
+            one(tool, (rate, lost, offered, missing))
+    rows = [rate, lost, offered, missing]
+    notes = ["printf: events/s = lines printed / (tool exit - start of the workload's loop); "
+             "the workload runs under -c and calls getppid() as fast as it can"]
+    bt = rate.median("bpftrace")
+    if bt:
+        pace = 3 * bt
+        log(f" pytrace with the workload paced at {pace:,.0f} calls/s")
+        for r in range(rounds):
+            one("pytrace", (paced_rate, paced_lost, None, None), pace)
+        rows += [paced_rate, paced_lost]
+        notes.append(f"printf, paced: the same {PRINTF_CALLS:,} calls at {pace:,.0f} calls/s "
+                     "(3× bpftrace's median events/s), pytrace only")
+    return rows, notes
+
+
+def row_mapdump(bench: Bench, rounds: int):
+    row = Row("4 map dump", f"{MAPDUMP_KEYS:,} keys: SIGINT to exit", "s", "{:.3f}", "≤ 0.5",
+              ratio_le(0.5))
+    env = {"BPFTRACE_MAP_KEYS_MAX": MAP_KEYS_MAX}
+    bench.warm(MAPDUMP_PROG, bench.workload_cmd(10, bench.path("warm.res")), env)
+    key_re = re.compile(r"^@\[(\d+)\]: (\d+)$", re.M)
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for tool in TOOLS:
+            res_path = bench.path(f"{tool}.res")
+            p = bench.spawn(bench.tool_argv(tool, MAPDUMP_PROG,
+                                            bench.workload_cmd(MAPDUMP_KEYS, res_path, hold=True)),
+                            bench.tool_env(tool, env), name=tool)
+            wpid = None
+            try:
+                try:
+                    wait_for_file(res_path, p, 60.0)
+                    wpid = read_result(res_path)["pid"]
+                    t0 = time.monotonic()
+                    os.kill(p.pid, signal.SIGINT)
+                finally:
+                    bench.finish(p, 60.0)
+                p.check_exit()
+                secs = p.t_exit - t0
+                keys = key_re.findall(p.stdout())
+                if len(keys) < MAPDUMP_KEYS or sum(int(c) for _, c in keys) < MAPDUMP_KEYS:
+                    raise Failed(f"{len(keys)} keys printed, expected at least {MAPDUMP_KEYS}")
+                row.add(tool, secs)
+                log(f"  {tool:8} {len(keys)} keys, SIGINT to exit {secs:.3f} s")
+            except Failed as e:
+                row.fail(tool, str(e))
+                log(f"  {tool:8} FAILED: {e}")
+            finally:
+                if wpid:
+                    kill_workload(wpid)
+    return [row], [f"map dump: BPFTRACE_MAP_KEYS_MAX={MAP_KEYS_MAX} for both tools; output to a file"]
+
+
+def row_wildcard(bench: Bench, rounds: int):
+    attach = Row("5 wildcard", "attach: process start to workload start", "s", "{:.3f}")
+    exit_ = Row("5 wildcard", "SIGINT to exit", "s", "{:.3f}")
+    total = Row("5 wildcard", "total (attach + exit)", "s", "{:.3f}", "pytrace < 1 s",
+                lambda p, b, row: p < 1.0)
+    cold = Row("5 wildcard", "total, pytrace cold cache (bpftrace: same runs)", "s", "{:.3f}",
+               "pytrace < 1 s", lambda p, b, row: p < 1.0)
+    probes = {t: set() for t in TOOLS}
+    bench.warm(WILDCARD_PROG, bench.workload_cmd(1, bench.path("warm.res")))
+    count_re = re.compile(rf"^@\[{TP}\]: (\d+)$", re.M)
+
+    def one(tool, rows, cache=None):
+        res_path = bench.path(f"{tool}.res")
+        p = bench.spawn(bench.tool_argv(tool, WILDCARD_PROG,
+                                        bench.workload_cmd(WILDCARD_CALLS, res_path, hold=True)),
+                        bench.tool_env(tool, cache_dir=cache), name=tool)
+        wpid = None
+        try:
+            try:
+                wait_for_file(res_path, p, 120.0)
+                res = read_result(res_path)
+                wpid = res["pid"]
+                t_attached = res["start_ns"] / 1e9
+                t0 = time.monotonic()
+                os.kill(p.pid, signal.SIGINT)
+            finally:
+                bench.finish(p, 120.0)
+            p.check_exit()
+            out = p.stdout()
+            m = ATTACHING_RE.search(out)
+            if not m:
+                raise Failed("no 'Attaching N probes...' line")
+            probes[tool].add(int(m.group(1)))
+            c = count_re.search(out)
+            if not c or int(c.group(1)) < WILDCARD_CALLS:
+                raise Failed(f"@[{TP}] is {c.group(1) if c else 'missing'}, "
+                             f"expected at least {WILDCARD_CALLS}")
+            a, x = t_attached - p.t_spawn, p.t_exit - t0
+            for row, v in zip(rows, (a, x, a + x)):
+                if row is not None:
+                    row.add(tool, v)
+            log(f"  {tool:8}{' cold' if cache else ''} {m.group(1)} probes: attach {a:.3f} s, "
+                f"exit {x:.3f} s")
+            return a + x
+        except Failed as e:
+            for row in rows:
+                if row is not None:
+                    row.fail(tool, str(e))
+            log(f"  {tool:8} FAILED: {e}")
+        finally:
+            if wpid:
+                kill_workload(wpid)
+
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for tool in TOOLS:
+            one(tool, (attach, exit_, total))
+        cache = tempfile.mkdtemp(prefix="cold-cache-", dir=bench.tmp)
+        try:
+            one("pytrace", (None, None, cold), cache)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    cold.samples["bpftrace"] = list(total.samples["bpftrace"])
+    counts = ", ".join(f"{t} {'/'.join(map(str, sorted(probes[t]))) or '?'}" for t in TOOLS)
+    return [attach, exit_, total, cold], [f"wildcard: probes attached: {counts}; attach is "
+                                          "detected by the -c workload starting (both tools "
+                                          "start it once every probe is attached)"]
+
+
+ROW_FUNCS = {"startup": row_startup, "overhead": row_overhead, "printf": row_printf,
+             "mapdump": row_mapdump, "wildcard": row_wildcard}
+
+
+# ---------------------------------------------------------------- main
+
+def default_pytrace() -> list:
+    """The installed console script itself (a pyenv shim in front of it adds a bash and
+    a pyenv process to every start); `python -m pytrace.cli` if there is none."""
+    script = os.path.join(sysconfig.get_path("scripts"), "pytrace")
+    if os.access(script, os.X_OK):
+        return [script]
+    found = shutil.which("pytrace")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "pytrace.cli"]
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def tool_version(argv) -> str:
+    try:
+        r = subprocess.run(argv + ["-V"], capture_output=True, text=True, timeout=30)
+        return (r.stdout.strip() or r.stderr.strip()).splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    ap.add_argument("--only", action="append", default=[],
+                    help=f"run only these rows ({', '.join(ROWS)}); repeat or comma-separate")
+    ap.add_argument("--pytrace", default=None,
+                    help="pytrace command (default: the installed console script)")
+    ap.add_argument("--bpftrace", default=shutil.which("bpftrace") or "/usr/bin/bpftrace")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    args = ap.parse_args(argv)
+    only = [x.strip() for item in args.only for x in item.split(",") if x.strip()] or ROWS
+    bad = [x for x in only if x not in ROWS]
+    if bad:
+        ap.error(f"unknown row {', '.join(bad)}; rows are {', '.join(ROWS)}")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if os.geteuid() != 0:
+        log("bench.py: run as root (both tools need it)")
+        return 1
+    args.pytrace = shlex.split(args.pytrace) if args.pytrace else default_pytrace()
+    if not os.access(args.bpftrace, os.X_OK):
+        log(f"bench.py: no bpftrace at {args.bpftrace}")
+        return 1
+    # posix_spawn wants a path
+    if os.sep not in args.pytrace[0]:
+        args.pytrace[0] = shutil.which(args.pytrace[0]) or args.pytrace[0]
+
+    dwb = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    header = [
+        "command: " + " ".join(shlex.quote(a) for a in
+                               ["python", os.path.relpath(os.path.abspath(__file__))]
+                               + (argv if argv is not None else sys.argv[1:])),
+        f"machine: {os.cpu_count()} CPUs ({platform.machine()}), kernel {platform.release()}, "
+        f"Python {platform.python_version()}",
+        f"bpftrace: {args.bpftrace} ({tool_version([args.bpftrace])})",
+        f"pytrace: {' '.join(args.pytrace)} ({tool_version(args.pytrace)})",
+        "PYTHONDONTWRITEBYTECODE: " + (f"set ({dwb!r}) in this environment; unset for pytrace's "
+                                       "runs (an installed package has bytecode)"
+                                       if dwb is not None else "not set"),
+        f"rounds: {args.rounds}, each pytrace then bpftrace; cells are medians",
+        f"load average at start: {loadavg()}",
+    ]
+    for line in header:
+        log(line)
+
+    bench = Bench(args)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    rows, notes = [], []
+    t_start = time.monotonic()
+    try:
+        bench.build_workload()
+        for name in ROWS:
+            if name not in only:
+                continue
+            log(f"== {name}")
+            t = time.monotonic()
+            try:
+                rs, ns = ROW_FUNCS[name](bench, args.rounds)
+            except Failed as e:   # a failure outside one tool's measurement
+                log(f"  row {name} failed: {e}")
+                continue
+            rows += rs
+            notes += ns
+            log(f"   ({time.monotonic() - t:.1f} s)")
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        bench.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    notes.append(f"load average at the end: {loadavg()} (the benchmark itself keeps about one "
+                 "CPU busy; more means something else ran alongside)")
+    if bench.cache_misses:
+        notes.append(f"WARNING: {bench.cache_misses} pytrace run(s) that should have found the "
+                     "program in the warmed cache compiled it (pytrace's source changed during "
+                     "the run?): rerun for clean numbers")
+    table = render(rows)
+    text = "\n".join(header) + "\n\n" + table + "\n" + "\n".join(f"- {n}" for n in notes) + \
+        f"\n\n(total {time.monotonic() - t_start:.0f} s)\n"
+    sys.stdout.write(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

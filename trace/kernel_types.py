@@ -1,0 +1,332 @@
+"""Kernel (BTF) types in the language: struct field access, pointer deref,
+array indexing, struct-pointer casts, sizeof(struct X) and enum/macro constants.
+
+Values: a struct (or non-char array) value is held as its address in an i64
+register (`StructT`/`ArrayT`); nothing is read until a scalar, pointer or char
+array is reached, which is read with bpf_probe_read_kernel (or _user for user
+pointers: tracepoint syscall arguments, uprobe casts).  Integer fields are
+read with their size and sign-extended as their type says; bitfields are
+shifted and masked.
+
+The type checker calls `check_*`, the lowerer `lower_*`; each check records
+what codegen needs on the node (`e.kaccess`, `e.kderef`, `e.kindex`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from . import btf as B_
+from .diagnostics import error
+from .types import ArrayT, INT64, IntT, PtrT, StrT, StructT, Type, bpftrace_name
+
+# macro constants the bpftrace tools take from headers that BTF does not carry
+MACROS = {
+    "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16,
+    "AF_PACKET": 17,
+    "TASK_RUNNING": 0, "TASK_INTERRUPTIBLE": 1, "TASK_UNINTERRUPTIBLE": 2, "__TASK_STOPPED": 4,
+    "__TASK_TRACED": 8, "EXIT_DEAD": 16, "EXIT_ZOMBIE": 32, "TASK_PARKED": 64, "TASK_DEAD": 128,
+    "TASK_WAKEKILL": 256, "TASK_WAKING": 512, "TASK_NOLOAD": 1024, "TASK_NEW": 2048,
+    "TASK_KILLABLE": 258, "TASK_STOPPED": 260, "TASK_TRACED": 8, "TASK_IDLE": 1026,
+    "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "SOCK_RAW": 3,
+    "IPPROTO_IP": 0, "IPPROTO_ICMP": 1, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_IPV6": 41,
+    "O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2, "O_CREAT": 0o100, "O_TRUNC": 0o1000,
+    "O_APPEND": 0o2000, "O_NONBLOCK": 0o4000, "O_CLOEXEC": 0o2000000,
+    "PAGE_SIZE": 4096, "PAGE_SHIFT": 12, "NULL": 0,
+}
+
+
+def kbtf():
+    return B_.vmlinux()
+
+
+def _no_btf(span):
+    return error("BTF is not available for this kernel (/sys/kernel/btf/vmlinux); kernel "
+                 "struct types can not be resolved", span)
+
+
+# ---------------------------------------------------------------- type mapping
+
+def from_btf(tid: int, user: bool = False) -> Optional[Type]:
+    """The pytrace type of a value of BTF type `tid` (None: unsupported, e.g. a function)."""
+    b = kbtf()
+    rid = b.resolve(tid)
+    t = b.type(rid)
+    k = t.kind
+    if rid == 0:
+        return None
+    if k == B_.INT:
+        if t.encoding & 4:                       # bool
+            return IntT(8, False)
+        bits = t.size * 8
+        if bits not in (8, 16, 32, 64):
+            return IntT(64, bool(t.encoding & 1)) if bits > 64 else None
+        return IntT(bits, bool(t.encoding & 1) or t.name == "char")
+    if k in (B_.ENUM, B_.ENUM64):
+        return IntT(t.size * 8 if t.size in (1, 2, 4, 8) else 64, t.kind_flag)
+    if k == B_.PTR:
+        return PtrT(_pointee_name(b, t.ref), user=user)
+    if k in (B_.STRUCT, B_.UNION):
+        return StructT(b.type_name(rid), user, t.size, rid)
+    if k == B_.FWD:
+        return StructT(b.type_name(rid), user, 0)
+    if k == B_.ARRAY:
+        elem = b.type(b.resolve(t.elem))
+        if elem.kind == B_.INT and elem.name == "char" or (elem.kind == B_.INT and elem.size == 1
+                                                           and elem.encoding & 2):
+            return StrT(max(1, t.nelems))
+        et = from_btf(t.elem, user)
+        if et is None or t.nelems == 0:
+            return None
+        return ArrayT(et, t.nelems, user, b.size(t.elem))
+    if k == B_.FLOAT:
+        return None
+    return None
+
+
+def _pointee_name(b, tid: int) -> str:
+    """The `target` of a PtrT: the pointee's C name without qualifiers."""
+    name = b.type_name(tid)
+    for q in ("const ", "volatile "):
+        name = name.replace(q, "")
+    return name.strip() or "void"
+
+
+def _c_scalar(name: str) -> Optional[IntT]:
+    from .cstructs import SCALARS
+    name = " ".join(name.replace("const", " ").replace("volatile", " ").split())
+    size = SCALARS.get(name)
+    if size is None:
+        return None
+    unsigned = name.startswith(("unsigned", "u", "__u", "bool", "_Bool", "size_t"))
+    return IntT(size * 8, not unsigned)
+
+
+def pointee(ptr: PtrT) -> Optional[Type]:
+    """What a pointer points to (None: unknown, e.g. void)."""
+    target = ptr.target.strip()
+    if target.endswith("*"):
+        return PtrT(target[:-1].strip(), user=ptr.user)
+    if target in ("void", ""):
+        return None
+    from .types import INT_TYPES
+    if target in INT_TYPES:
+        return INT_TYPES[target]
+    scalar = _c_scalar(target)
+    if scalar is not None:
+        return scalar
+    b = kbtf()
+    if b is None:
+        return None
+    if target.startswith(("struct ", "union ")):
+        st = b.struct(target)
+        if st is None:
+            return None
+        return StructT(target, ptr.user, st.size, st.id)
+    if target.startswith("enum "):
+        return IntT(32, False)
+    tid = b.find(target, "type")
+    if tid:
+        return from_btf(tid, ptr.user)
+    return None
+
+
+def _struct_of(t: StructT, span):
+    b = kbtf()
+    if b is None:
+        raise _no_btf(span)
+    if t.btf_id:
+        return b.type(t.btf_id)
+    st = b.struct(t.name)
+    if st is None:
+        raise error(f"Cannot resolve unknown type \"{t.name}\"", span)
+    return st
+
+
+# ---------------------------------------------------------------- checks
+
+@dataclass
+class Access:
+    """How to reach a field: address = base + offset; then read `size` bytes
+    (or nothing, for struct/array values)."""
+    offset: int
+    size: int
+    bit_offset: int = 0      # bitfields: bits from the first byte read
+    bits: int = 0
+    user: bool = False
+    is_ptr_base: bool = True
+
+
+def check_field(ck, e, base: Type):
+    """`base->field` / `base.field` on a struct pointer or a struct value."""
+    if isinstance(base, PtrT):
+        target = pointee(base)
+        if not isinstance(target, StructT):
+            raise error(f"Can not access field '{e.field}' on type '{bpftrace_name(base)}'", e.span)
+        st_t = target
+    elif isinstance(base, StructT):
+        st_t = base
+    else:
+        return None
+    st = _struct_of(st_t, e.span)
+    b = kbtf()
+    m = b.member(st, e.field)
+    if m is None:
+        raise error(f"Struct/union of type '{st_t.name}' does not contain a field named "
+                    f"'{e.field}'", e.span)
+    t = from_btf(m.type, st_t.user)
+    if t is None:
+        raise error(f"Field '{e.field}' of type '{b.type_name(m.type)}' is not supported", e.span)
+    if m.bitfield_size:
+        byte = m.bit_offset // 8
+        t = IntT(64, False) if not (isinstance(t, IntT) and t.signed) else IntT(64, True)
+        nbytes = (m.bit_offset % 8 + m.bitfield_size + 7) // 8
+        size = 1 if nbytes <= 1 else 2 if nbytes <= 2 else 4 if nbytes <= 4 else 8
+        e.kaccess = Access(byte, size, m.bit_offset % 8, m.bitfield_size, st_t.user)
+    else:
+        e.kaccess = Access(m.offset, _read_size(t, b.size(m.type)), user=st_t.user)
+    return t
+
+
+def _read_size(t: Type, size: int) -> int:
+    if isinstance(t, (StructT, ArrayT)):
+        return 0
+    if isinstance(t, StrT):
+        return t.length
+    return size
+
+
+def check_deref(ck, e, t: Type) -> Optional[Type]:
+    """`*p` for a pointer to a struct or a BTF typedef'd scalar (else None: the
+    generic integer deref applies)."""
+    if not isinstance(t, PtrT):
+        return None
+    target = pointee(t)
+    if isinstance(target, StructT):
+        e.kderef = Access(0, 0, user=t.user)
+        return target
+    if isinstance(target, (IntT, PtrT)) and not t.target.endswith("*") and _c_scalar(t.target) is None:
+        size = 8 if isinstance(target, PtrT) else target.bits // 8
+        e.kderef = Access(0, size, user=t.user)
+        return target
+    return None
+
+
+def check_index(ck, e, base: Type) -> Type:
+    idx = ck.fold(e.index)
+    if idx is None:
+        ck.expr(e.index)
+        raise error("The array index operator [] only supports constant indexes here "
+                    "(as bpftrace 0.17)", e.index.span)
+    if isinstance(base, ArrayT):
+        if not 0 <= idx < base.count:
+            raise error(f"the index {idx} is out of bounds for array of size {base.count}", e.span)
+        elem, esize, user = base.elem, base.elem_size, base.user
+    elif isinstance(base, PtrT):
+        elem = pointee(base)
+        if elem is None:
+            raise error(f"The array index operator [] can not be used on a pointer to "
+                        f"'{base.target}'", e.span)
+        esize = elem.struct_size if isinstance(elem, StructT) else \
+            8 if isinstance(elem, PtrT) else elem.bits // 8 if isinstance(elem, IntT) else elem.size
+        user = base.user
+    else:
+        raise error("The array index operator [] can only be used on arrays and pointers, found "
+                    f"{bpftrace_name(base) if base else 'unknown'}.", e.span)
+    e.kaccess = Access(idx * esize, _read_size(elem, esize), user=user)
+    return elem
+
+
+def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
+    """`(struct X *)expr`, `(uint8 *)expr`: a pointer of that type (None: not a pointer cast)."""
+    name = " ".join(e.type_name.split())
+    if not name.endswith("*"):
+        if name.startswith(("struct ", "union ")):
+            raise error(f"Cannot cast to \"{name}\"", e.span)
+        return None
+    target = name[:-1].strip()
+    base = target.rstrip("* ").strip()
+    if base.startswith(("struct ", "union ")):
+        b = kbtf()
+        from_script = base in getattr(ck.structs, "layouts", {})
+        if not from_script and (b is None or b.struct(base) is None):
+            raise error(f"Cannot resolve unknown type \"{base}\"", e.span)
+    if operand is not None and not isinstance(operand, (IntT, PtrT, StructT)):
+        raise error(f"Casts are not supported for type: \"{bpftrace_name(operand)}\"", e.span)
+    if isinstance(operand, PtrT):
+        user = operand.user
+    else:
+        user = getattr(ck.unit.provider, "user_space", False) if ck.unit is not None else False
+    return PtrT(target, user=user)
+
+
+def sizeof_type(name: str) -> Optional[int]:
+    b = kbtf()
+    if b is None:
+        return None
+    name = " ".join(name.split())
+    if name.endswith("*"):
+        return 8
+    if name.startswith(("struct ", "union ")):
+        st = b.struct(name)
+        return st.size if st is not None else None
+    tid = b.find(name, "type")
+    return b.size(tid) if tid else None
+
+
+def constant(name: str, structs=None) -> Optional[int]:
+    """An identifier that names a constant: a script #define, a BTF enumerator, or a
+    well-known macro."""
+    defines = getattr(structs, "defines", None) or {}
+    if name in defines:
+        return defines[name]
+    b = kbtf()
+    if b is not None:
+        v = b.enum_value(name)
+        if v is not None:
+            return v
+    return MACROS.get(name)
+
+
+# ---------------------------------------------------------------- lowering
+
+def read(lw, addr, t: Type, acc: Access):
+    """Read a value of type t at address `addr` (i64) as `acc` says."""
+    from .codegen import builder as B
+    from .codegen.builder import const
+    fb, b = lw.fb, lw.b
+    if acc.offset:
+        addr = b.add(addr, const(acc.offset))
+    if isinstance(t, (StructT, ArrayT)) or acc.size == 0:
+        return addr
+    helper = B.PROBE_READ_USER if acc.user else B.PROBE_READ_KERNEL
+    if isinstance(t, StrT):
+        buf = fb.temp(t.size)
+        fb.helper(helper, buf, const(t.length, B.I32), b.inttoptr(addr, B.PTR))
+        return buf
+    buf = fb.scratch("kread", 8)
+    fb.store(buf, 0, const(0))
+    fb.helper(helper, buf, const(acc.size, B.I32), b.inttoptr(addr, B.PTR))
+    signed = isinstance(t, IntT) and t.signed
+    if acc.bits:
+        v = fb.load(buf, 0)
+        v = b.lshr(v, const(acc.bit_offset)) if acc.bit_offset else v
+        if signed:
+            shift = const(64 - acc.bits)
+            return b.ashr(b.shl(v, shift), shift)
+        return b.and_(v, const((1 << acc.bits) - 1))
+    if acc.size == 8:
+        return fb.load(buf, 0)
+    return fb.load(buf, 0, acc.size * 8, signed=signed, align=acc.size)
+
+
+def lower_field(lw, e):
+    return read(lw, lw.expr(e.expr), e.type, e.kaccess)
+
+
+def lower_index(lw, e):
+    return read(lw, lw.expr(e.expr), e.type, e.kaccess)
+
+
+def lower_deref(lw, e):
+    return read(lw, lw.expr(e.operand), e.type, e.kderef)

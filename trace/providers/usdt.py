@@ -1,0 +1,166 @@
+"""usdt (alias U:): statically defined user-space probes, from the ELF `.note.stapsdt` notes.
+
+  usdt:/path:probe     usdt:/path:provider:probe     (`*` wildcards in each part)
+
+Each note gives the probe's address, its semaphore (enabled through the uprobe
+PMU's ref_ctr_offset, a file offset) and its argument specs, e.g.
+`-4@%edi 8@-16(%rbp) 8@%rax $5`: `arg0..argN` are decoded from these.
+"""
+from __future__ import annotations
+
+import re
+
+from ..codegen.builder import const
+from ..diagnostics import error
+from ..types import UINT64
+from . import ExpandedProbe, glob_match, register, split_attach_point
+from .uprobe import MAX_ARG, RegsProvider, binary_for, read_elf, read_reg, read_user_u64, \
+    resolve_binary
+
+_REGS = {}
+for _r in ("ax", "bx", "cx", "dx"):
+    _REGS.update({"r" + _r: (_r, 64), "e" + _r: (_r, 32), _r: (_r, 16), _r[0] + "l": (_r, 8),
+                  _r[0] + "h": (_r, "high")})
+for _r in ("si", "di", "bp", "sp"):
+    _REGS.update({"r" + _r: (_r, 64), "e" + _r: (_r, 32), _r: (_r, 16), _r + "l": (_r, 8)})
+for _n in range(8, 16):
+    _r = f"r{_n}"
+    _REGS.update({_r: (_r, 64), _r + "d": (_r, 32), _r + "w": (_r, 16), _r + "b": (_r, 8)})
+_REGS.update({"rip": ("ip", 64), "eip": ("ip", 32)})
+
+_ARG = re.compile(r"(-?)(\d+)@(.+)")
+_MEM = re.compile(r"(-?(?:0x[0-9a-fA-F]+|\d+))?\(%(\w+)(?:,%(\w+)(?:,(\d+))?)?\)")
+
+
+def parse_arg(spec: str):
+    """One argument spec → dict(size, signed, kind, ...) or None if not understood."""
+    m = _ARG.fullmatch(spec)
+    if m:
+        signed, size, op = bool(m.group(1)), int(m.group(2)), m.group(3)
+    else:                       # old notes: the operand alone, 8 bytes
+        signed, size, op = False, 8, spec
+    if size not in (1, 2, 4, 8):
+        return None
+    out = {"size": size, "signed": signed}
+    if op.startswith("$"):
+        try:
+            return {**out, "kind": "const", "value": int(op[1:], 0)}
+        except ValueError:
+            return None
+    if op.startswith("%"):
+        reg = _REGS.get(op[1:])
+        return reg and {**out, "kind": "reg", "reg": reg}
+    m = _MEM.fullmatch(op)
+    if m:
+        base = _REGS.get(m.group(2))
+        index = _REGS.get(m.group(3)) if m.group(3) else None
+        if base is None or (m.group(3) and index is None):
+            return None
+        return {**out, "kind": "mem", "reg": base, "disp": int(m.group(1) or "0", 0),
+                "index": index, "scale": int(m.group(4) or "1")}
+    return None
+
+
+class Usdt(RegsProvider):
+    name = "usdt"
+    aliases = ("U",)
+    attach_kind = "usdt"
+
+    def expand(self, ap):
+        parts = split_attach_point(ap.raw)
+        if len(parts) == 3:
+            (_, target, name), prov = parts, "*"
+        elif len(parts) == 4:
+            _, target, prov, name = parts
+        else:
+            raise error("usdt probe type requires 2 or 3 arguments", ap.span)
+        ap.target, ap.func = target, name
+        path, elf = binary_for(ap, target, "usdt")
+        ap.target = path
+        groups = {}
+        for note in elf.notes:
+            if glob_match(prov, note["provider"]) and glob_match(name, note["name"]):
+                groups.setdefault((note["provider"], note["name"]), []).append(note)
+        if not groups:
+            what = name if len(parts) == 3 else f"{prov}:{name}"
+            raise error(f"No USDT probes found for {path}:{what}", ap.span)
+        out = []
+        for (p, n), notes in sorted(groups.items()):
+            # locations with the same argument specs share one program
+            by_args = {}
+            for note in notes:
+                by_args.setdefault(note["args"], []).append(note)
+            for i, (args, same) in enumerate(by_args.items()):
+                locations = []
+                for note in same:
+                    offset = elf.offset_of(note["pc"], executable=True)
+                    if offset is None:
+                        raise error(f"Could not resolve USDT location of {p}:{n} in {path}", ap.span)
+                    loc = {"offset": offset, "vaddr": note["pc"]}
+                    if note["semaphore"]:
+                        loc["ref_ctr_offset"] = elf.offset_of(note["semaphore"]) or 0
+                    locations.append(loc)
+                specs = [parse_arg(a) for a in args.split()]
+                out.append(ExpandedProbe(f"usdt:{path}:{p}:{n}", self, path, n,
+                                         {"locations": locations, "vaddr": locations[0]["vaddr"],
+                                          "provider": p, "args": specs, "argspec": args,
+                                          "variant": i}))
+        return out
+
+    def section(self, probe):
+        return "usdt"
+
+    def context_key(self, probe):
+        return (probe.target, probe.params["provider"], probe.func, probe.params["variant"])
+
+    def check_arg(self, ck, node, n):
+        if n > MAX_ARG:
+            raise error(f"x86_64 doesn't support {node.name}", node.span)
+        for p in ck.unit.probes:
+            specs = p.params["args"]
+            if n >= len(specs):
+                raise error(f"usdt probe {p.params['provider']}:{p.func} has only {len(specs)} "
+                            f"argument{'s' if len(specs) != 1 else ''} ({node.name} used here)",
+                            node.span)
+            if specs[n] is None:
+                raise error(f"usdt probe {p.params['provider']}:{p.func}: argument {n} has an "
+                            f"unsupported location '{p.params['argspec'].split()[n]}'", node.span)
+        return UINT64
+
+    def lower_arg(self, lw, node, n):
+        spec = lw.unit.context.params["args"][n]
+        b = lw.b
+        size, signed = spec["size"], spec["signed"]
+        if spec["kind"] == "const":
+            v = spec["value"] & ((1 << (size * 8)) - 1)
+            if signed and v >> (size * 8 - 1):
+                v -= 1 << (size * 8)
+            return const(v & (2 ** 64 - 1))
+        reg, width = spec["reg"]
+        value = read_reg(lw, reg)
+        if width == "high":
+            value = b.and_(b.lshr(value, const(8)), const(0xFF))
+        if spec["kind"] == "mem":
+            addr = b.add(value, const(spec["disp"] & (2 ** 64 - 1)))
+            if spec["index"] is not None:
+                idx = read_reg(lw, spec["index"][0])
+                addr = b.add(addr, b.mul(idx, const(spec["scale"])))
+            return read_user_u64(lw, addr, size, signed)
+        if size < 8:
+            shift = const(64 - size * 8)
+            value = b.shl(value, shift)
+            value = b.ashr(value, shift) if signed else b.lshr(value, shift)
+        return value
+
+    def listing(self, verbose, target=None):
+        if not target:
+            return []
+        path = resolve_binary(target)
+        elf = read_elf(path) if path else None
+        if elf is None:
+            return []
+        names = sorted({(n["provider"], n["name"]) for n in elf.notes})
+        return [f"usdt:{path}:{p}:{n}" for p, n in names]
+
+
+USDT = register(Usdt())
