@@ -142,6 +142,9 @@ class Session:
         if lm is not None:
             self.lost = LostCounter(lm)
         self.reader = maps.MapsReader(self.obj, m)
+        set_reader = getattr(self.output, "set_maps_reader", None)
+        if set_reader is not None:          # stacks: the output reads the stack maps
+            set_reader(self.reader)
         self._build_handlers()
 
         if self.opt.child_argv:

@@ -15,8 +15,9 @@ from . import ast
 from .codegen import builder as B
 from .codegen.builder import I64, const
 from .diagnostics import CompileError, error
-from .types import (INT64, UINT32, UINT64, AggT, ArgsT, IntT, NoneT, ProbeT, PtrT, StrT, TupleT,
-                    UsernameT, bpftrace_name, pointer_of)
+from .types import (INT64, UINT32, UINT64, AggT, ArgsT, BufT, InetT, IntT, KsymT, MacT, NoneT,
+                    ProbeT, PtrT, StackT, StrerrorT, StrftimeT, StrT, TupleT, UsernameT, UsymT,
+                    bpftrace_name, pointer_of)
 
 STRLEN = 64
 JOIN_MAX_ARGS = 16
@@ -301,7 +302,7 @@ def read_tracepoint_field(lw, e):
 
 # bpftrace 0.17: %[-][width][.prec][length]conversion
 FORMAT_SPEC = re.compile(r"%(-?)(\d*)(?:\.(\d+))?(hh|h|ll|l|j|z|t)?(rx|rh|r|s|c|d|u|o|x|X|p)")
-_STRINGLIKE = (StrT, ProbeT, UsernameT)
+_STRINGLIKE = (StrT, ProbeT, UsernameT, StackT, KsymT, UsymT, InetT, MacT, StrerrorT, StrftimeT)
 
 
 def format_specs(fmt: str):
@@ -349,6 +350,8 @@ def check_format(ck, node, func_name, first=0):
                 raise error(f"{func_name}: %s specifier expects a value of type string "
                             f"({_printf_kind(t)} supplied)", node.span)
         elif conv in ("r", "rx", "rh"):
+            if isinstance(t, BufT):
+                continue
             raise error(f"{func_name}: %{conv} specifier expects a value of type buffer "
                         f"({_printf_kind(t)} supplied)", node.span)
         else:
@@ -359,6 +362,8 @@ def check_format(ck, node, func_name, first=0):
 
 
 def _printf_kind(t):
+    if isinstance(t, BufT):
+        return "buffer"
     if isinstance(t, _STRINGLIKE):
         return "string"
     if isinstance(t, (IntT, PtrT)):
@@ -956,3 +961,7 @@ function("hist", "hist(n): log2 histogram.", _agg_check("hist"), "aggregation", 
     _hist_lower("hist"))
 function("lhist", "lhist(n, min, max, step): linear histogram.", _agg_check("lhist"), "aggregation",
          "@m = lhist(n, min, max, step)")(_hist_lower("lhist"))
+
+
+# stacks, symbols and values formatted in user space: more entries of this registry
+from . import valuefuncs  # noqa: E402,F401

@@ -213,6 +213,8 @@ def unify(a: Type, b: Type) -> Optional[Type]:
         return IntT(64, a.signed and b.signed)
     if isinstance(a, StrT) and isinstance(b, StrT):
         return StrT(max(a.length, b.length))
+    if isinstance(a, BufT) and isinstance(b, BufT):
+        return BufT(max(a.cap, b.cap))
     if isinstance(a, TupleT) and isinstance(b, TupleT) and len(a.elements) == len(b.elements):
         parts = [unify(x, y) for x, y in zip(a.elements, b.elements)]
         if all(p is not None for p in parts):
@@ -239,3 +241,141 @@ def pointee_size(p: "PtrT") -> int:
         return 8
     from .cstructs import SCALARS
     return SCALARS.get(p.target, 1)
+
+
+# ---------------------------------------------------------------- stacks, symbols and values
+# resolved or formatted in user space (see docs/object-contract.md, "Value type descriptors")
+
+def stack_map_symbol(limit: int) -> str:
+    """The STACK_TRACE map that holds stacks of at most `limit` frames."""
+    return f"stack_{limit}"
+
+
+@dataclass(frozen=True)
+class StackT(Type):
+    """kstack / ustack: a stack id in a STACK_TRACE map (ustack: plus the pid, so that
+    user space can symbolize the frames)."""
+    user: bool = False
+    mode: str = "bpftrace"
+    limit: int = 127
+
+    @property
+    def size(self):
+        return 16 if self.user else 8
+
+    def __str__(self):
+        return ("ustack" if self.user else "kstack") + (f"_{self.mode}" if self.mode != "bpftrace"
+                                                        else "") + f"[{self.limit}]"
+
+    def descriptor(self):
+        return {"kind": "ustack" if self.user else "kstack", "mode": self.mode,
+                "limit": self.limit, "map": stack_map_symbol(self.limit)}
+
+
+@dataclass(frozen=True)
+class KsymT(Type):
+    """ksym(addr): a kernel address printed as its symbol name."""
+
+    def __str__(self):
+        return "ksym"
+
+    def descriptor(self):
+        return {"kind": "ksym"}
+
+
+@dataclass(frozen=True)
+class UsymT(Type):
+    """usym(addr): {u64 addr; u64 pid}, printed as the symbol in that process."""
+    size = 16
+
+    def __str__(self):
+        return "usym"
+
+    def descriptor(self):
+        return {"kind": "usym"}
+
+
+@dataclass(frozen=True)
+class InetT(Type):
+    """ntop(): {u64 af; u8 addr[16]}, printed as an IPv4 / IPv6 address."""
+    size = 24
+
+    def __str__(self):
+        return "inet"
+
+    def descriptor(self):
+        return {"kind": "inet"}
+
+
+@dataclass(frozen=True)
+class BufT(Type):
+    """buf(): {u64 length; u8 data[cap]}, printed with %r / %rx / %rh."""
+    cap: int = 64
+
+    @property
+    def size(self):
+        return 8 + self.cap
+
+    @property
+    def in_register(self):
+        return False
+
+    def __str__(self):
+        return f"buffer[{self.cap}]"
+
+    def descriptor(self):
+        return {"kind": "buf", "size": self.cap}
+
+
+@dataclass(frozen=True)
+class ByteArrayT(Type):
+    """A constant byte array (pton()), printed as [10,0,0,1]."""
+    count: int = 4
+
+    @property
+    def size(self):
+        return self.count
+
+    @property
+    def in_register(self):
+        return False
+
+    def __str__(self):
+        return f"uint8[{self.count}]"
+
+    def descriptor(self):
+        return {"kind": "bytes", "count": self.count}
+
+
+@dataclass(frozen=True)
+class MacT(Type):
+    """macaddr(): the 6 bytes of a MAC address (in an 8-byte slot)."""
+
+    def __str__(self):
+        return "macaddr"
+
+    def descriptor(self):
+        return {"kind": "macaddr"}
+
+
+@dataclass(frozen=True)
+class StrerrorT(Type):
+    """strerror(n): an errno printed as its message."""
+
+    def __str__(self):
+        return "strerror"
+
+    def descriptor(self):
+        return {"kind": "strerror"}
+
+
+@dataclass(frozen=True)
+class StrftimeT(Type):
+    """strftime(fmt, nsecs): nanoseconds since boot, formatted in user space."""
+    format: str = "%H:%M:%S"
+
+    def __str__(self):
+        return "timestamp"
+
+    def descriptor(self):
+        return {"kind": "strftime", "format": self.format}

@@ -135,6 +135,11 @@ class Output:
         if self._w.tty:
             self._w.flush()
 
+    def set_maps_reader(self, reader) -> None:
+        """The session's maps reader (runtime/maps.py MapsReader): stack values are
+        looked up in their STACK_TRACE maps through it."""
+        self.ctx.maps = reader
+
     def attached(self, n: int) -> None:
         raise NotImplementedError
 

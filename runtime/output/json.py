@@ -17,7 +17,7 @@ Deviations from 0.17 (places where it emits wrong values or invalid JSON):
 from __future__ import annotations
 
 from .text import lhist_bounds, lhist_bucket_count, value_text
-from .values import AvgValue, HistValue, MapModel, Ptr, c_div
+from .values import AvgValue, ByteArray, HistValue, MapModel, Ptr, Stack, c_div
 
 __all__ = ["json_escape", "json_value", "map_json", "message_json",
            "value_json", "attached_json", "lost_json"]
@@ -49,7 +49,9 @@ def _quote(s: str) -> str:
 
 def json_value(v, div: int = 1) -> str:
     """A decoded value as JSON: strings quoted, tuples as arrays."""
-    if isinstance(v, (bytes, str)):
+    if isinstance(v, ByteArray):
+        return "[" + ",".join("%d" % b for b in v) + "]"
+    if isinstance(v, (bytes, str, Stack)):
         return _quote(value_text(v))
     if isinstance(v, Ptr):
         return _quote("0x%x" % int(v))

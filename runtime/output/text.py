@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import struct
 
-from .values import (AvgValue, HistValue, MapModel, Ptr, c_div, to_signed64)
+from .printf import format_buffer
+from .values import (AvgValue, Buffer, ByteArray, HistValue, MapModel, Ptr, Stack, c_div,
+                     to_signed64)
 
 __all__ = ["value_text", "key_text", "map_text", "hist_rows", "lhist_rows",
            "lhist_label", "lhist_bounds",
@@ -201,6 +203,12 @@ def value_text(v, as_key: bool = False, div: int = 1) -> str:
     map keys).  ``div``: integers (also inside tuples, as 0.17 does) are
     divided by it with C semantics.
     """
+    if isinstance(v, Stack):
+        return v.text(4 if as_key else 8)
+    if isinstance(v, Buffer):
+        return decode_str(format_buffer(v, "r"))
+    if isinstance(v, ByteArray):
+        return str(v)
     if isinstance(v, bytes):
         return decode_str(v)
     if isinstance(v, str):                  # Probe, Username
@@ -264,6 +272,9 @@ def map_text(model: MapModel, div: int = 0) -> str:
     for e in model.entries:
         elems.append(name + key_text(model, e.key) + ": "
                      + _scalar_text(model, e.value, div))
+    if model.value_desc.get("kind") in ("kstack", "ustack"):
+        # a stack text already ends in a newline (0.17 joins these entries with "")
+        return "".join(elems) + "\n"
     return "\n".join(elems) + "\n"
 
 

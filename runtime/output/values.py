@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 
 __all__ = [
-    "Ptr", "Probe", "Username", "AvgValue", "HistValue", "MapEntry", "MapModel",
+    "Ptr", "Probe", "Username", "Stack", "Symbol", "Buffer", "ByteArray", "AvgValue", "HistValue", "MapEntry", "MapModel",
     "UserNames", "DecodeContext", "type_size", "make_decoder", "decode",
     "make_record_decoder",
     "build_map_model", "key_sort_key", "to_signed64", "c_div",
@@ -76,6 +76,66 @@ class Username(str):
         obj = super().__new__(cls, name)
         obj.uid = uid
         return obj
+
+
+class Stack:
+    """A kernel or user stack: its frames, rendered with the indent of where it is
+    printed (4 spaces as a map key, 8 as a value), or in perf mode.  ``frames`` is None
+    when the stack id could not be looked up (printed as nothing, like bpftrace)."""
+
+    __slots__ = ("frames", "mode", "user", "sid")
+
+    def __init__(self, frames, mode: str, user: bool, sid: int):
+        self.frames = frames        # [(addr, sym_text)], sym_text for the mode
+        self.mode = mode
+        self.user = user
+        self.sid = sid
+
+    def text(self, indent: int = 8) -> str:
+        if self.frames is None:
+            return ""
+        pad = " " * indent
+        out = ["\n"]
+        for addr, sym in self.frames:
+            if self.mode == "perf":
+                out.append("\t%x %s\n" % (addr, sym))
+            elif self.mode == "raw":
+                out.append("%x\n" % addr)
+            else:
+                out.append(pad + sym + "\n")
+        return "".join(out)
+
+    def order(self):
+        return tuple(a for a, _ in self.frames or ())
+
+    def __str__(self) -> str:
+        return self.text(8)
+
+    def __repr__(self) -> str:
+        return "Stack(%r)" % (self.frames,)
+
+
+class Symbol(str):
+    """ksym(), usym(), ntop(), macaddr(), strerror(), strftime(): text resolved in user
+    space; ``raw`` is the value it came from (for sorting)."""
+
+    raw: object
+
+    def __new__(cls, text: str, raw):
+        obj = super().__new__(cls, text)
+        obj.raw = raw
+        return obj
+
+
+class Buffer(bytes):
+    """buf(): raw bytes, printed like printf %r."""
+
+
+class ByteArray(tuple):
+    """A byte array (pton()), printed as ``[10,0,0,1]``."""
+
+    def __str__(self) -> str:
+        return "[" + ",".join("%d" % b for b in self) + "]"
 
 
 class AvgValue:
@@ -153,11 +213,66 @@ class UserNames:
 
 
 class DecodeContext:
-    """What decoding needs beyond the bytes: probe names and user names."""
+    """What decoding needs beyond the bytes: probe names and user names; for stacks
+    the session's maps reader (``maps``, see runtime/maps.py MapsReader) and a
+    symbolizer (runtime/symbols.py, created on first use)."""
 
-    def __init__(self, probes=(), usernames: UserNames | None = None):
+    def __init__(self, probes=(), usernames: UserNames | None = None, maps=None,
+                 symbols=None):
         self.probes = list(probes)
         self.usernames = usernames if usernames is not None else UserNames()
+        self.maps = maps
+        self._symbols = symbols
+        self._stacks: dict = {}
+
+    @property
+    def symbols(self):
+        if self._symbols is None:
+            from ..symbols import Symbolizer
+            self._symbols = Symbolizer()
+        return self._symbols
+
+    def stack_addrs(self, symbol: str, sid: int, limit: int):
+        """The frame addresses of stack ``sid`` in the STACK_TRACE map ``symbol``, or None.
+        Without BPF_F_REUSE_STACKID a stack id never changes its stack, so it is cached."""
+        if sid < 0 or self.maps is None:
+            return None
+        key = (symbol, sid)
+        hit = self._stacks.get(key)
+        if hit is not None:
+            return hit
+        try:
+            vals = self.maps.lookup(symbol, struct.pack("<I", sid & 0xFFFFFFFF))
+        except Exception:
+            vals = None
+        if not vals:
+            return None
+        raw = bytes(vals[0])
+        addrs = []
+        for i in range(min(limit, len(raw) // 8)):
+            a = _U64.unpack_from(raw, 8 * i)[0]
+            if a == 0:
+                break
+            addrs.append(a)
+        self._stacks[key] = addrs
+        return addrs
+
+    def stack(self, desc: dict, sid: int, pid: int = 0) -> "Stack":
+        user = desc["kind"] == "ustack"
+        mode = desc.get("mode", "bpftrace")
+        addrs = self.stack_addrs(desc["map"], sid, int(desc.get("limit", 127)))
+        if addrs is None:
+            return Stack(None, mode, user, sid)
+        frames = []
+        syms = self.symbols
+        for a in addrs:
+            if mode == "raw":
+                frames.append((a, ""))
+            elif user:
+                frames.append((a, syms.usym(pid, a, True, mode == "perf")))
+            else:
+                frames.append((a, syms.ksym(a, True)))
+        return Stack(frames, mode, user, sid)
 
     def probe(self, index: int) -> Probe:
         if 0 <= index < len(self.probes):
@@ -173,8 +288,17 @@ class DecodeContext:
 
 def type_size(desc: dict) -> int:
     kind = desc["kind"]
-    if kind in ("int", "ptr", "probe", "username"):
+    if kind in ("int", "ptr", "probe", "username", "kstack", "ksym", "macaddr", "strerror",
+                "strftime"):
         return 8
+    if kind in ("ustack", "usym"):
+        return 16
+    if kind == "inet":
+        return 24
+    if kind == "buf":
+        return 8 + int(desc["size"])
+    if kind == "bytes":
+        return int(desc["count"])
     if kind in ("str", "tuple"):
         return int(desc["size"])
     if kind == "none":
@@ -214,7 +338,105 @@ def make_decoder(desc: dict, ctx: DecodeContext):
         return lambda buf, off: ctx.username(unpack(buf, off)[0] & 0xFFFFFFFF)
     if kind == "none":
         return lambda buf, off: None
+    dec = _value_decoder(desc, ctx)
+    if dec is not None:
+        return dec
     raise ValueError("unknown type descriptor kind %r" % (kind,))
+
+
+def _strftime(fmt: str, nsecs: int) -> str:
+    """bpftrace's resolve_timestamp: boot-time nanoseconds as local time; %f is the
+    microseconds (6 digits)."""
+    import time as _t
+    real = _t.clock_gettime_ns(_t.CLOCK_REALTIME)
+    boot = _t.clock_gettime_ns(_t.CLOCK_BOOTTIME)
+    base = real - boot
+    total = base + nsecs
+    secs = total // 1000000000
+    us = (total % 1000000000) // 1000
+    fmt = fmt.replace("%f", "%06d" % us)
+    try:
+        out = _t.strftime(fmt, _t.localtime(secs))
+    except (ValueError, OverflowError, OSError):
+        return "(?)"
+    return out if out else "(?)"
+
+
+def _errno_text(n: int) -> str:
+    import os as _os
+    try:
+        return _os.strerror(n)
+    except (ValueError, OverflowError):
+        return "Unknown error %d" % n
+
+
+def _inet_text(af: int, raw: bytes) -> str:
+    import socket as _s
+    try:
+        if af == _s.AF_INET:
+            return _s.inet_ntop(_s.AF_INET, raw[:4])
+        if af == _s.AF_INET6:
+            return _s.inet_ntop(_s.AF_INET6, raw[:16])
+    except (OSError, ValueError):
+        pass
+    return ""
+
+
+def _value_decoder(desc: dict, ctx: "DecodeContext"):
+    """Decoders of the values resolved or formatted in user space (stacks, symbols...)."""
+    kind = desc["kind"]
+    u64 = _U64.unpack_from
+    i64 = _I64.unpack_from
+    if kind == "kstack":
+        return lambda buf, off: ctx.stack(desc, i64(buf, off)[0])
+    if kind == "ustack":
+        return lambda buf, off: ctx.stack(desc, i64(buf, off)[0],
+                                          u64(buf, off + 8)[0] & 0xFFFFFFFF)
+    if kind == "ksym":
+        def dec_ksym(buf, off):
+            a = u64(buf, off)[0]
+            return Symbol(ctx.symbols.ksym(a), a)
+        return dec_ksym
+    if kind == "usym":
+        def dec_usym(buf, off):
+            a = u64(buf, off)[0]
+            pid = u64(buf, off + 8)[0] & 0xFFFFFFFF
+            return Symbol(ctx.symbols.usym(pid, a), (a, pid))
+        return dec_usym
+    if kind == "inet":
+        def dec_inet(buf, off):
+            af = u64(buf, off)[0]
+            raw = bytes(buf[off + 8:off + 24])
+            return Symbol(_inet_text(af, raw), (af, raw))
+        return dec_inet
+    if kind == "macaddr":
+        def dec_mac(buf, off):
+            raw = bytes(buf[off:off + 6])
+            return Symbol(":".join("%02X" % c for c in raw), raw)
+        return dec_mac
+    if kind == "strerror":
+        def dec_strerror(buf, off):
+            n = i64(buf, off)[0]
+            return Symbol(_errno_text(n), n)
+        return dec_strerror
+    if kind == "strftime":
+        fmt = desc.get("format", "")
+
+        def dec_strftime(buf, off):
+            n = u64(buf, off)[0]
+            return Symbol(_strftime(fmt, n), n)
+        return dec_strftime
+    if kind == "buf":
+        size = int(desc["size"])
+
+        def dec_buf(buf, off):
+            n = min(u64(buf, off)[0], size)
+            return Buffer(bytes(buf[off + 8:off + 8 + n]))
+        return dec_buf
+    if kind == "bytes":
+        count = int(desc["count"])
+        return lambda buf, off: ByteArray(bytes(buf[off:off + count]))
+    return None
 
 
 def decode(desc: dict, buf, offset: int = 0, ctx: DecodeContext | None = None):
@@ -290,6 +512,12 @@ def _order_value(desc: dict, v):
     if kind == "tuple":
         return tuple(_order_value(f["type"], x)
                      for f, x in zip(desc["fields"], v))
+    if isinstance(v, Stack):
+        return v.order()
+    if isinstance(v, Symbol):
+        return (str(v), repr(v.raw))
+    if isinstance(v, (Buffer, ByteArray)):
+        return bytes(v)
     return 0
 
 

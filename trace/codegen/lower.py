@@ -11,7 +11,10 @@ from llvmlite import ir
 
 from .. import ast
 from ..diagnostics import error
-from ..types import AggT, IntT, PtrT, StrT, TupleT, Type, pointee_size, pointer_of
+from ..types import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
+                     pointee_size, pointer_of)
+
+MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT)
 from . import builder as B
 from .builder import I64, const
 
@@ -153,6 +156,12 @@ class Lowerer:
                     fb.store(dst, offset + do, fb.load(value, so))
                 else:
                     self.materialize(dt, st, fb.at(value, so), dst, offset + do)
+        elif not dst_t.in_register and isinstance(dst_t, MEMORY_VALUES):
+            # a value held in memory (ustack, usym, inet, buf, pton bytes): copy its bytes
+            n = min(src_t.size, dst_t.size)
+            fb.copy(dst, value, n, dst_off=offset)
+            if dst_t.size > n:
+                fb.zero(dst, dst_t.size - n, offset + n)
         else:
             fb.store(dst, offset, value)
 
