@@ -293,3 +293,13 @@ def test_watchpoint_on_child(workload, no_leaks):  # noqa: F811
     r = run(["-c", f"{workload} poke 3", "-e", "aw:0x10000000:4:rw { @[probe] = count(); }"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("@[asyncwatchpoint:0x10000000:4:rw]: 3\n")
+
+
+def test_listing_kernel_functions_and_kfuncs():
+    r = subprocess.run([sys.executable, "-m", "pytrace.cli", "-l", "kprobe:vfs_rea*"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.splitlines() == ["kprobe:vfs_read", "kprobe:vfs_readlink", "kprobe:vfs_readv"]
+    r = subprocess.run([sys.executable, "-m", "pytrace.cli", "-lv", "kfunc:vfs_read"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.splitlines() == ["kfunc:vfs_read", "    struct file * file", "    char * buf",
+                                     "    size_t count", "    loff_t * pos", "    ssize_t retval"]

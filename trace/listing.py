@@ -36,9 +36,15 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
             sys.stderr.write(f"ERROR: cannot list {provider.name} probes: {e}\n")
             continue
         keep = False
+        describe = getattr(provider, "describe", None)   # -lv details computed for matches only
         for line in lines:
             if not line.startswith(" "):
                 keep = glob_match(wanted, line) or glob_match(wanted, line.rstrip(":"))
+                if keep and verbose and describe is not None:
+                    out.write(line + "\n")
+                    for detail in describe(line):
+                        out.write(f"    {detail}\n")
+                    continue
             if keep:
                 out.write(line + "\n")
     return 0

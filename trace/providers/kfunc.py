@@ -82,7 +82,21 @@ class Kfunc(Provider):
                 "attach_btf_id": probes[0].params["btf_id"]}
 
     def listing(self, verbose, target=None):
-        return []
+        if self.ret:        # bpftrace lists kfunc:fn once; kretfunc takes the same names
+            return []
+        btf = _btf()
+        return [f"kfunc:{name}" for name in sorted(btf.funcs())] if btf else []
+
+    def describe(self, line):
+        """-lv: the function's parameters and return type, from BTF."""
+        btf = _btf()
+        proto = btf.func_proto(line.split(":", 1)[1])
+        if proto is None:
+            return []
+        details = [f"{btf.type_name(tid)} {name}" for name, tid in proto.params]
+        if proto.ref:
+            details.append(f"{btf.type_name(proto.ref)} retval")
+        return details
 
     def _params(self, probe):
         return _btf().func_proto(probe.func).params

@@ -47,6 +47,7 @@ def kernel_functions() -> Tuple[Tuple[str, str], ...]:
 
 class Kprobe(RegsProvider):
     user_space = False
+    lists_targets = False
 
     def __init__(self, name, alias, retprobe):
         self.name, self.aliases, self.retprobe = name, (alias,), retprobe
@@ -100,7 +101,12 @@ class Kprobe(RegsProvider):
         return None      # pt_regs: the same layout everywhere
 
     def listing(self, verbose, target=None):
-        return []        # available_filter_functions is unreadable here; see -l kprobe:fn*
+        """Kernel functions from /proc/kallsyms (available_filter_functions may be unreadable);
+        kretprobe takes the same names, so they are listed once, as kprobe."""
+        if self.retprobe:
+            return []
+        names = sorted({name if not mod else f"{mod}:{name}" for name, mod in kernel_functions()})
+        return [f"kprobe:{n}" for n in names]
 
 
 KPROBE = register(Kprobe("kprobe", "k", False))
