@@ -437,6 +437,31 @@ def run_once(prog_fd: int) -> int:
     return S.prog_test_run(prog_fd, bytes(U.RAW_TP_MAX_CTX))
 
 
+def iterator(prog_fd: int, name: str, pin: str = "", probe: str = "") -> Attachment:
+    """An iterator link (BPF_TRACE_ITER); run it with run_iterator()."""
+    probe = probe or f"iter:{name}"
+    if pin:
+        raise AttachError(probe, "pinning an iterator is not supported by pytrace yet")
+    try:
+        lfd = S.link_create(prog_fd, 0, U.BPF_TRACE_ITER)
+    except BpfError as e:
+        raise _attach_error(probe, "link_create(iter)", e) from None
+    return Attachment(probe, "iter", None, lfd, False, "link")
+
+
+def run_iterator(att: Attachment, after_chunk) -> None:
+    """Run an iterator to its end: every read() runs the program over more objects;
+    after_chunk() drains the ring buffer between reads."""
+    import os
+    fd = S.iter_create(att.link_fd)
+    try:
+        while os.read(fd, 65536):
+            after_chunk()
+    finally:
+        S.close(fd)
+    after_chunk()
+
+
 def attach_entry(prog_fd: int, entry: dict, probes=(), child_pid=None) -> list:
     """Attach one manifest ``attach`` entry; returns a list of Attachments.
     ``begin``/``end`` entries are not attached (see ``run_once``).  ``child_pid``:
@@ -469,6 +494,8 @@ def attach_entry(prog_fd: int, entry: dict, probes=(), child_pid=None) -> list:
             pid = child_pid
         return watchpoint(prog_fd, int(entry["addr"]), int(entry["len"]), int(entry["bp_type"]),
                           pid, cookie, probe)
+    if kind == "iter":
+        return [iterator(prog_fd, entry["iterator"], entry.get("pin", ""), probe)]
     if kind in ("begin", "end"):
         return []
     raise AttachError(probe or str(kind), f"unknown attach kind '{kind}'")

@@ -189,6 +189,13 @@ def _tracing_unsupported(sym, meta, e: BpfError) -> RuntimeFailure:
     """A TRACING (fentry/fexit: kfunc/kretfunc) program the kernel does not load: one
     clear line (this kernel has no BPF trampolines), not a verifier dump."""
     kinds = {a.get("kind") for a in meta.get("attach", [])}
+    if "iter" in kinds:
+        it = next((a.get("iterator") for a in meta.get("attach", [])), "")
+        err = RuntimeFailure(f"iter probes are not available for your kernel version: the kernel "
+                             f"has no BPF tracing program support (loading iter:{it} failed: "
+                             f"{E.errorcode.get(e.errno, e.errno)})")
+        err.program_symbol = err.symbol = sym
+        return err
     what = "kretfunc" if kinds & {"kretfunc", "fexit"} else "kfunc"
     probe = next((a.get("func") for a in meta.get("attach", []) if a.get("func")), "")
     err = RuntimeFailure(f"kfunc/kretfunc not available for your kernel version: the kernel "

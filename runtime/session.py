@@ -183,7 +183,13 @@ class Session:
             self.attachments.enable_all()
             if self.child_pid is not None:
                 self._release_child()
-            self._loop()
+            iterators = [a for a in self.attachments.items if a.kind == "iter"]
+            if iterators:       # iter probes run once over their objects, then the run ends
+                for att in iterators:
+                    A.run_iterator(att, self._process_events)
+                self.stop_reason = self.stop_reason or "iter"
+            else:
+                self._loop()
 
         # stop: detach, END, drain
         self.attachments.detach(background=True)

@@ -269,6 +269,13 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int,
     return bpf(U.BPF_LINK_CREATE, a)
 
 
+def iter_create(link_fd: int) -> int:
+    """An fd whose read() runs a BPF iterator (BPF_ITER_CREATE)."""
+    a = _attr()
+    _pack_into("<II", a, 0, link_fd, 0)
+    return bpf(U.BPF_ITER_CREATE, a)
+
+
 # ================================================================ object ids / info
 
 def _get_next_id(cmd: int, start: int):

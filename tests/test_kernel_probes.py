@@ -303,3 +303,25 @@ def test_listing_kernel_functions_and_kfuncs():
                        capture_output=True, text=True, timeout=60)
     assert r.stdout.splitlines() == ["kfunc:vfs_read", "    struct file * file", "    char * buf",
                                      "    size_t count", "    loff_t * pos", "    ssize_t retval"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_iter_task_runs_once_over_every_task(no_leaks):
+    me = os.getpid()
+    r = subprocess.run(PYTRACE + ["-e", f"iter:task /ctx->task != 0 && ctx->task->pid == {me}/ "
+                                  '{ printf("found %d\\n", ctx->task->tgid); } '
+                                  "iter:task_file /ctx->task != 0 && ctx->task->pid == $1 && ctx->fd == 0/ "
+                                  '{ printf("fd %d\\n", ctx->fd); }', str(me)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"Attaching 2 probes...\nfound {me}\nfd 0\n\n\n"
+
+
+def test_iter_errors():
+    r = subprocess.run(PYTRACE + ["-e", "iter:nosuch { }"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[0] == ("stdin:1:1-12: ERROR: iter probe type does not support the "
+                                        "iterator 'nosuch' (supported: task, task_file, task_vma)")
+    r = subprocess.run(PYTRACE + ["-e", "interval:s:1 { print(ctx); }"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "The ctx builtin can not be used with 'interval' probes" in r.stderr

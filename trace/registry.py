@@ -191,6 +191,28 @@ def _curtask(lw, node):
     return lw.fb.helper(B.GET_CURRENT_TASK)
 
 
+class _Ctx:
+    """The probe's raw context pointer: `struct bpf_iter__X *` in iter probes,
+    `struct pt_regs *` in kprobe/uprobe probes."""
+
+    @staticmethod
+    def check(ck, node):
+        provider = ck.unit.provider
+        if hasattr(provider, "ctx_type"):
+            return provider.ctx_type(ck.unit)
+        if provider.prog_type == 2:         # kprobe/uprobe/usdt programs get pt_regs
+            return PtrT("struct pt_regs", user=False)
+        raise error(f"The ctx builtin can not be used with '{provider.name}' probes", node.span)
+
+    @staticmethod
+    def lower(lw, node):
+        return lw.b.ptrtoint(lw.fb.ctx, I64)
+
+
+variable("ctx", "The probe's context pointer (iter: struct bpf_iter__X *, kprobe/uprobe: "
+         "struct pt_regs *).")(_Ctx)
+
+
 class _Cpid:
     """The pid of the -c child."""
 

@@ -90,7 +90,7 @@ def _load_all():
     if not _loaded:
         _loaded = True
         from . import special, tracepoint, perf, uprobe, usdt  # noqa: F401  (each registers itself)
-        from . import kprobe, kfunc, rawtracepoint, watchpoint  # noqa: F401
+        from . import kprobe, kfunc, rawtracepoint, watchpoint, iter  # noqa: F401
 
 
 def split_attach_point(raw: str) -> List[str]:
