@@ -266,7 +266,9 @@ class Session:
             h(rec)
         return False
 
-    def _process_events(self) -> None:
+    def _process_events(self, honour_exit: bool = True) -> None:
+        """Print every queued record. An exit() record stops the run, and bpftrace drops
+        the events queued after it; the final drain (after END) prints everything."""
         rb = self.rb
         if rb is None:
             return
@@ -274,23 +276,16 @@ class Session:
             recs = rb.read(_BATCH)
             if not recs:
                 break
-            if self._dispatch(recs):
+            if self._dispatch(recs, honour_exit=honour_exit):
                 self.stop_reason = "exit"
-                rb.discard_pending()  # bpftrace drops events queued after exit()
+                rb.discard_pending()
                 break
         self._flush()
-        self._maybe_lost()
+        if honour_exit:
+            self._maybe_lost()
 
     def _drain(self) -> None:
-        rb = self.rb
-        if rb is None:
-            return
-        while True:
-            recs = rb.read(_BATCH)
-            if not recs:
-                break
-            self._dispatch(recs, honour_exit=False)
-        self._flush()
+        self._process_events(honour_exit=False)
 
     def _loop(self) -> None:
         ep = self.ep

@@ -545,18 +545,23 @@ def reads_user(lw, node) -> bool:
     return bool(getattr(lw.unit.provider, "user_space", False))
 
 
-def _check_reg(ck, node):
+def string_literal_arg(ck, node) -> str:
+    """The one argument of reg("..."), uaddr("..."): a string literal."""
     nargs(node, 1)
     if not isinstance(node.args[0], ast.String):
         t = ck.expr(node.args[0])
-        raise error(f"reg() expects a string literal ({_printf_kind(t) if t else 'none'} provided)",
-                    node.span)
+        raise error(f"{node.name}() expects a string literal ({_printf_kind(t) if t else 'none'} "
+                    f"provided)", node.span)
     ck.expr(node.args[0])
+    return node.args[0].value.decode("utf-8", "replace")
+
+
+def _check_reg(ck, node):
+    name = string_literal_arg(ck, node)
     prov = ck.unit.provider
     if not getattr(prov, "pt_regs", False):
         raise error(f'reg can not be used with "{prov.name}" probes', node.span)
     from .providers.uprobe import REG_OFFSETS
-    name = node.args[0].value.decode("utf-8", "replace")
     if name not in REG_OFFSETS:
         raise error(f"'{name}' is not a valid register on this architecture (x86_64)", node.span)
     node.reg_offset = REG_OFFSETS[name]
@@ -570,17 +575,12 @@ def _reg(lw, node):
 
 
 def _check_uaddr(ck, node):
-    nargs(node, 1)
-    if not isinstance(node.args[0], ast.String):
-        t = ck.expr(node.args[0])
-        raise error(f"uaddr() expects a string literal ({_printf_kind(t) if t else 'none'} provided)",
-                    node.span)
-    ck.expr(node.args[0])
+    symbol = string_literal_arg(ck, node)
     prov = ck.unit.provider
     if not hasattr(prov, "uaddr"):
         raise error(f'uaddr can not be used with "{prov.name}" probes', node.span)
     from .providers.uprobe import uaddr_type
-    resolved = prov.uaddr(ck, node, node.args[0].value.decode("utf-8", "replace"))
+    resolved = prov.uaddr(ck, node, symbol)
     if getattr(prov, "retprobe", False) and any(elf.is_dyn for elf, *_ in resolved):
         raise error("uaddr() in a uretprobe can only resolve symbols of non-PIE executables",
                     node.span)
