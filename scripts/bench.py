@@ -6,23 +6,33 @@
 Rows (see docs/performance.md for what each measures and the latest table):
 
   startup    BEGIN { printf("hi\\n"); exit(); }: wall time from process start to
-             exit and peak RSS, cold (pytrace: a fresh empty PYTRACE_CACHE_DIR
-             each run; bpftrace has no cache) and repeated
-  overhead   per-event overhead: a C workload makes 2,000,000 getppid() calls
-             under -c and reports ns per call; traced minus untraced
-  printf     printf() throughput: events delivered per second, lost events
+             exit and peak RSS (os.wait4's rusage), cold (pytrace: a fresh
+             empty PYTRACE_CACHE_DIR each run; bpftrace has no cache) and
+             repeated
+  overhead   per-event overhead: a C workload (scripts/bench_getppid.c, built
+             with gcc) makes 2,000,000 getppid() calls under -c and reports ns
+             per call; overhead = traced minus untraced; counts checked exact.
+             Also the cost to a syscall the program does not trace (getpid)
+  printf     printf() throughput with the workload calling getppid() as fast
+             as it can: events delivered per second, lost events; then pytrace
+             alone with the workload paced at 3x bpftrace's events per second
   mapdump    a 100,000-key map: time from SIGINT to exit
   wildcard   tracepoint:syscalls:sys_enter_* (about 360 probes): time to
-             attach, time from SIGINT to exit, total
+             attach (until the -c workload starts), SIGINT to exit, total;
+             pytrace also with a cold cache
 
 Each round runs pytrace then bpftrace (A B A B ...) on the same program; the
 table shows both tools' medians, the ratio pytrace/bpftrace of the medians,
-and PASS/FAIL against the target.  Standard library only; needs root, gcc,
-bpftrace and pytrace.  Everything it makes lives in one temporary directory,
-removed at exit (pytrace's own cache included: it runs with a private
-PYTRACE_CACHE_DIR, warmed by one untimed run per program before the timed
-rounds).  PYTHONDONTWRITEBYTECODE is removed from pytrace's environment: an
-installed package has its bytecode.
+and PASS/FAIL against the target.  A tool that fails a run (exit code, wrong
+counts, timeout) shows the failure in its cell; the other tool's numbers stay.
+Standard library only; needs root, gcc, bpftrace and pytrace (by default the
+console script installed beside this Python; --pytrace to choose).  Everything
+it makes lives in one temporary directory, removed at exit, pytrace's caches
+included: it runs with a private PYTRACE_CACHE_DIR and XDG_CACHE_HOME, warmed
+by one untimed run of each program before the timed rounds.
+PYTHONDONTWRITEBYTECODE is removed from pytrace's environment: an installed
+package has its bytecode.  About 4-5 minutes at the default 5 rounds, most of
+it bpftrace leaving the wildcard program (~30 s a run).
 """
 from __future__ import annotations
 
@@ -39,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import tempfile
 import time
 
@@ -167,6 +178,9 @@ class Bench:
         for k in ("PYTRACE_NO_CACHE", "PYTRACE_DEBUG", "BPFTRACE_MAP_KEYS_MAX"):
             env.pop(k, None)
         env["PYTRACE_CACHE_DIR"] = self.cache_dir
+        # pytrace keeps its analysed grammar under $XDG_CACHE_HOME/pytrace: a private
+        # one, filled by the first (untimed) run, leaves the user's alone
+        env["XDG_CACHE_HOME"] = os.path.join(self.tmp, "xdg-cache")
         self.env = env
 
     # -- set-up and clean-up
@@ -211,11 +225,13 @@ class Bench:
         try:
             proc.reap(timeout)
         finally:
-            self.running.discard(proc.pid)
+            if proc.status is not None:   # else close() kills it
+                self.running.discard(proc.pid)
             before = getattr(proc, "cache_before", None)
             if before is not None and not self.warming and \
                     set(os.listdir(self.cache_dir)) - before:
                 self.cache_misses += 1
+                proc.cache_miss = True
                 log("  (pytrace compiled: a repeated run missed its cache; "
                     "did pytrace's source change?)")
 
@@ -250,6 +266,42 @@ class Bench:
                     log(f"  warm-up {tool}: {e}")
         finally:
             self.warming = False
+
+    def snapshot(self, rev: str) -> str:
+        """Lay out pytrace as of commit ``rev`` of this checkout (git archive) as an
+        importable package in the temp dir; pytrace's runs use it.  Returns the commit."""
+        root = os.path.dirname(HERE)
+        try:
+            sha = subprocess.run(["git", "-C", root, "rev-parse", "--verify", rev + "^{commit}"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            tar = os.path.join(self.tmp, "src.tar")
+            subprocess.run(["git", "-C", root, "archive", "--format=tar", "-o", tar, sha],
+                           check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise SystemExit(f"bench.py: cannot snapshot {rev!r}: {e}") from None
+        src, site = os.path.join(self.tmp, "src"), os.path.join(self.tmp, "site")
+        with tarfile.open(tar) as t:
+            if hasattr(tarfile, "data_filter"):
+                t.extractall(src, filter="data")
+            else:
+                t.extractall(src)
+        os.unlink(tar)
+        for pkg, d in package_dirs(os.path.join(src, "pyproject.toml")).items():
+            target = os.path.join(site, *pkg.split("."))
+            os.makedirs(target, exist_ok=True)
+            folder = os.path.join(src, d)
+            for name in os.listdir(folder):
+                if os.path.isfile(os.path.join(folder, name)):
+                    shutil.copy2(os.path.join(folder, name), target)
+        self.env["PYTHONPATH"] = site    # ahead of the installed (or editable) pytrace
+        self.pytrace = [sys.executable, "-m", "pytrace.cli"]
+        where = subprocess.run(
+            [sys.executable, "-c", "import pytrace.cli; print(pytrace.cli.__file__)"],
+            env=self.env, capture_output=True, text=True).stdout.strip()
+        if not where.startswith(site + os.sep):
+            raise SystemExit(f"bench.py: the snapshot of {rev} does not import "
+                             f"({where or 'failed'})")
+        return sha
 
     def workload_cmd(self, calls: int, result: str, hold: bool = False, rate=None,
                      call="getppid") -> str:
@@ -305,13 +357,17 @@ class Row:
         self.check = check            # (py_median, bt_median, row) -> bool, or None
         self.samples = {t: [] for t in TOOLS}
         self.errors = {t: [] for t in TOOLS}
-        self.extra_fail = []          # reasons that fail the row whatever the numbers
+        self.dropped = {t: 0 for t in TOOLS}
 
     def add(self, tool, value):
         self.samples[tool].append(value)
 
     def fail(self, tool, reason):
         self.errors[tool].append(reason)
+
+    def drop(self, tool):
+        """A repeated pytrace run that compiled (its source changed under it): not counted."""
+        self.dropped[tool] += 1
 
     def median(self, tool):
         s = self.samples[tool]
@@ -327,6 +383,8 @@ class Row:
         text = self.fmt.format(m)
         if n_err:
             text += f" ({n_ok}/{n_ok + n_err} ok: {self.errors[tool][0]})"
+        if self.dropped[tool]:
+            text += f" ({self.dropped[tool]} cache-miss runs dropped)"
         return text
 
     def ratio(self):
@@ -338,12 +396,12 @@ class Row:
     def verdict(self):
         if self.check is None:
             return ""
-        if self.errors["pytrace"] or self.extra_fail:
+        if self.errors["pytrace"]:
             return "FAIL"
         p, b = self.median("pytrace"), self.median("bpftrace")
         try:
             ok = self.check(p, b, self)
-        except TypeError:   # a median is missing
+        except (TypeError, ValueError):   # a median or the samples are missing
             return "n/a"
         if ok is None:
             return "n/a"
@@ -385,8 +443,12 @@ def row_startup(bench: Bench, rounds: int):
             p = bench.run_tool(tool, START_PROG, timeout=30.0, cache_dir=cache)
             if "hi" not in p.stdout().splitlines():
                 raise Failed("no 'hi' in the output")
-            wall_row.add(tool, p.wall * 1000)
-            rss_row.add(tool, p.rss_mb)
+            if getattr(p, "cache_miss", False):
+                wall_row.drop(tool)
+                rss_row.drop(tool)
+            else:
+                wall_row.add(tool, p.wall * 1000)
+                rss_row.add(tool, p.rss_mb)
             log(f"  {tool:8} {'cold' if cold else 'repeated':8} {p.wall * 1000:7.1f} ms "
                 f"{p.rss_mb:6.1f} MiB")
         except Failed as e:
@@ -573,8 +635,11 @@ def row_mapdump(bench: Bench, rounds: int):
                     wpid = read_result(res_path)["pid"]
                     t0 = time.monotonic()
                     os.kill(p.pid, signal.SIGINT)
-                finally:
-                    bench.finish(p, 60.0)
+                except Failed:
+                    kill_group(p.pid, signal.SIGKILL)
+                    bench.finish(p, 10.0)
+                    raise
+                bench.finish(p, 60.0)
                 p.check_exit()
                 secs = p.t_exit - t0
                 keys = key_re.findall(p.stdout())
@@ -588,7 +653,8 @@ def row_mapdump(bench: Bench, rounds: int):
             finally:
                 if wpid:
                     kill_workload(wpid)
-    return [row], [f"map dump: BPFTRACE_MAP_KEYS_MAX={MAP_KEYS_MAX} for both tools; output to a file"]
+    return [row], [f"map dump: BPFTRACE_MAP_KEYS_MAX={MAP_KEYS_MAX} for both tools; "
+                   "output to a file"]
 
 
 def row_wildcard(bench: Bench, rounds: int):
@@ -616,8 +682,11 @@ def row_wildcard(bench: Bench, rounds: int):
                 t_attached = res["start_ns"] / 1e9
                 t0 = time.monotonic()
                 os.kill(p.pid, signal.SIGINT)
-            finally:
-                bench.finish(p, 120.0)
+            except Failed:
+                kill_group(p.pid, signal.SIGKILL)
+                bench.finish(p, 10.0)
+                raise
+            bench.finish(p, 120.0)
             p.check_exit()
             out = p.stdout()
             m = ATTACHING_RE.search(out)
@@ -629,9 +698,13 @@ def row_wildcard(bench: Bench, rounds: int):
                 raise Failed(f"@[{TP}] is {c.group(1) if c else 'missing'}, "
                              f"expected at least {WILDCARD_CALLS}")
             a, x = t_attached - p.t_spawn, p.t_exit - t0
+            miss = getattr(p, "cache_miss", False)
             for row, v in zip(rows, (a, x, a + x)):
                 if row is not None:
-                    row.add(tool, v)
+                    if miss and row is not rows[1]:   # SIGINT to exit does not compile
+                        row.drop(tool)
+                    else:
+                        row.add(tool, v)
             log(f"  {tool:8}{' cold' if cache else ''} {m.group(1)} probes: attach {a:.3f} s, "
                 f"exit {x:.3f} s")
             return a + x
@@ -678,6 +751,38 @@ def default_pytrace() -> list:
     return [sys.executable, "-m", "pytrace.cli"]
 
 
+def package_dirs(pyproject: str) -> dict:
+    """[tool.setuptools] package-dir of pyproject.toml: package -> folder."""
+    try:
+        import tomllib
+        with open(pyproject, "rb") as f:
+            dirs = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+        if dirs:
+            return dirs
+    except (ImportError, OSError, KeyError, ValueError):
+        pass
+    return {"pytrace": "trace", "pytrace.passes": "trace/passes",
+            "pytrace.codegen": "trace/codegen", "pytrace.providers": "trace/providers",
+            "pytrace.runtime": "runtime", "pytrace.runtime.output": "runtime/output",
+            "pytrace.grammar": "grammar"}
+
+
+def checkout_state() -> str:
+    """The commit of this checkout and whether pytrace's code differs from it."""
+    root = os.path.dirname(HERE)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--",
+                                "trace", "runtime", "grammar"],
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    if not head:
+        return "not a git checkout"
+    return head + (f" + uncommitted changes to {len(dirty)} file(s) of pytrace" if dirty else "")
+
+
 def loadavg() -> str:
     try:
         with open("/proc/loadavg") as f:
@@ -702,7 +807,12 @@ def main(argv=None) -> int:
                     help=f"run only these rows ({', '.join(ROWS)}); repeat or comma-separate")
     ap.add_argument("--pytrace", default=None,
                     help="pytrace command (default: the installed console script)")
-    ap.add_argument("--bpftrace", default=shutil.which("bpftrace") or "/usr/bin/bpftrace")
+    ap.add_argument("--bpftrace", default=shutil.which("bpftrace") or "/usr/bin/bpftrace",
+                    help="bpftrace binary (default: bpftrace on PATH)")
+    ap.add_argument("--rev", metavar="COMMIT",
+                    help="run pytrace as of COMMIT of this checkout (git archive into the "
+                         "temp dir, python -m pytrace.cli) instead of the installed one: "
+                         "stable numbers while the working tree is being edited")
     ap.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     args = ap.parse_args(argv)
     only = [x.strip() for item in args.only for x in item.split(",") if x.strip()] or ROWS
@@ -722,6 +832,16 @@ def main(argv=None) -> int:
     if os.sep not in args.pytrace[0]:
         args.pytrace[0] = shutil.which(args.pytrace[0]) or args.pytrace[0]
 
+    bench = Bench(args)
+    pytrace_desc = f"{' '.join(args.pytrace)} ({tool_version(args.pytrace)})"
+    if args.rev:
+        try:
+            sha = bench.snapshot(args.rev)
+        except BaseException:
+            bench.close()
+            raise
+        pytrace_desc = (f"commit {sha[:10]} ({args.rev}) of this checkout, run as "
+                        f"`python -m pytrace.cli` from a copy")
     dwb = os.environ.get("PYTHONDONTWRITEBYTECODE")
     header = [
         "command: " + " ".join(shlex.quote(a) for a in
@@ -730,17 +850,17 @@ def main(argv=None) -> int:
         f"machine: {os.cpu_count()} CPUs ({platform.machine()}), kernel {platform.release()}, "
         f"Python {platform.python_version()}",
         f"bpftrace: {args.bpftrace} ({tool_version([args.bpftrace])})",
-        f"pytrace: {' '.join(args.pytrace)} ({tool_version(args.pytrace)})",
+        f"pytrace: {pytrace_desc}",
         "PYTHONDONTWRITEBYTECODE: " + (f"set ({dwb!r}) in this environment; unset for pytrace's "
                                        "runs (an installed package has bytecode)"
                                        if dwb is not None else "not set"),
         f"rounds: {args.rounds}, each pytrace then bpftrace; cells are medians",
         f"load average at start: {loadavg()}",
+        f"checkout: {checkout_state()}",
     ]
     for line in header:
         log(line)
 
-    bench = Bench(args)
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def stop(signum, frame):
@@ -775,7 +895,9 @@ def main(argv=None) -> int:
     if bench.cache_misses:
         notes.append(f"WARNING: {bench.cache_misses} pytrace run(s) that should have found the "
                      "program in the warmed cache compiled it (pytrace's source changed during "
-                     "the run?): rerun for clean numbers")
+                     "the run?); they are left out of the start-up and attach rows: rerun for "
+                     "clean numbers")
+    notes.append(f"checkout at the end: {checkout_state()}")
     table = render(rows)
     text = "\n".join(header) + "\n\n" + table + "\n" + "\n".join(f"- {n}" for n in notes) + \
         f"\n\n(total {time.monotonic() - t_start:.0f} s)\n"
