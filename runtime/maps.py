@@ -92,6 +92,35 @@ class _NoBatch(Exception):
     pass
 
 
+class Dump:
+    """A batched dump kept as two flat buffers (keys; values, one slot per CPU for
+    per-CPU maps). Iterating gives (key bytes, [value bytes per CPU]); bulk readers
+    use the buffers directly."""
+
+    def __init__(self, n, key_size, keys, elem_size, values, value_size, ncpu, percpu):
+        self.n, self.key_size, self.keys = n, key_size, keys
+        self.elem_size, self.values, self.value_size = elem_size, values, value_size
+        self.ncpu, self.percpu = ncpu, percpu
+
+    def __len__(self):
+        return self.n
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __getitem__(self, i):
+        return list(self)[i]
+
+    def __iter__(self):
+        ks, evs, vs = self.key_size, self.elem_size, self.value_size
+        stride = round_up8(vs) if self.percpu else vs
+        kraw, vraw = self.keys, self.values
+        for i in range(self.n):
+            base = i * evs
+            yield (kraw[i * ks:(i + 1) * ks],
+                   [vraw[base + c * stride: base + c * stride + vs] for c in range(self.ncpu)])
+
+
 def _dump_batch(m, batch_size):
     ks = m.key_size
     evs = elem_value_size(m)
@@ -101,11 +130,10 @@ def _dump_batch(m, batch_size):
     tok = max(ks, 8)
     in_b = None
     out_b = ctypes.create_string_buffer(tok)
-    out = []
+    key_chunks, value_chunks, total = [], [], 0
     first = True
     percpu = is_percpu(m)
     vs = m.value_size
-    stride = round_up8(vs)
     ncpu = num_possible_cpus() if percpu else 1
     while True:
         try:
@@ -121,19 +149,11 @@ def _dump_batch(m, batch_size):
             raise
         first = False
         if n:
-            kraw = ctypes.string_at(keys, n * ks)
-            vraw = ctypes.string_at(vals, n * evs)
-            if percpu:
-                for i in range(n):
-                    base = i * evs
-                    out.append((kraw[i * ks:(i + 1) * ks],
-                                [vraw[base + c * stride: base + c * stride + vs]
-                                 for c in range(ncpu)]))
-            else:
-                for i in range(n):
-                    out.append((kraw[i * ks:(i + 1) * ks], [vraw[i * vs:(i + 1) * vs]]))
+            key_chunks.append(ctypes.string_at(keys, n * ks))
+            value_chunks.append(ctypes.string_at(vals, n * evs))
+            total += n
         if done:
-            return out
+            return Dump(total, ks, b"".join(key_chunks), evs, b"".join(value_chunks), vs, ncpu, percpu)
         in_b = ctypes.create_string_buffer(out_b.raw, tok)
 
 

@@ -1185,3 +1185,38 @@ def test_text_model_api():
     model = build_map_model(m, scalar_entries([INT], [(2, 5), (1, 7)]), DecodeContext())
     assert [(e.key, e.value) for e in model.entries] == [((2,), 5), ((1,), 7)]
     assert compile_format("%d") is compile_format("%d")
+
+
+def test_bulk_dump_fast_path_matches_entry_by_entry(monkeypatch):
+    """count/sum maps from a flat runtime.maps.Dump print exactly as from (key, slots) pairs."""
+    import io
+    import random
+    import struct as st
+    from pytrace.runtime.maps import Dump
+    from pytrace.runtime.output import make_output, values
+
+    rnd = random.Random(7)
+    for kind, signed, fields, ks in [
+            ("count", False, [{"offset": 0, "type": {"kind": "int", "signed": False}}], 8),
+            ("sum", True, [{"offset": 0, "type": {"kind": "int", "signed": False}}], 8),
+            ("sum", True, [{"offset": 0, "type": {"kind": "str", "size": 8}},
+                           {"offset": 8, "type": {"kind": "int", "signed": False}}], 16)]:
+        meta = {"name": "@m", "kind": kind, "percpu": True, "key": {"size": ks, "fields": fields},
+                "value": {"kind": "int", "signed": signed}, "value_size": 8}
+        keys, vals = [], []
+        for i in range(300):
+            if ks == 8:
+                keys.append(st.pack("<Q", rnd.choice([i, (1 << 64) - i - 1])))
+            else:
+                keys.append(st.pack("<8sQ", rnd.choice([b"a", b"bb", b"c"]) , i))
+            vals.append([st.pack("<q", rnd.randint(-5, 5) if signed else rnd.randint(0, 5))
+                         for _ in range(2)])
+        dump = Dump(len(keys), ks, b"".join(keys), 16, b"".join(b"".join(v) for v in vals), 8, 2, True)
+        for top, div in [(0, 0), (7, 0), (0, 3)]:
+            outs = []
+            for fast, entries in ((True, dump), (True, list(zip(keys, vals))), (False, dump)):
+                monkeypatch.setattr(values, "FAST_PATH", fast)
+                buf = io.StringIO()
+                make_output({"probes": [], "maps": [meta]}, buf).print_map(meta, entries, top, div)
+                outs.append(buf.getvalue())
+            assert outs[0] == outs[1] == outs[2], (kind, top, div)

@@ -249,6 +249,30 @@ def _stats_text(model: MapModel, v: AvgValue, div: int) -> str:
     return "%d" % c_div(v.average, div)
 
 
+def _flat_map_text(model: MapModel, div: int) -> str:
+    """count/sum maps keyed by ints and strings (see values._scalar_map_model)."""
+    name = model.name
+    strings = model.flat_keys
+    if model.packed is not None and div == 1:        # one integer key: the big-map case
+        mask, bias, top, wrap = (1 << 64) - 1, model.bias, 1 << 63, 1 << 64
+        lines = ["%s[%d]: %d" % (name, (k := p & mask) - (k >= top) * wrap, (p >> 64) - bias)
+                 for p in model.packed]
+        return "\n".join(lines) + "\n"
+    model.entries                                    # materialises rows from packed
+    rows = model.rows
+    if div != 1:
+        rows = [(v // div if model.kind == "count" else c_div(v, div), k) for v, k in rows]
+    if strings == [False]:
+        top = 1 << 63
+        lines = ["%s[%d]: %d" % (name, k[0] - (k[0] >= top) * (1 << 64), v) for v, k in rows]
+    else:
+        lines = ["%s[%s]: %d" % (name, ", ".join(
+                     decode_str(c) if is_str else "%d" % (c - (1 << 64) if c >= 1 << 63 else c)
+                     for c, is_str in zip(k, strings)), v)
+                 for v, k in rows]
+    return "\n".join(lines) + "\n"
+
+
 def map_text(model: MapModel, div: int = 0) -> str:
     """A whole map as ``print(@m)`` and the exit dump print it."""
     div = div or 1
@@ -269,6 +293,8 @@ def map_text(model: MapModel, div: int = 0) -> str:
             elems.append(name + key_text(model, e.key) + ": "
                          + _stats_text(model, e.value, div))
         return "\n".join(elems) + "\n\n"
+    if model.flat_keys is not None:
+        return _flat_map_text(model, div)
     for e in model.entries:
         elems.append(name + key_text(model, e.key) + ": "
                      + _scalar_text(model, e.value, div))

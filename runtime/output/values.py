@@ -559,14 +559,31 @@ class MapModel:
     the last ``top`` entries when ``top`` applies.
     """
 
+    flat_keys = None     # set by the fast path: which key components are strings
+    rows = None          # the fast path's sorted (value, key) pairs
+    packed = None        # ... or, for one integer key, sorted (value + bias) << 64 | key
+    bias = 0
+
     def __init__(self, meta: dict, entries: list):
         self.meta = meta
         self.name = meta["name"]
         self.kind = meta["kind"]
         self.fields = meta["key"]["fields"]
         self.keyed = bool(self.fields)
-        self.entries = entries
+        self._entries = entries
         self.lhist = meta.get("lhist")
+
+    @property
+    def entries(self) -> list:
+        if self._entries is None:
+            if self.packed is not None:
+                self.rows = [((p >> 64) - self.bias, (p & _MASK64,)) for p in self.packed]
+            self._entries = [MapEntry(k, v) for v, k in self.rows]
+        return self._entries
+
+    @entries.setter
+    def entries(self, value):
+        self._entries = value
 
     @property
     def value_desc(self) -> dict:
@@ -610,6 +627,83 @@ def _reduce_avg(slots) -> AvgValue:
     return AvgValue(count & _MASK64, to_signed64(total))
 
 
+FAST_PATH = True      # tests turn it off to compare with the general path
+
+
+def _flat_key_unpacker(fields):
+    """One struct for a key of int and string components: (unpack, which are strings)."""
+    fmt, pos, strings = "<", 0, []
+    for f in sorted(fields, key=lambda f: int(f["offset"])):
+        off, t = int(f["offset"]), f["type"]
+        if off > pos:
+            fmt += f"{off - pos}x"
+        if t["kind"] == "int":
+            fmt += "Q"
+            pos = off + 8
+        else:
+            fmt += f"{int(t['size'])}s"
+            pos = off + int(t["size"])
+        strings.append(t["kind"] == "str")
+    return struct.Struct(fmt).unpack_from, strings
+
+
+def _reduced_counts(meta: dict, entries, single_int: bool):
+    """(keys, summed u64 values) of a count/sum map. From a bulk dump's flat buffers when
+    there is one (runtime.maps.Dump): keys is then that buffer (one u64 per key when the
+    key is one integer), else a list of key bytes, entry by entry."""
+    values_raw = getattr(entries, "values", None)
+    if isinstance(values_raw, bytes) and entries.value_size == 8 and entries.n:
+        slots = memoryview(values_raw).cast("Q")          # one u64 slot per CPU, per entry
+        per = entries.elem_size // 8
+        totals = list(slots[0::per])
+        for c in range(1, entries.ncpu if entries.percpu else 1):
+            totals = [a + b for a, b in zip(totals, slots[c::per])]
+        n, ks = entries.n, entries.key_size
+        if single_int and ks == 8:
+            return memoryview(entries.keys).cast("Q").tolist(), totals
+        return [entries.keys[i * ks:(i + 1) * ks] for i in range(n)], totals
+    from_bytes = int.from_bytes
+    keys, totals = [], []
+    for kb, slots in entries:
+        keys.append(kb)
+        totals.append(sum(from_bytes(slot[:8], "little") for slot in slots))
+    return keys, totals
+
+
+def _scalar_map_model(meta: dict, entries, top: int) -> MapModel:
+    """count/sum maps keyed by ints and strings, the common big maps: bulk reduction and a
+    sort of plain ints or tuples, ~1 µs per entry. Same order as the general path: by
+    value, then by key (ints unsigned, strings bytewise)."""
+    unpack, strings = _flat_key_unpacker(meta["key"]["fields"])
+    signed = meta["kind"] == "sum" and (meta.get("value") or {}).get("signed", True)
+    keys, totals = _reduced_counts(meta, entries, strings == [False])
+    totals = [t & _MASK64 for t in totals]
+    if signed:
+        totals = [t - (1 << 64) if t >= 1 << 63 else t for t in totals]
+    model = MapModel(meta, None)
+    model.flat_keys = strings
+    if strings == [False]:
+        # one integer key: sort plain ints, (value + bias) << 64 | key
+        bias = 1 << 63 if signed else 0
+        if keys and not isinstance(keys[0], int):
+            keys = [unpack(kb)[0] for kb in keys]
+        packed = sorted(((t + bias) << 64) | k for t, k in zip(totals, keys))
+        if top and len(packed) > top:
+            packed = packed[len(packed) - top:]
+        model.packed, model.bias = packed, bias
+        return model
+    if True in strings:
+        decoded = [tuple(k.split(b"\0", 1)[0] if is_str else k for k, is_str in zip(unpack(kb), strings))
+                   for kb in keys]
+    else:
+        decoded = [unpack(kb) for kb in keys]
+    rows = sorted(zip(totals, decoded))
+    if top and len(rows) > top:
+        rows = rows[len(rows) - top:]
+    model.rows = rows
+    return model
+
+
 def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
     """Decode keys, reduce per-CPU values, sort as bpftrace and apply ``top``.
 
@@ -617,6 +711,9 @@ def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> Ma
     """
     kind = meta["kind"]
     fields = meta["key"]["fields"]
+    if FAST_PATH and kind in ("count", "sum") and fields \
+            and all(f["type"]["kind"] in ("int", "str") for f in fields):
+        return _scalar_map_model(meta, entries, top)
     decoders = [(int(f["offset"]), make_decoder(f["type"], ctx)) for f in fields]
 
     def dkey(kb) -> tuple:
