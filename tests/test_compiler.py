@@ -157,3 +157,11 @@ def test_dump_after_prints_ast():
     out = []
     compile_source("BEGIN { @x = 1 + 2; }", "stdin", CompileOptions(dump_after="parse", dump=out.append))
     assert "Program" in out[0] and "Binary op='+'" in out[0]
+
+
+def test_provider_module_table_matches_registrations():
+    from pytrace import providers
+    providers.all_providers()
+    assert set(providers._PROVIDERS) == set(providers.MODULES)
+    for name, provider in providers._PROVIDERS.items():
+        assert provider.__module__.rsplit(".", 1)[1] == providers.MODULES[name]

@@ -68,29 +68,38 @@ def register(provider: Provider) -> Provider:
     return provider
 
 
+# provider name or alias -> its module, imported on first use (a one-liner loads one or two)
+MODULES = {
+    "BEGIN": "special", "begin": "special", "END": "special", "end": "special",
+    "tracepoint": "tracepoint", "t": "tracepoint",
+    "interval": "perf", "i": "perf", "profile": "perf", "p": "perf",
+    "software": "perf", "s": "perf", "hardware": "perf", "h": "perf",
+    "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
+    "usdt": "usdt", "U": "usdt",
+    "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kprobe", "kr": "kprobe",
+    "kfunc": "kfunc", "f": "kfunc", "fentry": "kfunc",
+    "kretfunc": "kfunc", "fr": "kfunc", "fexit": "kfunc",
+    "rawtracepoint": "rawtracepoint", "rt": "rawtracepoint",
+    "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "watchpoint", "aw": "watchpoint",
+    "iter": "iter", "it": "iter",
+}
+
+
 def lookup(name: str) -> Optional[Provider]:
-    _load_all()
+    if name not in _PROVIDERS and name in MODULES:
+        import importlib
+        importlib.import_module(f".{MODULES[name]}", __name__)
     return _PROVIDERS.get(name)
 
 
 def all_providers() -> List[Provider]:
-    _load_all()
+    for name in MODULES:
+        lookup(name)
     seen = []
     for p in _PROVIDERS.values():
         if p not in seen:
             seen.append(p)
     return seen
-
-
-_loaded = False
-
-
-def _load_all():
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import special, tracepoint, perf, uprobe, usdt  # noqa: F401  (each registers itself)
-        from . import kprobe, kfunc, rawtracepoint, watchpoint, iter  # noqa: F401
 
 
 def split_attach_point(raw: str) -> List[str]:
