@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 FORMAT = "1"
 
 
-def cache_dir() -> Path:
+def cache_dir() -> str:
     if os.environ.get("PYTRACE_CACHE_DIR"):
-        return Path(os.environ["PYTRACE_CACHE_DIR"])
+        return os.environ["PYTRACE_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pytrace" / "objects"
+    return os.path.join(base, "pytrace", "objects")
 
 
 def enabled() -> bool:
@@ -27,9 +26,11 @@ def enabled() -> bool:
 
 def _code_fingerprint() -> str:
     """pytrace's own code: the newest modification time among its source files."""
-    here = Path(__file__).resolve().parent
+    here = os.path.dirname(os.path.realpath(__file__))
     newest = 0
-    for d in (here, here / "passes", here / "codegen", here / "providers", here.parent / "grammar"):
+    for d in (here, os.path.join(here, "passes"), os.path.join(here, "codegen"),
+              os.path.join(here, "providers"), os.path.join(here, "grammar"),
+              os.path.join(os.path.dirname(here), "grammar")):
         try:
             for entry in os.scandir(d):
                 if entry.name.endswith((".py", ".lark")):
@@ -73,11 +74,13 @@ def load(k: str):
     """(object bytes, warnings text) or None."""
     d = cache_dir()
     try:
-        elf = (d / f"{k}.o").read_bytes()
+        with open(os.path.join(d, f"{k}.o"), "rb") as f:
+            elf = f.read()
     except OSError:
         return None
     try:
-        warnings = (d / f"{k}.warn").read_text()
+        with open(os.path.join(d, f"{k}.warn"), encoding="utf-8") as f:
+            warnings = f.read()
     except OSError:
         warnings = ""
     return elf, warnings
@@ -86,7 +89,7 @@ def load(k: str):
 def store(k: str, elf: bytes, warnings: str = "") -> None:
     d = cache_dir()
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(d, exist_ok=True)
         if warnings:
             _write(d, f"{k}.warn", warnings.encode())
         _write(d, f"{k}.o", elf)     # last: its presence means the entry is complete
@@ -94,7 +97,8 @@ def store(k: str, elf: bytes, warnings: str = "") -> None:
         pass   # a read-only home is no reason to fail a trace
 
 
-def _write(d: Path, name: str, data: bytes):
-    tmp = d / f".{name}.{os.getpid()}.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, d / name)
+def _write(d: str, name: str, data: bytes):
+    tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, os.path.join(d, name))
