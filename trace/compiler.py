@@ -15,11 +15,10 @@ from .passes import desugar, typecheck
 from .passes.typecheck import Options
 from .passes.units import build_units
 
-MAP_TYPE_HASH = 1
-MAP_TYPE_ARRAY = 2
-MAP_TYPE_PERCPU_HASH = 5
-MAP_TYPE_PERCPU_ARRAY = 6
-MAP_TYPE_RINGBUF = 27
+from .runtime.uapi import (BPF_MAP_TYPE_ARRAY as MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH as MAP_TYPE_HASH,
+                           BPF_MAP_TYPE_PERCPU_ARRAY as MAP_TYPE_PERCPU_ARRAY,
+                           BPF_MAP_TYPE_PERCPU_HASH as MAP_TYPE_PERCPU_HASH,
+                           BPF_MAP_TYPE_RINGBUF as MAP_TYPE_RINGBUF)
 
 # The ring buffer holds the records that wait for the reader (Python: ~300k records/s):
 # 16 MiB absorbs a burst of ~400k small printf records; a BEGIN/END-only program needs
@@ -159,8 +158,6 @@ def codegen_pass(st: State):
     res.internal["globals"] = B.add_map(module, "globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
     programs = []
     for unit in st.units:
-        if not hasattr(unit, "var_types"):
-            unit.var_types = {}
         Lowerer(module, unit, st.maps, res, st.options).run()
         first = unit.probe.attach_points[0].span
         attach = unit.provider.attach_specs(unit.probes, unit.cookies)

@@ -414,8 +414,7 @@ def _check_print(ck, node):
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
         ck.map_ref(first, call_to_map_span(node, first))
-        for i in range(1, len(node.args)):
-            literal_int(ck, node, i)
+        node.top_div = [literal_int(ck, node, i) for i in range(1, len(node.args))] + [0, 0]
         info = ck.maps[first.name]
         if len(node.args) > 1 and getattr(info.value, "kind", "") == "stats":
             ck.warn("print()'s top and div arguments are ignored when used on stats() maps.", node.span)
@@ -437,19 +436,11 @@ def _check_print(ck, node):
 def _print(lw, node):
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
-        lw.emit_record({"kind": "print_map", "map": first.name, "top": _fold(node.args[1]) if len(node.args) > 1 else 0,
-                        "div": _fold(node.args[2]) if len(node.args) > 2 else 0}, [])
+        top, div = node.top_div[:2]
+        lw.emit_record({"kind": "print_map", "map": first.name, "top": top, "div": div}, [])
         return const(0)
     lw.emit_record({"kind": "print_value", "arg": None}, [(first.type, lw.expr(first))])
     return const(0)
-
-
-def _fold(node):
-    if isinstance(node, ast.Integer):
-        return node.value
-    if isinstance(node, ast.Unary) and node.op == "-":
-        return -_fold(node.operand)
-    return 0
 
 
 def _check_time(ck, node):

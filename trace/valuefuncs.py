@@ -18,7 +18,7 @@ from .registry import _printf_kind, function, int_arg, literal_int, nargs, reads
 from .types import (UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, stack_map_symbol)
 
-MAP_TYPE_STACK_TRACE = 7
+from .runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
 GET_STACKID = 27
 BPF_F_USER_STACK = 1 << 8
 STACK_MODES = ("bpftrace", "perf", "raw")

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
+from ..runtime.uapi import BPF_ANY, BPF_NOEXIST  # noqa: F401  (map update flags)
+
 I8 = ir.IntType(8)
 I16 = ir.IntType(16)
 I32 = ir.IntType(32)
@@ -20,7 +22,6 @@ INT_BITS = {8: I8, 16: I16, 32: I32, 64: I64}
 MAP_LOOKUP_ELEM = 1
 MAP_UPDATE_ELEM = 2
 MAP_DELETE_ELEM = 3
-KTIME_GET_NS = 5
 GET_PRANDOM_U32 = 7
 GET_SMP_PROCESSOR_ID = 8
 GET_CURRENT_PID_TGID = 14
@@ -36,9 +37,6 @@ KTIME_GET_BOOT_NS = 125
 RINGBUF_RESERVE = 131
 RINGBUF_SUBMIT = 132
 GET_ATTACH_COOKIE = 174
-
-BPF_ANY = 0
-BPF_NOEXIST = 1
 
 MAP_DEF = ir.LiteralStructType([I32] * 5)
 

@@ -172,9 +172,6 @@ class Lowerer:
         return self.fb.at(ptr, offset)
 
     # ------------------------------------------------------------ maps
-    def map_gv(self, info):
-        return info.gv
-
     def map_key(self, info, keys, bucket=None):
         """Fill the map's key buffer: user key components, then the hist bucket."""
         fb = self.fb
@@ -234,11 +231,6 @@ class Lowerer:
             with present:
                 fb.copy(out, p, t.size)
         return out
-
-    def agg_slot(self, info, key, init_value_buf):
-        """Pointer to this CPU's value for key; created from init_value_buf if missing.
-        Returns (found_ptr_or_null, created) — the caller updates in place when found."""
-        return self.fb.map_lookup(info.gv, key)
 
     # ------------------------------------------------------------ records
     def emit_record(self, action: dict, args):
@@ -471,10 +463,9 @@ class Lowerer:
     def arith(self, op, left, right, lt, rt):
         b, fb = self.b, self.fb
         signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
-        cmp = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-        if op in cmp:
+        if op in ("==", "!=", "<", "<=", ">", ">="):
             fn = b.icmp_signed if signed else b.icmp_unsigned
-            return fb.from_bool(fn(cmp[op], left, right))
+            return fb.from_bool(fn(op, left, right))
         if op == "+":
             return b.add(left, right)
         if op == "-":

@@ -137,8 +137,6 @@ class Checker:
                 entry = lookup_function(e.name)
                 if entry is not None and entry.kind == "aggregation":
                     raise error(f"{e.name}() should be directly assigned to a map", e.span)
-            if isinstance(e, ast.Map) and not isinstance(e, ast.Call):
-                pass
             self.expr(e, statement=True)
         elif isinstance(s, ast.Assign):
             self.assign(s)
@@ -268,8 +266,6 @@ class Checker:
             raise error("Can only assign to maps and variables", target.span)
 
     def unit_vars(self) -> Dict[str, Type]:
-        if not hasattr(self.unit, "var_types"):
-            self.unit.var_types = {}
         return self.unit.var_types
 
     def check_storable(self, t: Type, node):
@@ -396,8 +392,6 @@ class Checker:
                 if self.lenient:
                     return None
                 raise error(f"Undefined map: {e.name}", e.span)
-            if isinstance(info.value, AggT) and not statement:
-                return info.value
             return info.value
         if isinstance(e, ast.Call):
             entry = lookup_function(e.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import List
+from typing import Dict, List
 
 from .. import ast
 from ..diagnostics import error
@@ -24,6 +24,8 @@ class Unit:
     body: List[ast.Stmt]
     cookies: List[int] = field(default_factory=list)
     symbol: str = ""
+    section: str = ""
+    var_types: Dict[str, object] = field(default_factory=dict)   # $name -> Type (typecheck)
 
     @property
     def context(self) -> ExpandedProbe:

@@ -12,10 +12,11 @@ from typing import Dict, List, Optional
 from ..diagnostics import error
 
 
-PROG_KPROBE = 2
-PROG_TRACEPOINT = 5
-PROG_PERF_EVENT = 7
-PROG_RAW_TRACEPOINT = 17
+from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  (for providers)
+                            BPF_PROG_TYPE_PERF_EVENT as PROG_PERF_EVENT,
+                            BPF_PROG_TYPE_RAW_TRACEPOINT as PROG_RAW_TRACEPOINT,
+                            BPF_PROG_TYPE_TRACEPOINT as PROG_TRACEPOINT,
+                            BPF_PROG_TYPE_TRACING as PROG_TRACING)
 
 
 @dataclass

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from ..diagnostics import error
 from ..types import PtrT
-from . import ExpandedProbe, Provider, register, split_attach_point
+from ..runtime.uapi import BPF_TRACE_ITER
+from . import PROG_TRACING, ExpandedProbe, Provider, register, split_attach_point
 
-PROG_TRACING = 26
-BPF_TRACE_ITER = 28
 ITERATORS = ("task", "task_file", "task_vma")
 
 

@@ -17,12 +17,10 @@ from typing import List
 
 from ..diagnostics import error
 from ..types import UINT64
-from . import ExpandedProbe, Provider, glob_match, register, split_attach_point
+from ..runtime.uapi import BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
+from . import PROG_TRACING, ExpandedProbe, Provider, glob_match, register, split_attach_point
 from .rawtracepoint import btf_arg_field, read_ctx_arg
 
-PROG_TRACING = 26
-BPF_TRACE_FENTRY = 24
-BPF_TRACE_FEXIT = 25
 
 
 def _btf():

@@ -4,9 +4,8 @@ from __future__ import annotations
 from ..diagnostics import error
 from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
 
-PERF_TYPE_HARDWARE = 0
-PERF_TYPE_SOFTWARE = 1
-SW_CPU_CLOCK = 0
+from ..runtime.uapi import PERF_COUNT_SW_CPU_CLOCK as SW_CPU_CLOCK
+from ..runtime.uapi import PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE
 
 UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
 
