@@ -36,19 +36,7 @@ STR_MAX = 63   # str() keeps at most BPFTRACE_STRLEN - 1 characters
 
 def op_span(node) -> ast.Span:
     """Where the operator token of a Binary node is (recorded by the parser)."""
-    if node.op_span is not None:
-        return node.op_span
-    return gap_span(node.left.span, node.right.span, len(node.op))
-
-
-def gap_span(left: ast.Span, right: ast.Span, n: int) -> ast.Span:
-    """The span of an n-character token between two spans (see op_span)."""
-    if left.end_line == right.line:
-        gap = right.col - left.end_col
-        col = left.end_col + max(0, (gap - n + 1) // 2)
-    else:
-        col = max(1, right.col - n - 1)
-    return ast.Span(right.line, col, right.line, col + n)
+    return node.op_span or node.span
 
 
 def _contains_positional(node) -> bool:

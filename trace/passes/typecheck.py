@@ -15,7 +15,7 @@ from ..types import ArrayT, StructT
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
-from .desugar import gap_span, op_span
+from .desugar import op_span
 
 
 MAX_STRING = 64
@@ -46,10 +46,8 @@ def _same_kind(a, b) -> bool:
 
 
 def _assign_op_span(s) -> ast.Span:
-    if s.op_span is not None:
-        return s.op_span
-    op = "=" if s.op is None else s.op + "="
-    return gap_span(s.target.span, s.value.span, len(op))
+    """Where the `=` / `op=` token of an assignment is (recorded by the parser)."""
+    return s.op_span or s.span
 
 
 def _no_value(node, span):
