@@ -8,8 +8,8 @@ stays in the kernel).
 import errno as E
 import os
 import struct
-from dataclasses import dataclass
 
+from .record import record
 from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
@@ -17,7 +17,7 @@ from .objfile import ObjectSpec
 from .attach import possible_cpus
 
 
-@dataclass
+@record
 class LoadedMap:
     symbol: str
     fd: int
@@ -37,7 +37,7 @@ class LoadedMap:
         return self.type in U.ARRAY_MAP_TYPES
 
 
-@dataclass
+@record
 class LoadedProgram:
     symbol: str
     fd: int

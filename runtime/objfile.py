@@ -12,8 +12,8 @@ symbol + the offset in the instruction's immediate).
 
 import json
 import struct
-from dataclasses import dataclass, field
 
+from .record import record, field
 from . import uapi as U
 from .errors import ObjectFormatError
 
@@ -23,7 +23,7 @@ MANIFEST_SECTION = ".pytrace"
 MAP_DEF_SIZE = 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapSpec:
     symbol: str
     section: str
@@ -35,13 +35,13 @@ class MapSpec:
     flags: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Relocation:
     insn_offset: int  # byte offset of the ld_imm64 inside the program
     map_symbol: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramSpec:
     symbol: str
     section: str
@@ -53,7 +53,7 @@ class ProgramSpec:
         return len(self.insns) // U.BPF_INSN_SIZE
 
 
-@dataclass
+@record
 class ObjectSpec:
     programs: dict = field(default_factory=dict)  # symbol -> ProgramSpec
     maps: dict = field(default_factory=dict)      # symbol -> MapSpec
@@ -78,7 +78,7 @@ STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
 SHN_LORESERVE = 0xFF00
 
 
-@dataclass
+@record
 class _Section:
     index: int
     name: str
@@ -91,7 +91,7 @@ class _Section:
     entsize: int
 
 
-@dataclass
+@record
 class _Symbol:
     name: str
     type: int

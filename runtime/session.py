@@ -16,16 +16,16 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .record import record
 from . import attach as A
 from . import loader, maps, objfile, tracefs
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
 
 
-@dataclass
+@record
 class RunOptions:
     out: object = None            # text stream for trace output (None: sys.stdout)
     fmt: str = "text"             # "text" | "json"

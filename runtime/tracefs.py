@@ -7,8 +7,8 @@ listing, wildcard expansion, ``args`` layouts).
 import ctypes
 import os
 import re
-from dataclasses import dataclass
 
+from .record import record
 from .errors import RuntimeFailure, TracepointNotFound
 
 TRACING = "/sys/kernel/tracing"
@@ -94,7 +94,7 @@ def event_id(cat: str, ev: str) -> int:
         raise TracepointNotFound(cat, ev) from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     """One field of a tracepoint's context.
 

@@ -1,4 +1,4 @@
-"""The pytrace AST: dataclass nodes with source spans, and a stable printer.
+"""The pytrace AST: record nodes with source spans, and a stable printer.
 
 Every node has a `span` (Span) pointing into the source text. Passes annotate
 expression nodes in place: `type` (a pytrace.types.Type) is set by the type
@@ -6,11 +6,12 @@ checker. The printer (`dump`) gives a stable text form for golden tests.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
+from .runtime.record import record, field, fields
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Span:
     line: int
     col: int          # 1-based
@@ -27,52 +28,52 @@ class Span:
 NOSPAN = Span(0, 0, 0, 0)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Node:
     span: Span = field(default=NOSPAN, repr=False, compare=False, kw_only=True)
 
 
 # ---------------------------------------------------------------- expressions
 
-@dataclass(eq=False)
+@record(eq=False)
 class Expr(Node):
     type: object = field(default=None, repr=False, compare=False, kw_only=True)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Integer(Expr):
     value: int
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class String(Expr):
     value: bytes          # escapes already decoded, no trailing NUL
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Builtin(Expr):
     """A bare identifier: pid, comm, args, arg0, retval, curtask, ..."""
     name: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Positional(Expr):
     """$1 .. $N; index 0 never appears."""
     index: int
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class PositionalCount(Expr):
     """$#"""
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Variable(Expr):
     """A scratch variable; name includes the '$'."""
     name: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Map(Expr):
     """@name or @name[k1, k2]; name includes the '@' ('@' alone for the anonymous map).
     keys is None for a keyless map."""
@@ -80,13 +81,13 @@ class Map(Expr):
     keys: Optional[List[Expr]] = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Call(Expr):
     name: str
     args: List[Expr] = field(default_factory=list)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Binary(Expr):
     op: str               # + - * / % & | ^ << >> == != < <= > >= && ||
     left: Expr
@@ -94,38 +95,38 @@ class Binary(Expr):
     op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Unary(Expr):
     op: str               # - ! ~ * (deref)
     operand: Expr
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class IncDec(Expr):
     op: str               # "++" or "--"
     prefix: bool
     target: Expr          # Map or Variable
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Ternary(Expr):
     cond: Expr
     then: Expr
     orelse: Expr
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Cast(Expr):
     type_name: str        # "uint8" .. "int64", or "struct foo *"
     operand: Expr
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Tuple(Expr):
     elements: List[Expr]
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class FieldAccess(Expr):
     """expr->field (arrow=True) or expr.field; tuple access $t.0 has field "0"."""
     expr: Expr
@@ -133,13 +134,13 @@ class FieldAccess(Expr):
     arrow: bool = False
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Index(Expr):
     expr: Expr
     index: Expr
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Sizeof(Expr):
     """sizeof(type) has type_name set; sizeof(expr) has operand set."""
     type_name: Optional[str] = None
@@ -148,17 +149,17 @@ class Sizeof(Expr):
 
 # ---------------------------------------------------------------- statements
 
-@dataclass(eq=False)
+@record(eq=False)
 class Stmt(Node):
     pass
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ExprStmt(Stmt):
     expr: Expr
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Assign(Stmt):
     """target = value, or a compound assignment: op is "+" for "+=", None for "="."""
     target: Expr          # Map or Variable
@@ -167,43 +168,43 @@ class Assign(Stmt):
     op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class If(Stmt):
     cond: Expr
     then: List[Stmt]
     orelse: Optional[List[Stmt]] = None   # "else if" is an If inside orelse
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Unroll(Stmt):
     count: Expr
     body: List[Stmt]
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class While(Stmt):
     cond: Expr
     body: List[Stmt]
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Break(Stmt):
     pass
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Continue(Stmt):
     pass
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Return(Stmt):
     pass
 
 
 # ---------------------------------------------------------------- top level
 
-@dataclass(eq=False)
+@record(eq=False)
 class AttachPoint(Node):
     """The attach point as written, e.g. 'tracepoint:syscalls:sys_enter_*' or 'BEGIN'.
     Providers split and expand it; `expanded` is filled by the attach-points pass."""
@@ -214,14 +215,14 @@ class AttachPoint(Node):
     expanded: List[str] = field(default_factory=list)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Probe(Node):
     attach_points: List[AttachPoint]
     predicate: Optional[Expr]
     body: List[Stmt]
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Program(Node):
     c_definitions: List[str]   # raw preprocessor/struct text before the probes
     probes: List[Probe]

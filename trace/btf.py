@@ -26,8 +26,9 @@ import os
 import struct
 import tempfile
 import zlib
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
+
+from .runtime.record import record, field
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 MAGIC = 0xEB9F
@@ -53,7 +54,7 @@ class BtfError(Exception):
     pass
 
 
-@dataclass
+@record
 class Member:
     name: str
     type: int
@@ -65,7 +66,7 @@ class Member:
         return self.bit_offset // 8
 
 
-@dataclass
+@record
 class Type:
     id: int
     kind: int

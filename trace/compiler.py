@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+from .runtime.record import record, field
 from . import ast
 from .passes import desugar, typecheck
 from .passes.typecheck import Options
@@ -28,7 +28,7 @@ RINGBUF_BYTES_BEGIN_END = 1 << 20
 MANIFEST_VERSION = 1
 
 
-@dataclass
+@record
 class CompileOptions(Options):
     params: List[str] = field(default_factory=list)
     max_map_keys: int = 4096
@@ -37,7 +37,7 @@ class CompileOptions(Options):
     dump: Callable[[str], None] = print
 
 
-@dataclass
+@record
 class State:
     source: str
     filename: str

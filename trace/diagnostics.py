@@ -1,13 +1,13 @@
 """Diagnostics: bpftrace-style `file:line:col-col: ERROR: msg` with the source line and a ~ underline."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional
 
+from .runtime.record import record
 from .ast import Span
 
 
-@dataclass
+@record
 class Diagnostic:
     message: str
     span: Optional[Span] = None

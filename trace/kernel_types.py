@@ -13,9 +13,9 @@ what codegen needs on the node (`e.kaccess`, `e.kderef`, `e.kindex`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
+from .runtime.record import record
 from . import btf as B_
 from .diagnostics import error
 from .types import ArrayT, INT64, IntT, PtrT, StrT, StructT, Type, bpftrace_name
@@ -145,7 +145,7 @@ def _struct_of(t: StructT, span):
 
 # ---------------------------------------------------------------- checks
 
-@dataclass
+@record
 class Access:
     """How to reach a field: address = base + offset; then read `size` bytes
     (or nothing, for struct/array values)."""

@@ -8,9 +8,9 @@ formatting follows from the type each entry returns (its manifest descriptor).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
+from .runtime.record import record
 from . import ast
 from .codegen import builder as B
 from .codegen.builder import I64, const
@@ -23,7 +23,7 @@ STRLEN = 64
 JOIN_MAX_ARGS = 16
 
 
-@dataclass
+@record
 class Entry:
     name: str
     kind: str

@@ -5,8 +5,9 @@ Every integer is held in an i64 register and stored in 8 bytes; `bits` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional, Tuple
+
+from .runtime.record import record, field
 
 
 class Type:
@@ -30,7 +31,7 @@ class Type:
         return self.size == 8 and not isinstance(self, (StrT, TupleT))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IntT(Type):
     bits: int = 64
     signed: bool = True
@@ -42,7 +43,7 @@ class IntT(Type):
         return {"kind": "int", "signed": self.signed}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PtrT(Type):
     """A pointer (printed as hex). `user` says which address space it reads from."""
     target: str = "void"
@@ -55,7 +56,7 @@ class PtrT(Type):
         return {"kind": "ptr"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StructT(Type):
     """A struct/union value in kernel (or user) memory, held as its address (an i64):
     fields are read when accessed (see kernel_types). `struct_size` is sizeof()."""
@@ -71,7 +72,7 @@ class StructT(Type):
         return {"kind": "ptr"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArrayT(Type):
     """A non-char array in kernel (or user) memory, held as its address (an i64)."""
     elem: Type = None
@@ -86,7 +87,7 @@ class ArrayT(Type):
         return {"kind": "ptr"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StrT(Type):
     length: int = 64
 
@@ -105,7 +106,7 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TupleT(Type):
     elements: Tuple[Type, ...]
 
@@ -130,7 +131,7 @@ class TupleT(Type):
                            for o, t in zip(self.offsets, self.elements)]}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProbeT(Type):
     def __str__(self):
         return "probe"
@@ -139,7 +140,7 @@ class ProbeT(Type):
         return {"kind": "probe"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UsernameT(Type):
     def __str__(self):
         return "username"
@@ -148,7 +149,7 @@ class UsernameT(Type):
         return {"kind": "username"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NoneT(Type):
     size = 0
 
@@ -159,7 +160,7 @@ class NoneT(Type):
         return {"kind": "none"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArgsT(Type):
     """The `args` of a tracepoint: a pointer to its context record."""
 
@@ -167,7 +168,7 @@ class ArgsT(Type):
         return "args"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AggT(Type):
     """The value of an aggregation map: count, sum, min, max, avg, stats, hist, lhist."""
     kind: str
@@ -251,7 +252,7 @@ def stack_map_symbol(limit: int) -> str:
     return f"stack_{limit}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StackT(Type):
     """kstack / ustack: a stack id in a STACK_TRACE map (ustack: plus the pid, so that
     user space can symbolize the frames)."""
@@ -272,7 +273,7 @@ class StackT(Type):
                 "limit": self.limit, "map": stack_map_symbol(self.limit)}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KsymT(Type):
     """ksym(addr): a kernel address printed as its symbol name."""
 
@@ -283,7 +284,7 @@ class KsymT(Type):
         return {"kind": "ksym"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UsymT(Type):
     """usym(addr): {u64 addr; u64 pid}, printed as the symbol in that process."""
     size = 16
@@ -295,7 +296,7 @@ class UsymT(Type):
         return {"kind": "usym"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InetT(Type):
     """ntop(): {u64 af; u8 addr[16]}, printed as an IPv4 / IPv6 address."""
     size = 24
@@ -307,7 +308,7 @@ class InetT(Type):
         return {"kind": "inet"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BufT(Type):
     """buf(): {u64 length; u8 data[cap]}, printed with %r / %rx / %rh."""
     cap: int = 64
@@ -327,7 +328,7 @@ class BufT(Type):
         return {"kind": "buf", "size": self.cap}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ByteArrayT(Type):
     """A constant byte array (pton()), printed as [10,0,0,1]."""
     count: int = 4
@@ -347,7 +348,7 @@ class ByteArrayT(Type):
         return {"kind": "bytes", "count": self.count}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MacT(Type):
     """macaddr(): the 6 bytes of a MAC address (in an 8-byte slot)."""
 
@@ -358,7 +359,7 @@ class MacT(Type):
         return {"kind": "macaddr"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StrerrorT(Type):
     """strerror(n): an errno printed as its message."""
 
@@ -369,7 +370,7 @@ class StrerrorT(Type):
         return {"kind": "strerror"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StrftimeT(Type):
     """strftime(fmt, nsecs): nanoseconds since boot, formatted in user space."""
     format: str = "%H:%M:%S"

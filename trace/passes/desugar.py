@@ -116,7 +116,7 @@ def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
 
 
 def _rewrite_children(node, fn):
-    from dataclasses import fields
+    from ..runtime.record import fields
     for f in fields(node):
         if f.name in ("span", "type"):
             continue

@@ -6,9 +6,9 @@ the strict pass that reports errors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from ..runtime.record import record, field
 from .. import ast
 from ..diagnostics import CompileError, Diagnostic, error
 from ..types import ArrayT, StructT
@@ -57,7 +57,7 @@ def _no_value(node, span):
     return error("Value has no type (a function that returns nothing?)", span)
 
 
-@dataclass
+@record
 class MapInfo:
     name: str
     keys: Optional[List[Type]] = None     # None: keyless
@@ -71,7 +71,7 @@ class MapInfo:
         return self.value.kind if isinstance(self.value, AggT) else "plain"
 
 
-@dataclass
+@record
 class Options:
     has_child: bool = False
     unsafe: bool = False

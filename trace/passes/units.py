@@ -8,15 +8,15 @@ probe's context (`args`), the same context layout.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Dict, List
 
+from ..runtime.record import record, field
 from .. import ast
 from ..diagnostics import error
 from ..providers import ExpandedProbe, Provider, expand_attach_point
 
 
-@dataclass
+@record
 class Unit:
     probe: ast.Probe
     provider: Provider

@@ -6,9 +6,9 @@ program of its kind is typed, named and attached (its AttachSpec in the manifest
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from ..runtime.record import record, field
 from ..diagnostics import error
 
 
@@ -19,7 +19,7 @@ from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  
                             BPF_PROG_TYPE_TRACING as PROG_TRACING)
 
 
-@dataclass
+@record
 class ExpandedProbe:
     """One concrete probe: its full bpftrace name and what the provider knows of it."""
     name: str

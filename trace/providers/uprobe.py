@@ -13,9 +13,9 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..runtime.record import record, field
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..diagnostics import error
@@ -35,7 +35,7 @@ STRLEN = 64
 
 # ------------------------------------------------------------------ ELF files
 
-@dataclass
+@record
 class ElfFile:
     path: str
     is_dyn: bool                                   # ET_DYN: PIE or shared object
