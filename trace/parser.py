@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections import Counter
 
@@ -580,11 +581,29 @@ def _cache_file(grammar_text: str, lark_version: str):
     return os.path.join(directory, f"parser-{key}.lark")
 
 
-def _build():
-    from importlib import resources
-    import lark
+def _import_lark():
+    """Import lark without letting it import the third-party `regex` module (7 ms of a
+    ~150 ms cold start), which it loads whenever installed, only for its `regex=True`
+    option; pytrace's terminals are plain `re` patterns."""
+    if "lark" in sys.modules:
+        return sys.modules["lark"]
+    hide = "regex" not in sys.modules
+    if hide:
+        sys.modules["regex"] = None     # makes `import regex` raise ImportError
+    try:
+        import lark
+    finally:
+        if hide:
+            del sys.modules["regex"]
+    return lark
 
-    text = resources.files("pytrace.grammar").joinpath("pytrace.lark").read_text(encoding="utf-8")
+
+def _build():
+    from . import grammar
+    lark = _import_lark()
+
+    with open(os.path.join(os.path.dirname(grammar.__file__), "pytrace.lark"), encoding="utf-8") as f:
+        text = f.read()
     options = dict(
         parser="lalr",
         lexer="contextual",
