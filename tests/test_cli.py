@@ -216,6 +216,22 @@ def test_verifier_rejection_is_reported(no_leaks):
     assert "Traceback" not in r.stderr
 
 
+def test_llvm_fatal_error_is_a_diagnostic():
+    # LLVM's BPF backend prints the stack-limit error and exit()s: the compile worker
+    # contains it, and the message points at the probe whose program is too big.
+    strs = "; ".join(f"$s{i} = str({i})" for i in range(9))
+    uses = ", ".join(f"$s{i}" for i in range(9))
+    program = ('BEGIN { exit(); } tracepoint:syscalls:sys_enter_getppid { '
+               + strs + '; printf("' + "%s" * 9 + '\\n", ' + uses + "); }")
+    r = run(["-e", program], env=dict(os.environ, PYTRACE_NO_CACHE="1"))
+    assert r.returncode == 1
+    assert r.stderr.startswith("stdin:1:19-"), r.stderr
+    assert ": ERROR: LLVM could not compile the program: the program needs more than " \
+        "the 512 bytes of BPF stack" in r.stderr.splitlines()[0]
+    assert len(r.stderr.splitlines()) == 3, r.stderr      # message, source line, caret
+    assert "Traceback" not in r.stderr
+
+
 @needs_root
 def test_missing_hardware_pmu_is_a_clear_error(no_leaks):
     r = run(["-e", "hardware:cycles:100000 { @ = count(); }"])

@@ -153,6 +153,18 @@ def _main(argv) -> int:
             sys.stderr.write(warnings)
             return run_object(elf, None, source, filename, args)
 
+    emitter = None
+    if not (args.dump_after or args.dump_all):
+        from .codegen.emit import BackgroundEmitter
+        emitter = BackgroundEmitter(meanwhile=_import_runtime)
+    try:
+        return _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args)
+    finally:
+        if emitter is not None:
+            emitter.close()
+
+
+def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args) -> int:
     from .compiler import CompileOptions, PASS_NAMES, compile_source
     from .diagnostics import CompileError, render
 
@@ -164,7 +176,7 @@ def _main(argv) -> int:
         dump_after = "codegen"
     options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
                              max_map_keys=max_map_keys, pid=args.pid,
-                             dump_after=dump_after)
+                             dump_after=dump_after, emitter=emitter)
     if args.dump_all:
         options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
     try:
@@ -186,8 +198,13 @@ def _main(argv) -> int:
     if args.emit_elf or args.emit_llvm:
         return 0
     if cache_key is not None and not _probes_files(st.manifest):
+        from . import cache
         cache.store(cache_key, st.elf, warnings)
     return run_object(st.elf, st.manifest, source, filename, args)
+
+
+def _import_runtime():
+    from .runtime import session, output   # noqa: F401  (what run_object needs)
 
 
 def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> int:

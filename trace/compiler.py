@@ -35,6 +35,7 @@ class CompileOptions(Options):
     dump_after: Optional[str] = None
     pid: Optional[int] = None       # -p: user-space probes (uprobe, usdt) trace only this process
     dump: Callable[[str], None] = print
+    emitter: object = None          # a codegen.emit.BackgroundEmitter, else emit in-process
 
 
 @record
@@ -195,15 +196,22 @@ def _program_name(unit) -> str:
 
 
 def emit_pass(st: State):
-    from .codegen.emit import emit_object
     from .diagnostics import error
+    if st.options.emitter is not None:
+        emit_object = st.options.emitter.emit
+    else:
+        from .codegen.emit import emit_object
     try:
         st.elf = emit_object(st.llvm_ir)
     except RuntimeError as e:
         text = " ".join(str(e).split())
+        span = st.program.probes[0].span if st.program and st.program.probes else None
+        function = re.search(r"in function (\S+)", text)
+        for unit in st.units:
+            if function and unit.symbol == function.group(1):
+                span = unit.probe.span
         if "stack limit" in text:
             text = "the program needs more than the 512 bytes of BPF stack (too many large values live at once)"
-        span = st.program.probes[0].span if st.program and st.program.probes else None
         raise error(f"LLVM could not compile the program: {text}", span) from None
 
 

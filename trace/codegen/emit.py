@@ -1,7 +1,15 @@
-"""LLVM IR text → optimised BPF ELF object bytes."""
+"""LLVM IR text → optimised BPF ELF object bytes.
+
+`emit_object` compiles in this process.  `BackgroundEmitter` compiles in a forked
+process that loads LLVM (llvmlite's import and the BPF target machine, ~20 ms)
+while this one parses and checks the program, so on a machine with a second CPU
+a compile pays only for LLVM's optimisation and code generation (a few ms); the
+CLI always uses it, because it also turns LLVM's fatal errors into diagnostics.
+"""
 from __future__ import annotations
 
 import functools
+import os
 
 
 @functools.lru_cache(maxsize=None)
@@ -14,6 +22,7 @@ def _target_machine():
 
 
 def emit_object(llvm_ir: str) -> bytes:
+    """Raises RuntimeError (llvmlite's error) if LLVM rejects the module."""
     import llvmlite.binding as llvm
     tm = _target_machine()
     mod = llvm.parse_assembly(llvm_ir)
@@ -23,3 +32,133 @@ def emit_object(llvm_ir: str) -> bytes:
     pm = pb.getModulePassManager()
     pm.run(mod, pb)
     return tm.emit_object(mod)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _write_all(fd: int, data: bytes):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# The worker's answer: one status byte, then the object or the message.
+_OK, _LLVM_ERROR, _OTHER_ERROR = b"O", b"E", b"X"
+
+
+class BackgroundEmitter:
+    """A forked worker that loads LLVM now and compiles one module later.
+
+    Call `emit(llvm_ir)` once (it returns what `emit_object` returns and raises the
+    same RuntimeError), or `close()` to drop the worker when no module will come.
+    `meanwhile` runs in this process while the worker compiles (e.g. imports that
+    the caller needs next).
+
+    The worker also contains LLVM's fatal errors: on some (the BPF stack limit)
+    LLVM prints to stderr and exit()s its process.  The worker's stderr goes to a
+    memfd, and `emit` raises its text as a RuntimeError.  If the worker dies
+    without a word, `emit` compiles in this process."""
+
+    def __init__(self, meanwhile=None):
+        self._meanwhile = meanwhile
+        self._stderr = os.memfd_create("pytrace-llvm-stderr")
+        ir_read, self._ir_write = os.pipe()
+        self._result_read, result_write = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            os.close(self._ir_write)
+            os.close(self._result_read)
+            self._work(ir_read, result_write, self._stderr)       # never returns
+        os.close(ir_read)
+        os.close(result_write)
+
+    @staticmethod
+    def _work(ir_read: int, result_write: int, stderr: int):
+        status = 0
+        try:
+            import signal
+            # Ctrl-C reaches the whole process group: the parent decides what ends.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.dup2(stderr, 2)
+            _target_machine()
+            llvm_ir = _read_all(ir_read)
+            if llvm_ir:
+                try:
+                    answer = _OK + emit_object(llvm_ir.decode())
+                except RuntimeError as e:
+                    answer = _LLVM_ERROR + str(e).encode()
+                except Exception as e:
+                    answer = _OTHER_ERROR + repr(e).encode()
+                _write_all(result_write, answer)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+
+    def emit(self, llvm_ir: str) -> bytes:
+        try:
+            _write_all(self._ir_write, llvm_ir.encode())
+        except OSError:         # the worker is gone
+            pass
+        self._close_ir()
+        if self._meanwhile is not None:
+            self._meanwhile()
+        answer = _read_all(self._result_read)
+        self._reap(kill=False)
+        os.lseek(self._stderr, 0, os.SEEK_SET)
+        llvm_said = _read_all(self._stderr).decode(errors="replace")
+        self.close()
+        if answer[:1] == _OK:
+            if llvm_said:
+                import sys
+                sys.stderr.write(llvm_said)
+            return answer[1:]
+        if answer[:1] == _LLVM_ERROR:
+            raise RuntimeError(answer[1:].decode(errors="replace"))
+        if "error:" in llvm_said:
+            raise RuntimeError(_first_error(llvm_said))
+        return emit_object(llvm_ir)
+
+    def _close_ir(self):
+        if self._ir_write >= 0:
+            os.close(self._ir_write)
+            self._ir_write = -1
+
+    def _reap(self, kill: bool):
+        if self._pid > 0:
+            if kill:
+                try:
+                    os.kill(self._pid, 9)
+                except ProcessLookupError:
+                    pass
+            os.waitpid(self._pid, 0)
+            self._pid = -1
+
+    def close(self):
+        """Stop the worker (if still running), reap it and close its files."""
+        self._close_ir()
+        self._reap(kill=True)
+        for name in ("_result_read", "_stderr"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+
+def _first_error(text: str) -> str:
+    """The first `error:` line LLVM printed, without its `<unknown>:0:0:` location."""
+    for line in text.splitlines():
+        if line.startswith("error:"):
+            message = line[len("error:"):].strip()
+            if message.startswith("<unknown>:0:0:"):
+                message = message[len("<unknown>:0:0:"):].strip()
+            return message
+    return text.strip()
