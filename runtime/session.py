@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from .record import record
 from . import attach as A
-from . import loader, maps, objfile, tracefs
+from . import loader, maps, objfile
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
 
@@ -56,22 +56,6 @@ def run(elf_bytes: bytes, options: RunOptions = None) -> int:
 
 _U64 = struct.Struct("<Q")
 _BATCH = 4096  # records per ring buffer read (the consumer position is published per read)
-
-
-def _accepts_n_args(fn, n: int) -> bool:
-    """Whether ``fn`` takes ``n`` positional arguments."""
-    import inspect
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    count = 0
-    for p in params:
-        if p.kind == p.VAR_POSITIONAL:
-            return True
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count >= n
 
 
 def _write_text(stream, s: str) -> None:
@@ -123,6 +107,7 @@ class Session:
         needs_tracefs = any(a.get("kind") == "tracepoint"
                             for p in progs for a in p.get("attach", []))
         if needs_tracefs:
+            from . import tracefs
             tracefs.ensure_mounted()
         factory = self.opt.output_factory
         if factory is None:
@@ -216,9 +201,7 @@ class Session:
 
     def _build_handlers(self):
         out = self.output
-        reader = self.reader
         rec_fn = out.record
-        takes_reader = _accepts_n_args(rec_fn, 3)
         metas = {mm["name"]: mm for mm in self.manifest.get("maps", [])}
         hs = []
         for aid, act in enumerate(self.manifest.get("async", [])):
@@ -239,8 +222,6 @@ class Session:
                     hs.append(lambda rec, km=km: maps.clear(km))
                 else:
                     hs.append(lambda rec, km=km, kind=mm.get("kind"): maps.zero(km, kind))
-            elif takes_reader:
-                hs.append(lambda rec, act=act: rec_fn(act, rec, reader))
             else:
                 hs.append(lambda rec, act=act: rec_fn(act, rec))
         self._handlers = hs

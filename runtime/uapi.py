@@ -4,10 +4,10 @@ Byte offsets are those of ``union bpf_attr`` and ``struct perf_event_attr``
 in include/uapi/linux/{bpf,perf_event}.h.
 """
 
-import platform
+import os
 
 # ---------------------------------------------------------------- syscalls
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 if _MACHINE in ("aarch64", "arm64"):
     NR_BPF = 280
     NR_PERF_EVENT_OPEN = 241

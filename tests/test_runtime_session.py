@@ -36,7 +36,7 @@ class StubOutput:
     def lost(self, n):
         self.s.write(f"Lost {n} events\n")
 
-    def record(self, action, rec, maps_reader=None):
+    def record(self, action, rec):
         assert action is self.m["async"][struct.unpack_from("<Q", rec)[0]]
         self.s.write(f"{action['kind']} {struct.unpack_from('<q', rec, 8)[0]}\n")
 

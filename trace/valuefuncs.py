@@ -8,7 +8,6 @@ output layer decodes (docs/object-contract.md). Imported by trace/registry.py.
 from __future__ import annotations
 
 import os
-import socket
 
 from . import ast
 from .codegen import builder as B
@@ -304,6 +303,7 @@ def _ntop(lw, node):
     if len(node.args) == 2:
         af = lw.expr(node.args[0])
     else:
+        import socket
         af = const(socket.AF_INET if size == 4 else socket.AF_INET6)
     fb.store(out, 0, af)
     if isinstance(t, (IntT, PtrT)):
@@ -316,6 +316,7 @@ def _ntop(lw, node):
 def _check_pton(ck, node):
     nargs(node, 1)
     text = _quoted(ck, node)
+    import socket
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
         node.addr_bytes = socket.inet_pton(family, text)

@@ -9,7 +9,7 @@ second. Syscall events whose number is unknown go through the perf-event path.
 """
 from __future__ import annotations
 
-import platform
+import os
 
 from ..codegen import builder as B
 from ..codegen.builder import I64, const
@@ -22,7 +22,7 @@ ORIG_AX = 120
 
 
 def syscall_number(event: str):
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         return None
     for prefix in ("sys_enter_", "sys_exit_"):
         if event.startswith(prefix):
