@@ -63,6 +63,7 @@ __all__ = ["parse"]
 _OPTIONS_VERSION = "1"
 
 _PARSER = None
+_PATTERNS = None        # the lexer's PatternCache
 _LOCK = threading.Lock()
 
 # --------------------------------------------------------------- token names (bpftrace 0.17)
@@ -563,22 +564,26 @@ def _ignored_token_span(tok) -> Span:
 
 # --------------------------------------------------------------- the lark object
 
-def _cache_file(grammar_text: str, lark_version: str):
-    """Where to cache the analysed grammar, or False if no writable cache directory."""
+def _cache_files(grammar_text: str, lark_version: str):
+    """Where to cache the analysed grammar and the lexer's compiled patterns
+    (see trace/patterns.py), or (None, None) if there is no writable cache directory."""
     import hashlib
+    from .patterns import interpreter_key
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     directory = os.path.join(base, "pytrace")
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.access(directory, os.W_OK | os.X_OK):
-            return False
+            return None, None
     except (OSError, ValueError):
-        return False
-    key = hashlib.sha256(
-        "\0".join((grammar_text, lark_version, _OPTIONS_VERSION)).encode("utf-8")
-    ).hexdigest()[:16]
-    return os.path.join(directory, f"parser-{key}.lark")
+        return None, None
+    grammar_key = "\0".join((grammar_text, lark_version, _OPTIONS_VERSION))
+    key = hashlib.sha256(grammar_key.encode("utf-8")).hexdigest()[:16]
+    patterns_key = hashlib.sha256(
+        "\0".join((grammar_key, interpreter_key())).encode("utf-8")).hexdigest()[:16]
+    return (os.path.join(directory, f"parser-{key}.lark"),
+            os.path.join(directory, f"patterns-{patterns_key}.marshal"))
 
 
 def _import_lark():
@@ -613,20 +618,40 @@ def _build():
         transformer=_AstBuilder(),
         lexer_callbacks={"BAD_STRING": _bad_string, "BAD_COMMENT": _bad_comment},
     )
-    cache = _cache_file(text, lark.__version__)
+    grammar_cache, patterns_cache = _cache_files(text, lark.__version__)
     try:
-        return lark.Lark(text, cache=cache, **options)
+        parser = lark.Lark(text, cache=grammar_cache or False, **options)
     except OSError:
         # An unreadable or unwritable cache file: carry on without it.
-        return lark.Lark(text, cache=False, **options)
+        parser = lark.Lark(text, cache=False, **options)
+    return parser, _use_pattern_cache(parser, patterns_cache)
+
+
+def _use_pattern_cache(parser, path):
+    """Make lark's per-state lexers compile their terminal alternations through a
+    PatternCache, which keeps them between runs.  Returns the cache (None if lark's
+    lexers are not laid out as expected: they then compile with `re` as usual)."""
+    from .patterns import PatternCache
+
+    contextual = getattr(getattr(parser, "parser", None), "lexer", None)
+    lexers = getattr(contextual, "lexers", None)
+    if not isinstance(lexers, dict):
+        return None
+    basics = [*lexers.values(), getattr(contextual, "root_lexer", None)]
+    if not all(getattr(b, "re", None) is re for b in basics):
+        return None
+    cache = PatternCache(path)
+    for basic in basics:
+        basic.re = cache
+    return cache
 
 
 def _get_parser():
-    global _PARSER
+    global _PARSER, _PATTERNS
     if _PARSER is None:
         with _LOCK:
             if _PARSER is None:
-                _PARSER = _build()
+                _PARSER, _PATTERNS = _build()
     return _PARSER
 
 
@@ -754,6 +779,9 @@ def parse(source: str, filename: str = "stdin") -> Program:
         raise error(e.message, _ignored_token_span(e.tok)) from None
     except LarkError as e:
         raise _lark_error(parser, e, text) from None
+    finally:
+        if _PATTERNS is not None:
+            _PATTERNS.save()
 
 
 def _lark_error(parser, e, text: str) -> CompileError:
