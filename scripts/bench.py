@@ -20,6 +20,11 @@ Rows (see docs/performance.md for what each measures and the latest table):
   wildcard   tracepoint:syscalls:sys_enter_* (about 360 probes): time to
              attach (until the -c workload starts), SIGINT to exit, total;
              pytrace also with a cold cache
+  compile    compile time against the number of probes: 10, 40 and 160
+             probes with distinct bodies compiled to an object (--emit-elf,
+             nothing attached; pytrace's object cache is not used there), the
+             growth of the marginal cost per probe, and the programs in the
+             object for one body over every sched:sched_* tracepoint
 
 Each round runs pytrace then bpftrace (A B A B ...) on the same program; the
 table shows both tools' medians, the ratio pytrace/bpftrace of the medians,
@@ -77,7 +82,10 @@ MAP_KEYS_MAX = "200000"
 WILDCARD_CALLS = 1000
 WILDCARD_PROG = "tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"
 
-ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard"]
+COMPILE_SIZES = (10, 40, 160)
+SHARED_PROG = "tracepoint:sched:sched_* { @[probe] = count(); }"
+
+ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile"]
 TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
 
 RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
@@ -733,8 +741,94 @@ def row_wildcard(bench: Bench, rounds: int):
                                           "start it once every probe is attached)"]
 
 
+def distinct_probes(n: int) -> str:
+    """n probes that cannot share a program: each has its own maps and constants."""
+    return "".join(
+        f"interval:ms:{i + 1} {{ @a{i}[comm, pid] = count(); @b{i} = hist(nsecs & {i + 1}); "
+        f'if (pid > {i}) {{ printf("%d %s\\n", pid, comm); }} }}\n' for i in range(n))
+
+
+def executable_sections(path: str) -> int:
+    """Programs in a BPF ELF object: non-empty SHF_EXECINSTR sections."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    count = 0
+    for i in range(shnum):
+        _name, _type, flags, _addr, _off, size = struct.unpack_from(
+            "<IIQQQQ", data, shoff + i * shentsize)
+        if flags & 0x4 and size:
+            count += 1
+    return count
+
+
+def row_compile(bench: Bench, rounds: int):
+    G = "6 compile"
+    rows = {n: Row(G, f"{n} distinct probes: compile to an object, process start to exit",
+                   "ms", "{:.0f}") for n in COMPILE_SIZES}
+    a, b, c = COMPILE_SIZES
+    growth = Row(G, f"marginal cost per probe, {b}→{c} probes ÷ {a}→{b} probes", "×", "{:.2f}",
+                 "pytrace ≤ 1.3 (linear)", lambda p, bt, row: p <= 1.3)
+    shared = Row(G, "one body over every sched:sched_* tracepoint: programs in the object",
+                 "programs", "{:.0f}", "pytrace 1", lambda p, bt, row: p == 1)
+    files = {}
+    for n in COMPILE_SIZES:
+        files[n] = bench.path(f"probes{n}.bt")
+        with open(files[n], "w") as f:
+            f.write(distinct_probes(n))
+
+    def compile_once(tool, program_args):
+        out = bench.path(f"{tool}.o")
+        argv = list(bench.pytrace if tool == "pytrace" else [bench.bpftrace])
+        p = bench.spawn(argv + ["--emit-elf", out] + program_args, bench.tool_env(tool),
+                        name=tool)
+        bench.finish(p, 120.0)
+        p.check_exit()
+        return p, out
+
+    bench.warming = True
+    try:                                   # bytecode, grammar cache, page cache
+        for tool in TOOLS:
+            compile_once(tool, [files[a]])
+    except Failed as e:
+        log(f"  warm-up: {e}")
+    finally:
+        bench.warming = False
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for n in COMPILE_SIZES:
+            for tool in TOOLS:
+                try:
+                    p, _ = compile_once(tool, [files[n]])
+                    rows[n].add(tool, p.wall * 1000)
+                    log(f"  {tool:8} {n:4} probes {p.wall * 1000:7.0f} ms")
+                except Failed as e:
+                    rows[n].fail(tool, str(e))
+                    log(f"  {tool:8} {n} probes FAILED: {e}")
+    for tool in TOOLS:
+        t = [rows[n].median(tool) for n in COMPILE_SIZES]
+        if None not in t:
+            growth.add(tool, ((t[2] - t[1]) / (c - b)) / ((t[1] - t[0]) / (b - a)))
+        try:
+            _, out = compile_once(tool, ["-e", SHARED_PROG])
+            shared.add(tool, executable_sections(out))
+        except Failed as e:
+            shared.fail(tool, str(e))
+    events = len([e for e in os.listdir("/sys/kernel/tracing/events/sched")
+                  if e.startswith("sched_")]) if os.path.isdir("/sys/kernel/tracing/events/sched") \
+        else "?"
+    note = (f"compile: each probe is `interval:ms:K {{ @aK[comm, pid] = count(); "
+            f"@bK = hist(nsecs & K); if (pid > K) {{ printf(...); }} }}`; both tools with "
+            f"--emit-elf; the marginal cost is (t{c} - t{b}) / {c - b} ÷ (t{b} - t{a}) / {b - a} "
+            f"of the medians: 1 is linear, 4 would be quadratic; sched:sched_* has {events} "
+            f"tracepoints")
+    return [*rows.values(), growth, shared], [note]
+
+
 ROW_FUNCS = {"startup": row_startup, "overhead": row_overhead, "printf": row_printf,
-             "mapdump": row_mapdump, "wildcard": row_wildcard}
+             "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile}
 
 
 # ---------------------------------------------------------------- main
