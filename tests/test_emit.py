@@ -63,3 +63,14 @@ def test_llvm_exit_becomes_its_error_message():
     with pytest.raises(RuntimeError) as e:
         emitter.emit(IR)
     assert str(e.value) == "in function prog i64 (ptr): Looks like the BPF stack limit is exceeded."
+
+
+def test_a_failed_start_leaves_nothing_open(monkeypatch):
+    before = set(os.listdir("/proc/self/fd"))
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pytest.raises(OSError):
+        BackgroundEmitter()
+    assert set(os.listdir("/proc/self/fd")) == before

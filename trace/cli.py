@@ -156,7 +156,10 @@ def _main(argv) -> int:
     emitter = None
     if not (args.dump_after or args.dump_all):
         from .codegen.emit import BackgroundEmitter
-        emitter = BackgroundEmitter(meanwhile=_import_runtime)
+        try:
+            emitter = BackgroundEmitter(meanwhile=_import_runtime)
+        except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
+            emitter = None
     try:
         return _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args)
     finally:

@@ -67,11 +67,24 @@ class BackgroundEmitter:
     without a word, `emit` compiles in this process."""
 
     def __init__(self, meanwhile=None):
+        """Raises OSError (with nothing left open) if the worker can't be started."""
         self._meanwhile = meanwhile
-        self._stderr = os.memfd_create("pytrace-llvm-stderr")
-        ir_read, self._ir_write = os.pipe()
-        self._result_read, result_write = os.pipe()
-        self._pid = os.fork()
+        self._ir_write = self._result_read = self._stderr = -1
+        self._pid = -1
+        try:
+            self._stderr = os.memfd_create("pytrace-llvm-stderr")
+            ir_read, self._ir_write = os.pipe()
+            self._result_read, result_write = os.pipe()
+        except OSError:
+            self.close()
+            raise
+        try:
+            self._pid = os.fork()
+        except OSError:
+            for fd in (ir_read, result_write):
+                os.close(fd)
+            self.close()
+            raise
         if self._pid == 0:
             os.close(self._ir_write)
             os.close(self._result_read)
