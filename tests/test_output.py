@@ -1220,3 +1220,35 @@ def test_bulk_dump_fast_path_matches_entry_by_entry(monkeypatch):
                 make_output({"probes": [], "maps": [meta]}, buf).print_map(meta, entries, top, div)
                 outs.append(buf.getvalue())
             assert outs[0] == outs[1] == outs[2], (kind, top, div)
+
+
+# ============================================================ system() and cat()
+
+def _user_action(kind, fmt_, arg=None):
+    action = {"kind": kind, "format": fmt_, "args": []}
+    rec = u64(0)
+    if arg is not None:
+        action["args"] = [{"offset": 8, "type": {"kind": "int", "signed": True}}]
+        rec += u64(arg)
+    return action, rec
+
+
+def test_cat_and_system_text(tmp_path, capsys, monkeypatch):
+    (tmp_path / "f7").write_bytes(b"line one\nno newline")
+    monkeypatch.setenv("BPFTRACE_CAT_BYTES_MAX", "12")
+    o, s = text_out()
+    o.record(*_user_action("cat", str(tmp_path / "f%d"), 7))
+    o.record(*_user_action("system", "printf 'x%%s\\n' %d", 42))
+    o.record(*_user_action("cat", str(tmp_path / "missing")))
+    assert s.getvalue() == "line one\nno x42\n"
+    assert capsys.readouterr().err == \
+        f"ERROR: failed to open file '{tmp_path / 'missing'}': No such file or directory\n"
+
+
+def test_cat_and_system_json(tmp_path):
+    (tmp_path / "f").write_bytes(b"a\tb\n")
+    o, s = json_out()
+    o.record(*_user_action("cat", str(tmp_path / "f")))
+    o.record(*_user_action("system", "echo hi"))
+    assert s.getvalue() == ('{"type": "cat", "data": "a\\tb\\n"}\n'
+                            '{"type": "syscall", "data": "hi\\n"}\n')

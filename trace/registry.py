@@ -475,6 +475,106 @@ def _exit(lw, node):
     return const(0)
 
 
+# ---------------------------------------------------------------- unsafe and user-space actions
+
+def check_unsafe(ck, node):
+    if not ck.options.unsafe:
+        raise error(f"{node.name}() is an unsafe function being used in safe mode", node.span)
+
+
+def _check_system(ck, node):
+    check_unsafe(ck, node)
+    check_format(ck, node, "system")
+    return NoneT()
+
+
+@function("system", "system(fmt, ...): run a shell command (user space, --unsafe); its "
+          "standard output joins the trace output.", _check_system, signature="system(fmt, ...)")
+def _system(lw, node):
+    fmt = node.args[0].value.decode("utf-8", "replace")
+    lw.emit_record({"kind": "system", "format": fmt, "args": []},
+                   [(a.type, lw.expr(a)) for a in node.args[1:]])
+    return const(0)
+
+
+def _check_cat(ck, node):
+    check_format(ck, node, "cat")
+    return NoneT()
+
+
+@function("cat", "cat(fmt, ...): print the contents of a file (read in user space).",
+          _check_cat, signature="cat(fmt, ...)")
+def _cat(lw, node):
+    fmt = node.args[0].value.decode("utf-8", "replace")
+    lw.emit_record({"kind": "cat", "format": fmt, "args": []},
+                   [(a.type, lw.expr(a)) for a in node.args[1:]])
+    return const(0)
+
+
+SEND_SIGNAL = 109       # bpf_send_signal(u32 sig): to the current process
+
+
+def signal_number(name: str):
+    """A signal name ("KILL", "SIGKILL", any case) as its number, or None."""
+    import signal
+    name = name.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal.Signals, name, None) if not name.startswith("SIG_") else None
+    return int(sig) if sig is not None else None
+
+
+def _check_signal(ck, node):
+    check_unsafe(ck, node)
+    if not node.args:
+        raise error("signal() requires at least one argument (0 provided)", node.span)
+    if len(node.args) > 1:
+        raise error(f"signal() takes up to one argument ({len(node.args)} provided)", node.span)
+    for probe_name in (p.name for p in ck.unit.probes):
+        if probe_name in ("BEGIN", "END"):
+            raise error(f'signal can not be used with "{probe_name}" probes', node.span)
+    arg = node.args[0]
+    t = ck.expr(arg)
+    if isinstance(arg, ast.String):
+        text = arg.value.decode("utf-8", "replace")
+        node.signal = signal_number(text)
+        if node.signal is None:
+            raise error(f"{text} is not a valid signal", node.span)
+    elif isinstance(t, IntT):
+        value = ck.fold(arg)
+        if value is not None and not 1 <= value <= 64:
+            raise error(f"{value} is not a valid signal, allowed range: [1,64]", node.span)
+        node.signal = value
+    elif t is not None:
+        raise error("signal only accepts string literals or integers", node.span)
+    return NoneT()
+
+
+@function("signal", 'signal(sig): send a signal ("KILL", "SIGUSR1" or a number) to the '
+          "current process (--unsafe).", _check_signal, signature="signal(sig)")
+def _signal(lw, node):
+    sig = const(node.signal) if node.signal is not None else lw.expr(node.args[0])
+    lw.fb.helper(SEND_SIGNAL, lw.b.trunc(sig, B.I32))
+    return const(0)
+
+
+def _check_kptr_uptr(ck, node):
+    nargs(node, 1)
+    t = int_arg(ck, node, 0, "integer or pointer")
+    user = node.name == "uptr"
+    if isinstance(t, PtrT):
+        return PtrT(t.target, user)
+    # an integer stays one (printed as such); reads through it (str, buf) take its space
+    node.ptr_base = PtrT("void", user)
+    return t
+
+
+function("kptr", "kptr(addr): addr as a kernel address (reads through it use the kernel's "
+         "memory).", _check_kptr_uptr, signature="kptr(addr)")(lambda lw, node: lw.expr(node.args[0]))
+function("uptr", "uptr(addr): addr as a user-space address (reads through it use the process's "
+         "memory).", _check_kptr_uptr, signature="uptr(addr)")(lambda lw, node: lw.expr(node.args[0]))
+
+
 def _check_str(ck, node):
     nargs(node, 1, 2)
     t = ck.expr(node.args[0])

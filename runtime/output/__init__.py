@@ -9,7 +9,7 @@ Public API::
     out.attached(n)                 # "Attaching N probes..."
     out.lost(n)                     # "Lost N events"
     out.record(action, record)      # one ring buffer record: printf,
-                                    # print_value, time, join
+                                    # print_value, time, join, system, cat
     out.print_value(type_desc, raw) # print(value)
     out.print_map(map_meta, entries, top=0, div=0)
     out.print_maps_at_exit([(map_meta, entries), ...])
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import struct
+import sys
 import time as _time
 
 from . import json as _json
@@ -169,6 +171,8 @@ class Output:
                 self._time(fmt)
         elif kind == "join":
             fn = self._compile_join(action)
+        elif kind in ("system", "cat"):
+            fn = self._compile_user_action(action)
         else:
             raise ValueError("the output layer does not handle async action %r"
                              % (kind,))
@@ -190,6 +194,43 @@ class Output:
         def fn(rec):
             out(apply(decode_args(rec), render))
         return fn
+
+    def _compile_user_action(self, action: dict):
+        """system(fmt, ...) runs the formatted command, cat(fmt, ...) reads the named file:
+        both here in user space, both print what they get like bpftrace 0.17."""
+        fmt = compile_format(action["format"])
+        decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
+        render = _text.value_text
+        apply = fmt.apply
+        act = self._system if action["kind"] == "system" else self._cat
+
+        def fn(rec):
+            act(apply(decode_args(rec), render))
+        return fn
+
+    def _system(self, command: bytes) -> None:
+        """The command's standard output, through /bin/sh (popen() in bpftrace); its
+        standard error is pytrace's."""
+        import subprocess
+        self.flush()
+        done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
+        self._message("syscall", done.stdout)
+
+    def _cat(self, path: bytes) -> None:
+        """At most BPFTRACE_CAT_BYTES_MAX bytes (default 10240) of the file."""
+        try:
+            limit = int(os.environ.get("BPFTRACE_CAT_BYTES_MAX", "10240"))
+        except ValueError:
+            limit = 10240
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit)
+        except OSError as e:
+            self.flush()
+            name = path.decode("utf-8", "replace")
+            sys.stderr.write(f"ERROR: failed to open file '{name}': {os.strerror(e.errno)}\n")
+            return
+        self._message("cat", data)
 
     def _compile_join(self, action: dict):
         delim = action.get("delim", " ")
@@ -246,6 +287,10 @@ class Output:
     def _timestr(self, s: str) -> None:
         raise NotImplementedError
 
+    def _message(self, mtype: str, data: bytes) -> None:
+        """What system() ("syscall") or cat() ("cat") produced."""
+        raise NotImplementedError
+
 
 class TextOutput(Output):
     fmt = "text"
@@ -273,6 +318,9 @@ class TextOutput(Output):
     def _timestr(self, s: str) -> None:
         self._emit(s)
 
+    def _message(self, mtype: str, data: bytes) -> None:
+        self._w.write_bytes(data)
+
 
 class JsonOutput(Output):
     fmt = "json"
@@ -299,6 +347,9 @@ class JsonOutput(Output):
 
     def _timestr(self, s: str) -> None:
         self._emit(_json.message_json("time", s))
+
+    def _message(self, mtype: str, data: bytes) -> None:
+        self._emit(_json.message_json(mtype, _text.decode_str(data)))
 
 
 def make_output(manifest: dict, stream, fmt: str = "text",
