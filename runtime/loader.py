@@ -14,7 +14,7 @@ from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .objfile import ObjectSpec
-from .attach import possible_cpus
+from .attach import UPROBE_KINDS, possible_cpus, uprobe_multi_supported
 
 
 @record
@@ -45,6 +45,7 @@ class LoadedProgram:
     name: str
     section: str
     meta: dict  # the manifest "programs" entry ({} if absent)
+    expected_attach_type: int = 0
 
 
 class LoadedObject:
@@ -157,9 +158,13 @@ def _load(obj, spec, log_level, programs):
             ptype = _prog_type_from_section(ps.section)
         name = kernel_name(meta.get("name") or sym)
         insns = patch_relocations(ps.insns, ps.relocations, map_fds)
+        expected = meta.get("expected_attach_type", 0)
+        if not expected and ptype == U.BPF_PROG_TYPE_KPROBE and _uprobes_only(meta) \
+                and uprobe_multi_supported():
+            expected = U.BPF_TRACE_UPROBE_MULTI     # attached with uprobe_multi links
         try:
             fd = S.prog_load(ptype, insns, spec.license or "GPL", name, symbol=sym,
-                             expected_attach_type=meta.get("expected_attach_type", 0),
+                             expected_attach_type=expected,
                              attach_btf_id=meta.get("attach_btf_id", 0),
                              log_level=log_level)
         except BpfError as e:
@@ -168,7 +173,12 @@ def _load(obj, spec, log_level, programs):
             if e.errno == E.EPERM:
                 raise PermissionFailure() from None
             raise RuntimeFailure(f"Failed to load program {sym}: {e}") from None
-        obj.programs[sym] = LoadedProgram(sym, fd, ptype, name, ps.section, meta)
+        obj.programs[sym] = LoadedProgram(sym, fd, ptype, name, ps.section, meta, expected)
+
+
+def _uprobes_only(meta: dict) -> bool:
+    kinds = {a.get("kind") for a in meta.get("attach", ())}
+    return bool(kinds) and kinds <= set(UPROBE_KINDS)
 
 
 def _prog_type_from_section(section: str) -> int:

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from .record import record
 from . import attach as A
+from . import uapi as U
 from . import loader, maps, objfile
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
@@ -160,9 +161,14 @@ class Session:
         if self.stop_reason is None and not self._sig_flag:
             probes = m.get("probes", [])
             for lp in others:
-                for entry in lp.meta.get("attach", []):
-                    if entry.get("kind") in ("begin", "end"):
-                        continue
+                entries = [e for e in lp.meta.get("attach", [])
+                           if e.get("kind") not in ("begin", "end")]
+                if lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI:
+                    for (path, retprobe, pid), group in A.uprobe_multi_groups(entries).items():
+                        self.attachments.add(A.uprobe_multi(lp.fd, path, group, retprobe, pid,
+                                                            probes))
+                    continue
+                for entry in entries:
                     self.attachments.add(A.attach_entry(lp.fd, entry, probes,
                                                         child_pid=self.child_pid))
             self.attachments.enable_all()

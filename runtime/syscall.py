@@ -269,6 +269,20 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int,
     return bpf(U.BPF_LINK_CREATE, a)
 
 
+def link_create_uprobe_multi(prog_fd: int, path: str, offsets, ref_ctr_offsets, cookies,
+                             flags: int = 0, pid: int = 0) -> int:
+    """One BPF_TRACE_UPROBE_MULTI link: a uprobe at each file offset of ``path``
+    (pid 0: every process)."""
+    n = len(offsets)
+    path_buf = ctypes.create_string_buffer(os.fsencode(path) + b"\0")
+    arrays = [(ctypes.c_uint64 * n)(*values) for values in (offsets, ref_ctr_offsets, cookies)]
+    a = _attr()
+    _pack_into("<IIII", a, 0, prog_fd, 0, U.BPF_TRACE_UPROBE_MULTI, 0)
+    _pack_into("<QQQQIII", a, U.LC_UPROBE_MULTI_PATH, ctypes.addressof(path_buf),
+               *(ctypes.addressof(arr) for arr in arrays), n, flags, max(pid, 0))
+    return bpf(U.BPF_LINK_CREATE, a)
+
+
 def iter_create(link_fd: int) -> int:
     """An fd whose read() runs a BPF iterator (BPF_ITER_CREATE)."""
     a = _attr()
@@ -331,6 +345,18 @@ def map_get_fd_by_id(id_: int) -> int:
     a = _attr()
     _pack_into("<I", a, U.GF_ID, id_)
     return bpf(U.BPF_MAP_GET_FD_BY_ID, a)
+
+
+def link_get_fd_by_id(id_: int) -> int:
+    a = _attr()
+    _pack_into("<I", a, U.GF_ID, id_)
+    return bpf(U.BPF_LINK_GET_FD_BY_ID, a)
+
+
+def link_info(fd: int) -> dict:
+    """{type, id, prog_id} of a BPF link (struct bpf_link_info)."""
+    ltype, lid, prog_id = _unpack_from("<III", obj_get_info_by_fd(fd), 0)
+    return {"type": ltype, "id": lid, "prog_id": prog_id}
 
 
 def obj_get_info_by_fd(fd: int, size: int = 256) -> bytes:

@@ -28,6 +28,7 @@ BPF_MAP_GET_NEXT_ID = 12
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_LINK_GET_FD_BY_ID = 30
 BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_GET_NEXT_ID = 31
 BPF_MAP_LOOKUP_BATCH = 24
@@ -134,6 +135,13 @@ LC_TARGET_FD = 4
 LC_ATTACH_TYPE = 8
 LC_FLAGS = 12
 LC_PERF_EVENT_BPF_COOKIE = 16
+LC_UPROBE_MULTI_PATH = 16       # link_create.uprobe_multi: u64 path, offsets,
+LC_UPROBE_MULTI_OFFSETS = 24    # ref_ctr_offsets, cookies (pointers to arrays
+LC_UPROBE_MULTI_REF_CTR = 32    # of cnt u64s), then u32 cnt, flags, pid
+LC_UPROBE_MULTI_COOKIES = 40
+LC_UPROBE_MULTI_CNT = 48
+LC_UPROBE_MULTI_FLAGS = 52
+LC_UPROBE_MULTI_PID = 56
 
 # ---------------------------------------------------------------- map types
 BPF_MAP_TYPE_HASH = 1
@@ -167,6 +175,9 @@ BPF_PROG_TYPE_TRACING = 26
 
 # attach types
 BPF_PERF_EVENT = 41
+BPF_LINK_TYPE_UPROBE_MULTI = 12     # enum bpf_link_type
+BPF_TRACE_UPROBE_MULTI = 48
+BPF_F_UPROBE_MULTI_RETURN = 1
 
 # ---------------------------------------------------------------- instructions
 BPF_INSN_SIZE = 8

@@ -193,6 +193,51 @@ def test_uprobe_pid_restricts_to_process(prog):
     assert map_lines(out) == [f"@[{target.pid}]: 4"]
 
 
+@needs_root
+def test_uprobes_of_a_program_share_one_uprobe_multi_link(prog):
+    from pytrace.runtime import attach, syscall, uapi
+    if not attach.uprobe_multi_supported():
+        pytest.skip("the kernel has no uprobe_multi links (Linux 6.6+)")
+
+    def new_links():
+        out = []
+        for link_id in set(syscall.link_ids()) - before:
+            try:
+                fd = syscall.link_get_fd_by_id(link_id)
+            except OSError:
+                continue
+            try:
+                out.append(syscall.link_info(fd)["type"])
+            finally:
+                syscall.close(fd)
+        return out
+
+    p = prog["prog"]
+    before = set(syscall.link_ids())
+    tracer = subprocess.Popen(
+        PYTRACE + ["-c", f"{p} 3 x wait", "-e",
+                   f"uprobe:{p}:add* {{ @[probe] = count(); }} "
+                   f"uretprobe:{p}:neg {{ @[probe] = count(); }}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tracer.stdout.readline().startswith("Attaching 3 probes")
+        deadline = time.monotonic() + 10
+        while new_links().count(uapi.BPF_LINK_TYPE_UPROBE_MULTI) < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        # one link per program: add and add3 share one, the uretprobe has its own
+        assert sorted(new_links()) == [uapi.BPF_LINK_TYPE_UPROBE_MULTI] * 2
+        # the -c child reads this, then calls the functions
+        out, err = tracer.communicate(input="x", timeout=30)
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+    assert tracer.returncode == 0, err
+    assert map_lines(out) == [f"@[uretprobe:{p}:neg]: 1", f"@[uprobe:{p}:add]: 3",
+                              f"@[uprobe:{p}:add3]: 3"]
+    assert new_links() == []
+
+
 # ------------------------------------------------------------------ usdt
 
 needs_python_sdt = pytest.mark.skipif(not os.path.exists(PYTHON_SDT), reason="no python3.11")
