@@ -25,6 +25,9 @@ Rows (see docs/performance.md for what each measures and the latest table):
              nothing attached; pytrace's object cache is not used there), the
              growth of the marginal cost per probe, and the programs in the
              object for one body over every sched:sched_* tracepoint
+  uprobes    uprobe:libc:str* (about 80-100 uprobes) under -c /bin/true: process
+             start to exit (pytrace compiles every run: objects with uprobes are
+             not cached)
 
 Each round runs pytrace then bpftrace (A B A B ...) on the same program; the
 table shows both tools' medians, the ratio pytrace/bpftrace of the medians,
@@ -82,10 +85,11 @@ MAP_KEYS_MAX = "200000"
 WILDCARD_CALLS = 1000
 WILDCARD_PROG = "tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"
 
+UPROBE_PROG = "uprobe:libc:str* /pid == cpid/ { @[probe] = count(); }"
 COMPILE_SIZES = (10, 40, 160)
 SHARED_PROG = "tracepoint:sched:sched_* { @[probe] = count(); }"
 
-ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile"]
+ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes"]
 TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
 
 RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
@@ -827,8 +831,33 @@ def row_compile(bench: Bench, rounds: int):
     return [*rows.values(), growth, shared], [note]
 
 
+def row_uprobes(bench: Bench, rounds: int):
+    row = Row("7 uprobes", "uprobe:libc:str* with -c /bin/true: process start to exit", "s",
+              "{:.3f}")
+    probes = {t: set() for t in TOOLS}
+    bench.warm(UPROBE_PROG, "/bin/true")
+    for r in range(rounds):
+        log(f" round {r + 1}/{rounds}")
+        for tool in TOOLS:
+            try:
+                p = bench.run_tool(tool, UPROBE_PROG, "/bin/true", timeout=120.0)
+                m = ATTACHING_RE.search(p.stdout())
+                if not m:
+                    raise Failed("no 'Attaching N probes...' line")
+                probes[tool].add(int(m.group(1)))
+                row.add(tool, p.wall)
+                log(f"  {tool:8} {m.group(1)} probes {p.wall:.3f} s")
+            except Failed as e:
+                row.fail(tool, str(e))
+                log(f"  {tool:8} FAILED: {e}")
+    counts = ", ".join(f"{t} {'/'.join(map(str, sorted(probes[t]))) or '?'}" for t in TOOLS)
+    return [row], [f"uprobes: probes attached: {counts} (bpftrace also reads libc's separate debug "
+                   "symbols, /usr/lib/debug: local functions such as strchr_ifunc)"]
+
+
 ROW_FUNCS = {"startup": row_startup, "overhead": row_overhead, "printf": row_printf,
-             "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile}
+             "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
+             "uprobes": row_uprobes}
 
 
 # ---------------------------------------------------------------- main
