@@ -238,6 +238,29 @@ def test_uprobes_of_a_program_share_one_uprobe_multi_link(prog):
     assert new_links() == []
 
 
+@needs_root
+def test_uprobe_objects_are_cached_until_the_binary_changes(prog, tmp_path):
+    binary = tmp_path / "prog"
+    shutil.copy(prog["prog"], binary)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTRACE_CACHE_DIR=str(cache))
+    env.pop("PYTRACE_NO_CACHE", None)
+    script = f"uprobe:{binary}:add {{ @ = count(); }}"
+
+    def traced():
+        r = run(["-c", f"{binary} 2 x", "-e", script], env=env)
+        assert r.returncode == 0, r.stderr
+        assert map_lines(r.stdout) == ["@: 2"]
+        (obj,) = cache.glob("*.o")
+        return obj.stat().st_mtime_ns
+
+    first = traced()
+    assert len(list(cache.glob("*.deps"))) == 1
+    assert traced() == first                    # served from the cache
+    os.utime(binary, ns=(first + 10**9, first + 10**9))
+    assert traced() > first                     # the binary changed: compiled again
+
+
 # ------------------------------------------------------------------ usdt
 
 needs_python_sdt = pytest.mark.skipif(not os.path.exists(PYTHON_SDT), reason="no python3.11")

@@ -2,8 +2,9 @@
 
 A repeated one-liner skips lark and llvmlite entirely: the key covers everything
 the object depends on (the program, its parameters and options, pytrace's own
-code, LLVM's version, the kernel release and its set of tracepoints). Set
-PYTRACE_NO_CACHE=1 to bypass it; PYTRACE_CACHE_DIR moves it.
+code, LLVM's version, the kernel release and its set of tracepoints); an object
+that probes files (uprobe, usdt) also records them, and is used again only while
+they are unchanged. Set PYTRACE_NO_CACHE=1 to bypass it; PYTRACE_CACHE_DIR moves it.
 """
 from __future__ import annotations
 
@@ -74,12 +75,55 @@ def key(source: str, *options) -> str:
     return h.hexdigest()
 
 
+def _file_state(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _dependencies(files) -> str:
+    """What an object that probes files (uprobe, usdt) was built against: the working
+    directory and PATH (relative and bare names), the dynamic linker's cache (library
+    names) and each file's inode, size and modification time."""
+    lines = [f"cwd\0{os.getcwd()}", f"PATH\0{os.environ.get('PATH', '')}",
+             f"file\0/etc/ld.so.cache\0{_file_state('/etc/ld.so.cache')}"]
+    lines += [f"file\0{path}\0{_file_state(path)}" for path in sorted(set(files))]
+    return "\n".join(lines) + "\n"
+
+
+def _dependencies_hold(text: str) -> bool:
+    for line in text.splitlines():
+        kind, *rest = line.split("\0")
+        if kind == "cwd":
+            ok = rest == [os.getcwd()]
+        elif kind == "PATH":
+            ok = rest == [os.environ.get("PATH", "")]
+        elif kind == "file" and len(rest) == 2:
+            ok = _file_state(rest[0]) == rest[1]
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
 def load(k: str):
-    """(object bytes, warnings text) or None."""
+    """(object bytes, warnings text) or None, also None if a file the object probes
+    has changed since it was stored."""
     d = cache_dir()
     try:
         with open(os.path.join(d, f"{k}.o"), "rb") as f:
             elf = f.read()
+    except OSError:
+        return None
+    try:
+        with open(os.path.join(d, f"{k}.deps"), encoding="utf-8", errors="surrogateescape") as f:
+            if not _dependencies_hold(f.read()):
+                return None
+    except FileNotFoundError:
+        pass
     except OSError:
         return None
     try:
@@ -90,12 +134,17 @@ def load(k: str):
     return elf, warnings
 
 
-def store(k: str, elf: bytes, warnings: str = "") -> None:
+def store(k: str, elf: bytes, warnings: str = "", files=()) -> None:
+    """`files`: the files the object probes (see load)."""
+    if any("\n" in f or "\0" in f for f in files):
+        return
     d = cache_dir()
     try:
         os.makedirs(d, exist_ok=True)
         if warnings:
             _write(d, f"{k}.warn", warnings.encode())
+        if files:
+            _write(d, f"{k}.deps", _dependencies(files).encode("utf-8", "surrogateescape"))
         _write(d, f"{k}.o", elf)     # last: its presence means the entry is complete
     except OSError:
         pass   # a read-only home is no reason to fail a trace

@@ -200,9 +200,10 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
             f.write(st.elf)
     if args.emit_elf or args.emit_llvm:
         return 0
-    if cache_key is not None and not _probes_files(st.manifest):
+    files = _probed_files(st.manifest)
+    if cache_key is not None and not (files and args.pid):   # -p: process-specific
         from . import cache
-        cache.store(cache_key, st.elf, warnings)
+        cache.store(cache_key, st.elf, warnings, files)
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
@@ -268,10 +269,11 @@ def _failure_span(e, manifest):
     return None
 
 
-def _probes_files(manifest) -> bool:
-    """Whether the object depends on files (uprobe/usdt offsets), which the cache key
-    does not cover: such objects are not cached."""
-    return any("path" in a for p in manifest.get("programs", []) for a in p.get("attach", []))
+def _probed_files(manifest) -> list:
+    """The files whose offsets the object holds (uprobe, usdt): the cache keeps the
+    object only while they are unchanged."""
+    return [a["path"] for p in manifest.get("programs", []) for a in p.get("attach", [])
+            if "path" in a]
 
 
 def _env_int(name, default):
