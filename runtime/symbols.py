@@ -2,8 +2,8 @@
 
 Kernel addresses come from /proc/kallsyms (read once, sorted; the nearest symbol at or
 below the address). User addresses are resolved through /proc/PID/maps and the ELF symbol
-tables (.symtab, .dynsym: functions) of the mapped file, read with pyelftools and cached
-per binary. A process that has exited can not be resolved (the address is printed as
+tables (.symtab, .dynsym: functions) of the mapped file and of its separate debug file,
+read with runtime.elfread and cached per binary. A process that has exited can not be resolved (the address is printed as
 ``0x...``), like bpftrace, which also resolves late.
 """
 from __future__ import annotations
@@ -54,70 +54,32 @@ class KernelSymbols:
 class _Binary:
     """The function symbols and PT_LOAD segments of one ELF file."""
 
-    DEBUG_ROOT = "/usr/lib/debug"
-
     def __init__(self, path: str):
+        from .elfread import STT_FUNC, STT_GNU_IFUNC, ElfError, ElfImage
         self.starts = []
         self.syms = []          # (start, size, name), sorted by start
         self.segments = []      # (p_offset, p_vaddr, p_filesz)
         seen = {}
         try:
-            from elftools.elf.elffile import ELFFile
-            with open(path, "rb") as f:
-                elf = ELFFile(f)
-                for seg in elf.iter_segments():
-                    if seg["p_type"] == "PT_LOAD":
-                        self.segments.append((seg["p_offset"], seg["p_vaddr"],
-                                              max(seg["p_filesz"], seg["p_memsz"])))
-                self._symbols(elf, seen)
-                debug = self._debug_file(elf, path)
+            elf = ElfImage(path)
+            self.segments = [(offset, vaddr, max(filesz, memsz))
+                             for vaddr, memsz, offset, filesz, _ in elf.loads]
+            images = [elf]
+            debug = elf.debug_file()
             if debug is not None:
                 # separate debug info (bcc reads it too): the local functions of a
                 # stripped library, e.g. libc's __libc_start_call_main
-                with open(debug, "rb") as f:
-                    self._symbols(ELFFile(f), seen)
-        except Exception:       # not an ELF file, unreadable, truncated...
+                images.append(ElfImage(debug))
+            for image in images:
+                for name, type_, shndx, value, size in image.symbols():
+                    if type_ in (STT_FUNC, STT_GNU_IFUNC) and shndx and value and name:
+                        seen.setdefault(value, (size, name))
+        except (ElfError, OSError):       # not an ELF64 file, unreadable, truncated...
             pass
         for start in sorted(seen):
             size, name = seen[start]
             self.starts.append(start)
             self.syms.append((start, size, name))
-
-    @staticmethod
-    def _symbols(elf, seen):
-        for secname in (".symtab", ".dynsym"):
-            sec = elf.get_section_by_name(secname)
-            if sec is None or not hasattr(sec, "iter_symbols"):
-                continue
-            for sym in sec.iter_symbols():
-                if sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC"):
-                    continue
-                if sym["st_shndx"] == "SHN_UNDEF" or not sym["st_value"] or not sym.name:
-                    continue
-                seen.setdefault(sym["st_value"], (sym["st_size"], sym.name))
-
-    @classmethod
-    def _debug_file(cls, elf, path):
-        """The separate debug file of a binary: by build id, then by .gnu_debuglink."""
-        candidates = []
-        for sec in elf.iter_sections():
-            if sec["sh_type"] != "SHT_NOTE":
-                continue
-            for note in sec.iter_notes():
-                if note["n_type"] == "NT_GNU_BUILD_ID":
-                    bid = note["n_desc"]
-                    candidates.append(os.path.join(cls.DEBUG_ROOT, ".build-id", bid[:2],
-                                                   bid[2:] + ".debug"))
-        link = elf.get_section_by_name(".gnu_debuglink")
-        if link is not None:
-            name = link.data().split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            d = os.path.dirname(os.path.realpath(path))
-            candidates += [os.path.join(d, name), os.path.join(d, ".debug", name),
-                           cls.DEBUG_ROOT + os.path.join(d, name)]
-        for c in candidates:
-            if os.path.isfile(c) and os.path.realpath(c) != os.path.realpath(path):
-                return c
-        return None
 
     def vaddr(self, file_offset: int):
         for off, vaddr, size in self.segments:

@@ -77,6 +77,48 @@ def read_elf(path: str) -> Optional[ElfFile]:
 
 @functools.lru_cache(maxsize=32)
 def _read_elf(path: str, _key) -> Optional[ElfFile]:
+    from ..runtime.elfread import ElfError, ElfImage
+    try:
+        elf = ElfImage(path)
+    except ElfError:
+        return _read_elf_pyelftools(path)       # e.g. a 32-bit binary
+    except OSError:
+        return None
+    try:
+        functions, objects = {}, {}
+        _add_symbols(elf, functions, objects)
+        debug = elf.debug_file()
+        if debug is not None:
+            try:
+                # local functions of a stripped library (libc's strchr_ifunc), as bpftrace
+                _add_symbols(ElfImage(debug), functions, objects)
+            except (ElfError, OSError):
+                pass
+        notes = []
+        sec = elf.section(".note.stapsdt")
+        if sec is not None:
+            base_sec = elf.section(".stapsdt.base")
+            base_addr = base_sec.addr if base_sec is not None else None
+            notes = [_parse_stapsdt(desc, base_addr) for name, type_, desc in elf.notes(sec)
+                     if name == b"stapsdt" and type_ == 3]
+        return ElfFile(path, elf.is_dyn, elf.loads, functions, objects, notes)
+    except ElfError:
+        return None
+
+
+def _add_symbols(elf, functions, objects):
+    from ..runtime.elfread import (STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT,
+                                   STT_TLS)
+    for name, type_, shndx, value, size in elf.symbols():
+        if not name or shndx == 0 or not value:
+            continue
+        if type_ in (STT_FUNC, STT_GNU_IFUNC):
+            functions.setdefault(name.split("@")[0], (value, size))
+        elif type_ in (STT_OBJECT, STT_TLS, STT_COMMON):
+            objects.setdefault(name.split("@")[0], (value, size))
+
+
+def _read_elf_pyelftools(path: str) -> Optional[ElfFile]:
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import NoteSection, SymbolTableSection
