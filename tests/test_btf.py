@@ -124,3 +124,12 @@ def test_index_is_fast_and_cached(tmp_path, monkeypatch):
         assert t1 - t0 < 2.0 and t3 - t2 < 1.0
     finally:
         btf.vmlinux.cache_clear()
+
+
+def test_thread_info_status_offset(kbtf):
+    # the raw syscall programs skip ia32 system calls by reading this field
+    from pytrace.providers.syscalls import THREAD_INFO_STATUS
+    task = kbtf.struct("task_struct")
+    thread_info = kbtf.member(task, "thread_info")
+    status = kbtf.member(kbtf.type(kbtf.resolve(thread_info.type)), "status")
+    assert thread_info.offset + status.offset == THREAD_INFO_STATUS

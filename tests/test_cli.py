@@ -241,6 +241,31 @@ def test_missing_hardware_pmu_is_a_clear_error(no_leaks):
     assert "hardware" in r.stderr.lower() or "pmu" in r.stderr.lower()
 
 
+IA32_PROGRAM = r"""
+/* ia32 system calls without libc: 3 x getppid (ia32 number 64, x86-64's semget), exit */
+static int sys0(int nr) { int r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr) : "memory"); return r; }
+void _start(void) { for (int i = 0; i < 3; i++) sys0(64); __asm__ volatile("int $0x80" :: "a"(1), "b"(0)); }
+"""
+
+
+@needs_root
+def test_ia32_system_calls_are_not_traced(tmp_path, no_leaks):
+    # like the syscalls:* tracepoints, which ignore compat system calls; the raw
+    # sys_enter/sys_exit ones see them with their ia32 numbers
+    src, binary = tmp_path / "ia32.c", tmp_path / "ia32"
+    src.write_text(IA32_PROGRAM)
+    built = subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-O1", "-o", str(binary),
+                            str(src)], capture_output=True)
+    if built.returncode != 0:
+        pytest.skip("gcc can not build a 32-bit program here")
+    probes = ("tracepoint:syscalls:sys_enter_semget /pid == cpid/ { @semget = count(); } "
+              "tracepoint:syscalls:sys_exit_semget /pid == cpid/ { @semget_exit = count(); } "
+              "tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @getppid = count(); }")
+    r = run(["-c", str(binary), "-e", probes])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("@getppid: 0\n@semget: 0\n@semget_exit: 0\n"), r.stdout
+
+
 @needs_root
 def test_many_tracepoints_attach_and_detach(no_leaks):
     start = time.monotonic()
