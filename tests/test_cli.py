@@ -241,6 +241,25 @@ def test_missing_hardware_pmu_is_a_clear_error(no_leaks):
     assert "hardware" in r.stderr.lower() or "pmu" in r.stderr.lower()
 
 
+@needs_root
+def test_helper_errors_k_and_kk(no_leaks):
+    env = dict(os.environ, BPFTRACE_MAP_KEYS_MAX="1", PYTRACE_NO_CACHE="1")
+    program = 'BEGIN { @[1] = count(); @[2] = count(); printf("[%s]\\n", str(0)); exit(); }'
+
+    def warnings(*flags):
+        r = run([*flags, "-e", program], env=env)
+        assert r.returncode == 0, r.stderr
+        assert "@[1]: 1" in r.stdout and "[]" in r.stdout
+        return [line for line in r.stdout.splitlines() if "WARNING" in line]
+
+    full = "stdin:1:32-39: WARNING: Failed to map_update_elem: Argument list too long (-7)"
+    assert warnings() == []
+    assert warnings("-k") == [full]
+    kk = warnings("-kk")
+    assert kk[0] == full and len(kk) == 2
+    assert kk[1].startswith("stdin:1:58-64: WARNING: Failed to probe_read_str: ")
+
+
 IA32_PROGRAM = r"""
 /* ia32 system calls without libc: 3 x getppid (ia32 number 64, x86-64's semget), exit */
 static int sys0(int nr) { int r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr) : "memory"); return r; }

@@ -15,6 +15,7 @@ USAGE = """USAGE:
 OPTIONS:
     -B MODE        output buffering mode ('full', 'none')
     -f FORMAT      output format ('text', 'json')
+    -k             warn when a map update or delete fails (-kk: also memory reads)
     -o file        redirect trace output to file
     -d             dump the AST after every pass and the LLVM IR, then stop
     --dump-after PASS
@@ -58,6 +59,7 @@ def build_parser():
     p.add_argument("-o", dest="output")
     p.add_argument("-f", dest="format", default="text", choices=["text", "json"])
     p.add_argument("-B", dest="buffering", default=None, choices=["line", "full", "none"])
+    p.add_argument("-k", dest="helper_errors", action="count", default=0)
     p.add_argument("-q", dest="quiet", action="store_true")
     p.add_argument("-v", dest="verbose", action="store_true")
     p.add_argument("-l", dest="list", action="store_true")
@@ -146,7 +148,8 @@ def _main(argv) -> int:
     from . import cache
     cache_key = None
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid)
+        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid,
+                              args.helper_errors)
         hit = cache.load(cache_key)
         if hit is not None:
             elf, warnings = hit
@@ -179,7 +182,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
         dump_after = "codegen"
     options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
                              max_map_keys=max_map_keys, pid=args.pid,
-                             dump_after=dump_after, emitter=emitter)
+                             dump_after=dump_after, emitter=emitter,
+                             helper_errors=args.helper_errors)
     if args.dump_all:
         options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
     try:

@@ -36,6 +36,7 @@ class CompileOptions(Options):
     pid: Optional[int] = None       # -p: user-space probes (uprobe, usdt) trace only this process
     dump: Callable[[str], None] = print
     emitter: object = None          # a codegen.emit.BackgroundEmitter, else emit in-process
+    helper_errors: int = 0          # -k: 1 warns when map updates/deletes fail, -kk: 2 also reads
 
 
 @record
@@ -174,6 +175,11 @@ def codegen_pass(st: State):
         })
         if hasattr(unit.provider, "program_fields"):    # kfunc: expected_attach_type, attach_btf_id
             programs[-1].update(unit.provider.program_fields(unit.probes))
+    for action in res.async_actions:
+        if action["kind"] == "helper_error":
+            span = action.pop("span")
+            action["message"] = _helper_error_message(st, span, action["helper"])
+            action["line"], action["col"] = span[0], span[1]
     st.manifest.update({
         "version": MANIFEST_VERSION,
         "programs": programs,
@@ -186,6 +192,16 @@ def codegen_pass(st: State):
     B.add_section_bytes(module, "_manifest", ".pytrace",
                         json.dumps(st.manifest, separators=(",", ":")).encode())
     st.llvm_ir = str(module)
+
+
+def _helper_error_message(st: State, span, helper: str):
+    """The warning a failing helper prints, as [before, after] the error it got
+    ("Argument list too long (-7)"): the runtime has neither source nor renderer."""
+    from .diagnostics import Diagnostic, render
+    marker = "\0"
+    text = render(Diagnostic(f"Failed to {helper}: {marker}", ast.Span(*span), "WARNING"),
+                  st.source, st.filename)
+    return text.split(marker, 1)
 
 
 def _program_name(unit) -> str:

@@ -511,9 +511,6 @@ def _cat(lw, node):
     return const(0)
 
 
-SEND_SIGNAL = 109       # bpf_send_signal(u32 sig): to the current process
-
-
 def signal_number(name: str):
     """A signal name ("KILL", "SIGKILL", any case) as its number, or None."""
     import signal
@@ -554,7 +551,7 @@ def _check_signal(ck, node):
           "current process (--unsafe).", _check_signal, signature="signal(sig)")
 def _signal(lw, node):
     sig = const(node.signal) if node.signal is not None else lw.expr(node.args[0])
-    lw.fb.helper(SEND_SIGNAL, lw.b.trunc(sig, B.I32))
+    lw.fb.helper(B.SEND_SIGNAL, lw.b.trunc(sig, B.I32))
     return const(0)
 
 

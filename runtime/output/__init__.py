@@ -9,7 +9,8 @@ Public API::
     out.attached(n)                 # "Attaching N probes..."
     out.lost(n)                     # "Lost N events"
     out.record(action, record)      # one ring buffer record: printf,
-                                    # print_value, time, join, system, cat
+                                    # print_value, time, join, system, cat,
+                                    # helper_error
     out.print_value(type_desc, raw) # print(value)
     out.print_map(map_meta, entries, top=0, div=0)
     out.print_maps_at_exit([(map_meta, entries), ...])
@@ -42,6 +43,7 @@ from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
 __all__ = ["make_output", "Output", "TextOutput", "JsonOutput", "UserNames"]
 
 _U64_COUNT = struct.Struct("<Q").unpack_from
+_I64 = struct.Struct("<q").unpack_from
 
 
 class _Writer:
@@ -173,6 +175,8 @@ class Output:
             fn = self._compile_join(action)
         elif kind in ("system", "cat"):
             fn = self._compile_user_action(action)
+        elif kind == "helper_error":
+            fn = self._compile_helper_error(action)
         else:
             raise ValueError("the output layer does not handle async action %r"
                              % (kind,))
@@ -193,6 +197,14 @@ class Output:
 
         def fn(rec):
             out(apply(decode_args(rec), render))
+        return fn
+
+    def _compile_helper_error(self, action: dict):
+        """-k: a helper failed; the record holds its (negative) result."""
+        offset = int(action["args"][0]["offset"])
+
+        def fn(rec):
+            self._helper_error(action, _I64(rec, offset)[0])
         return fn
 
     def _compile_user_action(self, action: dict):
@@ -291,6 +303,9 @@ class Output:
         """What system() ("syscall") or cat() ("cat") produced."""
         raise NotImplementedError
 
+    def _helper_error(self, action: dict, err: int) -> None:
+        raise NotImplementedError
+
 
 class TextOutput(Output):
     fmt = "text"
@@ -321,6 +336,12 @@ class TextOutput(Output):
     def _message(self, mtype: str, data: bytes) -> None:
         self._w.write_bytes(data)
 
+    def _helper_error(self, action: dict, err: int) -> None:
+        """`stdin:1:25-30: WARNING: Failed to map_update_elem: Argument list too long (-7)`,
+        the source line and a caret: rendered by the compiler around the error text."""
+        before, after = action["message"]
+        self._emit(f"{before}{os.strerror(-err)} ({err}){after}")
+
 
 class JsonOutput(Output):
     fmt = "json"
@@ -350,6 +371,9 @@ class JsonOutput(Output):
 
     def _message(self, mtype: str, data: bytes) -> None:
         self._emit(_json.message_json(mtype, _text.decode_str(data)))
+
+    def _helper_error(self, action: dict, err: int) -> None:
+        self._emit(_json.helper_error_json(action["helper"], err, action["line"], action["col"]))
 
 
 def make_output(manifest: dict, stream, fmt: str = "text",

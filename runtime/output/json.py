@@ -156,6 +156,11 @@ def message_json(mtype: str, text: str) -> str:
     return '{"type": "%s", "data": %s}\n' % (mtype, _quote(text))
 
 
+def helper_error_json(helper: str, retcode: int, line: int, col: int) -> str:
+    return ('{"type": "helper_error", "helper": %s, "retcode": %d, "line": %d, "col": %d}\n'
+            % (_quote(helper), retcode, line, col))
+
+
 def value_json(v) -> str:
     return '{"type": "value", "data": %s}\n' % json_value(v)
 

@@ -33,6 +33,7 @@ PROBE_READ_USER = 112
 PROBE_READ_KERNEL = 113
 PROBE_READ_USER_STR = 114
 PROBE_READ_KERNEL_STR = 115
+SEND_SIGNAL = 109
 KTIME_GET_BOOT_NS = 125
 RINGBUF_RESERVE = 131
 RINGBUF_SUBMIT = 132
@@ -63,6 +64,7 @@ class FunctionBuilder:
         ir.IRBuilder(self.exit_block).ret(const(0))
         self.b = ir.IRBuilder(body)
         self._scratch = {}
+        self.on_helper = None   # (helper_id, result) -> None, after every helper call (-k)
         self._temps = {}        # size -> stack buffers for temporaries
         self._temps_used = {}   # size -> how many are in use by the current statement
 
@@ -154,7 +156,10 @@ class FunctionBuilder:
         argtys = [a.type for a in args]
         fnty = ir.FunctionType(I64, argtys)
         fnptr = self.b.inttoptr(const(helper_id), fnty.as_pointer())
-        return self.b.call(fnptr, list(args))
+        result = self.b.call(fnptr, list(args))
+        if self.on_helper is not None:
+            self.on_helper(helper_id, result)
+        return result
 
     def map_ptr(self, gv: ir.GlobalVariable) -> ir.Value:
         return self.b.bitcast(gv, PTR)

@@ -33,6 +33,14 @@ class Resources:
 
 GLOBALS = {"start_ns": 0, "cpid": 8}
 
+# -k checks these helpers' results (-kk: also the reads), as bpftrace: (level, name)
+CHECKED_HELPERS = {
+    B.MAP_UPDATE_ELEM: (1, "map_update_elem"), B.MAP_DELETE_ELEM: (1, "map_delete_elem"),
+    B.SEND_SIGNAL: (1, "send_signal"),
+    B.PROBE_READ_USER: (2, "probe_read"), B.PROBE_READ_KERNEL: (2, "probe_read"),
+    B.PROBE_READ_USER_STR: (2, "probe_read_str"), B.PROBE_READ_KERNEL_STR: (2, "probe_read_str"),
+}
+
 
 class Lowerer:
     def __init__(self, module, unit, maps, res: Resources, options):
@@ -46,6 +54,21 @@ class Lowerer:
         self.loops = []
         self.var_slots: Dict[str, ir.Value] = {}
         self.probe_cookie = None     # set by a provider prologue that knows the probe at run time
+        self.loc = None              # the source span a failing helper is reported at (-k)
+        if getattr(options, "helper_errors", 0):
+            self.fb.on_helper = self.check_helper
+
+    def check_helper(self, helper_id, result):
+        """-k / -kk: a helper that fails (< 0) sends a helper_error record."""
+        level, name = CHECKED_HELPERS.get(helper_id, (3, ""))
+        if level > self.options.helper_errors or self.loc is None:
+            return
+        loc, self.loc = self.loc, None       # the record's own helpers are not checked
+        with self.b.if_then(self.b.icmp_signed("<", result, const(0))):
+            self.emit_record({"kind": "helper_error", "helper": name,
+                              "span": [loc.line, loc.col, loc.end_line, loc.end_col],
+                              "args": []}, [(IntT(64, True), result)])
+        self.loc = loc
 
     # ------------------------------------------------------------ driver
     def run(self):
@@ -65,9 +88,11 @@ class Lowerer:
     # ------------------------------------------------------------ statements
     def stmt(self, s):
         b = self.b
+        self.loc = None
         if isinstance(s, ast.ExprStmt):
             self.expr(s.expr)
         elif isinstance(s, ast.Assign):
+            self.loc = s.target.span + s.op_span if s.op_span else s.span
             self.assign(s)
         elif isinstance(s, ast.If):
             cond = self.fb.to_bool(self.expr(s.cond))
@@ -112,6 +137,7 @@ class Lowerer:
             if isinstance(info.value, AggT):
                 from ..registry import lookup_function
                 entry = lookup_function(s.value.name)
+                self.loc = s.value.span
                 entry.lower(self, s.value, info, target)
                 return
             if s.op is not None:
@@ -293,6 +319,15 @@ class Lowerer:
 
     # ------------------------------------------------------------ expressions
     def expr(self, e):
+        if isinstance(e, (ast.Call, ast.FieldAccess, ast.Index, ast.Unary)):
+            outer, self.loc = self.loc, e.span      # where its helpers' failures are reported
+            try:
+                return self._expr(e)
+            finally:
+                self.loc = outer
+        return self._expr(e)
+
+    def _expr(self, e):
         from ..registry import lookup_builtin, lookup_function
         b, fb = self.b, self.fb
         if isinstance(e, ast.Integer):
