@@ -310,7 +310,7 @@ def read_tracepoint_field(lw, e):
         loc = fb.load(ctx, f.offset, 32, align=4)
         off = b.and_(loc, const(0xFFFF))
         buf = fb.temp(t.size)
-        fb.helper(B.PROBE_READ_KERNEL_STR, buf, const(t.size, B.I32), b.gep(ctx, [off]))
+        fb.helper(B.PROBE_READ_KERNEL_STR, buf, const(t.size, B.I32), fb.at(ctx, off))
         return buf
     if isinstance(t, StrT):
         buf = fb.temp(t.size)

@@ -1,7 +1,8 @@
 """A thin BPF-flavoured wrapper over llvmlite's IRBuilder.
 
-Every pointer is an i8*; memory is accessed at byte offsets with typed casts.
-Allocas always go to the entry block. Helpers are called by number.
+Every pointer is an opaque `ptr`; memory is accessed at byte offsets (a GEP over
+i8, then a typed load or store: no casts). Allocas always go to the entry block.
+Helpers are called by number.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ I8 = ir.IntType(8)
 I16 = ir.IntType(16)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
-PTR = I8.as_pointer()
+PTR = ir.PointerType()          # opaque
 INT_BITS = {8: I8, 16: I16, 32: I32, 64: I64}
 
 # bpf_func_id numbers (include/uapi/linux/bpf.h)
@@ -77,11 +78,15 @@ class FunctionBuilder:
     def alloca(self, size: int, name: str = "") -> ir.Value:
         """Stack memory of `size` bytes (8-aligned), in the entry block, zero-filled there."""
         size = max(8, (size + 7) & ~7)
-        slot = self._entry_builder.alloca(ir.ArrayType(I64, size // 8), name=name)
-        ptr = self._entry_builder.bitcast(slot, PTR)
+        entry = self._entry_builder
+        slot = entry.alloca(ir.ArrayType(I64, size // 8), name=name)
+        # llvmlite types an alloca as [n x i64]* and its IRBuilder skips a cast to ptr
+        # (it thinks them equal): cast explicitly, so loads and stores see a ptr
+        ptr = ir.instructions.CastInstr(entry.block, "bitcast", slot, PTR)
+        entry._insert(ptr)
         for off in range(0, size, 8):
-            p = self._entry_builder.bitcast(self._entry_builder.gep(ptr, [const(off)]), I64.as_pointer())
-            self._entry_builder.store(const(0), p, align=8)
+            p = ptr if off == 0 else entry.gep(ptr, [const(off)], source_etype=I8)
+            entry.store(const(0), p, align=8)
         return ptr
 
     def temp(self, size: int) -> ir.Value:
@@ -108,20 +113,24 @@ class FunctionBuilder:
             self._scratch[key] = self.alloca(size)
         return self._scratch[key]
 
-    def at(self, ptr, offset: int) -> ir.Value:
-        return ptr if offset == 0 else self.b.gep(ptr, [const(offset)])
+    def at(self, ptr, offset) -> ir.Value:
+        """ptr + offset bytes (offset: an int or an i64 value)."""
+        if isinstance(offset, int):
+            if offset == 0:
+                return ptr
+            offset = const(offset)
+        return self.b.gep(ptr, [offset], source_etype=I8)
 
     def store(self, ptr, offset: int, value: ir.Value, bits: int = 64):
         ty = INT_BITS[bits]
         if value.type != ty:
             value = self.b.trunc(value, ty) if value.type.width > bits else self.b.zext(value, ty)
-        p = self.b.bitcast(self.at(ptr, offset), ty.as_pointer())
-        self.b.store(value, p, align=min(8, bits // 8) if offset % (bits // 8) == 0 else 1)
+        self.b.store(value, self.at(ptr, offset),
+                     align=min(8, bits // 8) if offset % (bits // 8) == 0 else 1)
 
     def load(self, ptr, offset: int, bits: int = 64, signed: bool = False, align: int = 8) -> ir.Value:
         ty = INT_BITS[bits]
-        p = self.b.bitcast(self.at(ptr, offset), ty.as_pointer())
-        v = self.b.load(p, align=min(align, bits // 8))
+        v = self.b.load(self.at(ptr, offset), align=min(align, bits // 8), typ=ty)
         if bits < 64:
             v = self.b.sext(v, I64) if signed else self.b.zext(v, I64)
         return v
@@ -162,7 +171,7 @@ class FunctionBuilder:
         return result
 
     def map_ptr(self, gv: ir.GlobalVariable) -> ir.Value:
-        return self.b.bitcast(gv, PTR)
+        return gv           # a pointer like any other: no cast needed
 
     def map_lookup(self, gv, key) -> ir.Value:
         r = self.helper(MAP_LOOKUP_ELEM, self.map_ptr(gv), key)
