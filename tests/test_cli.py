@@ -260,6 +260,16 @@ def test_helper_errors_k_and_kk(no_leaks):
     assert kk[1].startswith("stdin:1:58-64: WARNING: Failed to probe_read_str: ")
 
 
+@needs_root
+def test_debugf_writes_to_the_kernel_trace_buffer(no_leaks):
+    marker = f"pytrace-debugf-{os.getpid()}-{time.monotonic_ns()}"
+    r = run(["-e", f'BEGIN {{ debugf("{marker} %d\\n", 42); exit(); }}'])
+    assert r.returncode == 0, r.stderr
+    assert "WARNING: The debugf() builtin is not recommended" in r.stderr
+    with open("/sys/kernel/tracing/trace", errors="replace") as f:
+        assert f"{marker} 42" in f.read()
+
+
 IA32_PROGRAM = r"""
 /* ia32 system calls without libc: 3 x getppid (ia32 number 64, x86-64's semget), exit */
 static int sys0(int nr) { int r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr) : "memory"); return r; }

@@ -58,6 +58,15 @@ def test_kprobe_wildcard_expands_over_kallsyms(tmp_path):
     assert len(spec.manifest["programs"][0]["attach"]) == len(probes)
 
 
+def test_override_calls_bpf_override_return(tmp_path):
+    out = tmp_path / "o.ll"
+    r = subprocess.run(PYTRACE + ["--unsafe", "--emit-llvm", str(out), "-e",
+                                  "kprobe:should_failslab { override(-12); }"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "inttoptr i64 58 to i64 (ptr, i64)*" in out.read_text()   # helper 58, (ctx, rc)
+
+
 def test_emit_elf_kfunc(tmp_path):
     spec = compile_manifest(tmp_path, 'kfunc:vfs_read { printf("%d %p\\n", args->count, args->file); } '
                                       'kretfunc:vfs_read { printf("%d\\n", retval); } '

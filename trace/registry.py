@@ -169,6 +169,11 @@ def _cpu(lw, node):
     return lw.fb.helper(B.GET_SMP_PROCESSOR_ID)
 
 
+@variable("numaid", "The NUMA node of the CPU the probe fired on.", UINT32)
+def _numaid(lw, node):
+    return lw.fb.helper(B.GET_NUMA_NODE_ID)
+
+
 @variable("comm", "Name of the current process (16 bytes).", StrT(16))
 def _comm(lw, node):
     buf = lw.fb.temp(16)
@@ -552,6 +557,51 @@ def _check_signal(ck, node):
 def _signal(lw, node):
     sig = const(node.signal) if node.signal is not None else lw.expr(node.args[0])
     lw.fb.helper(B.SEND_SIGNAL, lw.b.trunc(sig, B.I32))
+    return const(0)
+
+
+def _check_debugf(ck, node):
+    if not node.args or not isinstance(node.args[0], ast.String):
+        check_format(ck, node, "debugf")        # its error comes before the warning
+    ck.warn("The debugf() builtin is not recommended for production use. For more "
+            "information see bpf_trace_printk in bpf-helpers(7).", node.span)
+    fmt, _types = check_format(ck, node, "debugf")
+    if len(format_specs(fmt)) > 3:
+        raise error("debugf: Cannot use more than 3 conversion specifiers", node.span)
+    return NoneT()
+
+
+@function("debugf", "debugf(fmt, ...): bpf_trace_printk to the kernel's trace_pipe (at most 3 "
+          "arguments; for debugging).", _check_debugf, signature="debugf(fmt, ...)")
+def _debugf(lw, node):
+    fb, b = lw.fb, lw.b
+    fmt = node.args[0].value + b"\0"
+    buf = fb.temp(len(fmt))
+    fb.store_bytes(buf, fmt)
+    args = []
+    for a in node.args[1:]:
+        v = lw.expr(a)
+        args.append(v if a.type.in_register else b.ptrtoint(v, I64))   # %s: its address
+    fb.helper(B.TRACE_PRINTK, buf, const(len(fmt), B.I32), *args)
+    return const(0)
+
+
+def _check_override(ck, node):
+    check_unsafe(ck, node)
+    nargs(node, 1, 99)
+    if len(node.args) > 1:
+        raise error(f"override() takes up to one argument ({len(node.args)} provided)", node.span)
+    if ck.unit.provider.name != "kprobe":
+        raise error("override can only be used with kprobes.", node.span)
+    int_arg(ck, node, 0)
+    return NoneT()
+
+
+@function("override", "override(rc): return rc from the probed kernel function without running "
+          "it (kprobe on an error-injectable function; --unsafe).", _check_override,
+          signature="override(rc)")
+def _override(lw, node):
+    lw.fb.helper(B.OVERRIDE_RETURN, lw.fb.ctx, lw.expr(node.args[0]))
     return const(0)
 
 

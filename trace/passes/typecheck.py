@@ -607,5 +607,10 @@ class Checker:
 def check(units: List[Unit], options: Options, structs=None):
     """(maps, warnings) of a program."""
     checker = Checker(units, options, structs)
-    checker.run()
+    try:
+        checker.run()
+    except CompileError as e:
+        # bpftrace prints the warnings it met before the error, then the error
+        e.diagnostics[:0] = checker.warnings
+        raise
     return checker.maps, checker.warnings
