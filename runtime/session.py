@@ -34,6 +34,7 @@ class RunOptions:
     child_argv: Optional[list] = None   # -c: command to run, gated until attached
     pid: Optional[int] = None     # -p: stop when this process exits
     verbose: bool = False
+    buffering: Optional[str] = None   # -B: "line" / "none" (flush every record), "full"
     # where the "\n\n" before the exit map dump goes; None: ``out``.  bpftrace
     # writes it to stdout even with -o, the CLI can pass sys.stdout for that.
     sep_stream: object = None
@@ -114,6 +115,10 @@ class Session:
         if factory is None:
             from .output import make_output as factory
         self.output = factory(m, self.out, self.opt.fmt)
+        if self.opt.buffering in ("line", "none"):
+            self.output.flush_every_record = True
+        elif self.opt.buffering == "full":
+            self.output.flush_every_record = False
 
         if self.opt.pid is not None:
             self._watch_pid(self.opt.pid)

@@ -61,6 +61,12 @@ NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
 
 # ------------------------------------------------------------------ no root needed
 
+def test_buffering_mode_is_checked():
+    r = run(["-B", "bogus", "-e", "BEGIN { exit(); }"])
+    assert r.returncode == 1
+    assert r.stderr == "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n"
+
+
 def test_version_and_help():
     r = run(["-V"])
     assert r.returncode == 0 and r.stdout.startswith("pytrace v")

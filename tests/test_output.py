@@ -1252,3 +1252,22 @@ def test_cat_and_system_json(tmp_path):
     o.record(*_user_action("system", "echo hi"))
     assert s.getvalue() == ('{"type": "cat", "data": "a\\tb\\n"}\n'
                             '{"type": "syscall", "data": "hi\\n"}\n')
+
+
+def test_flush_every_record_follows_the_stream_and_buffering():
+    class Counting(io.StringIO):
+        flushes = 0
+
+        def flush(self):
+            Counting.flushes += 1
+            super().flush()
+
+    action = {"kind": "printf", "format": "x\n", "args": []}
+    s = Counting()
+    o = make_output(MANIFEST, s, "text")
+    assert o.flush_every_record is False          # not a terminal: the session flushes
+    o.record(action, u64(0))
+    assert Counting.flushes == 0
+    o.flush_every_record = True                   # -B line / none
+    o.record(action, u64(0))
+    assert Counting.flushes == 1 and s.getvalue() == "x\nx\n"

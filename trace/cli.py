@@ -13,7 +13,8 @@ USAGE = """USAGE:
     pytrace [options] -e 'program'
 
 OPTIONS:
-    -B MODE        output buffering mode ('full', 'none')
+    -B MODE        output buffering mode ('line', 'full', 'none'); by default a terminal
+                   gets every line at once, a pipe or file each batch of events
     -f FORMAT      output format ('text', 'json')
     -k             warn when a map update or delete fails (-kk: also memory reads)
     -o file        redirect trace output to file
@@ -58,7 +59,7 @@ def build_parser():
     p.add_argument("-p", dest="pid", type=int)
     p.add_argument("-o", dest="output")
     p.add_argument("-f", dest="format", default="text", choices=["text", "json"])
-    p.add_argument("-B", dest="buffering", default=None, choices=["line", "full", "none"])
+    p.add_argument("-B", dest="buffering", default=None)
     p.add_argument("-k", dest="helper_errors", action="count", default=0)
     p.add_argument("-q", dest="quiet", action="store_true")
     p.add_argument("-v", dest="verbose", action="store_true")
@@ -106,6 +107,9 @@ def _main(argv) -> int:
         args = parse_args(argv)
     except UsageError as e:
         sys.stderr.write(f"ERROR: {e}\n" + _usage())
+        return 1
+    if args.buffering not in (None, "line", "full", "none"):
+        sys.stderr.write("ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n")
         return 1
     if args.help:
         sys.stdout.write(_usage())
@@ -229,6 +233,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         out = open(args.output, "w")
     child = shlex.split(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
+                      buffering=args.buffering,
                       verbose=args.verbose)
     try:
         return run(elf, opts)

@@ -126,6 +126,9 @@ class Output:
         self.manifest = manifest or {}
         self.ctx = DecodeContext(self.manifest.get("probes", ()), usernames)
         self._w = _Writer(stream)
+        # -B line / none, or a terminal: each record is written out at once (else the
+        # session flushes after each batch of records)
+        self.flush_every_record = self._w.tty
         self._compiled: dict = {}
 
     # ---------------------------------------------------------------- basics
@@ -136,7 +139,7 @@ class Output:
         self._w.write_str(s)
 
     def _after_record(self) -> None:
-        if self._w.tty:
+        if self.flush_every_record:
             self._w.flush()
 
     def set_maps_reader(self, reader) -> None:
