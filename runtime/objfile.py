@@ -73,7 +73,9 @@ _SYM = struct.Struct("<IBBHQQ")
 _REL = struct.Struct("<QQ")
 
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 1, 2, 3, 4, 8, 9
-SHF_EXECINSTR = 0x4
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+STB_GLOBAL = 1
+ET_REL = 1
 STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
 SHN_LORESERVE = 0xFF00
 
@@ -169,15 +171,17 @@ def _cstr(table: bytes, off: int) -> str:
     return table[off:end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
-def parse(elf_bytes: bytes) -> ObjectSpec:
-    """Parse a BPF ELF object into an ObjectSpec; ObjectFormatError if malformed."""
+def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
+    """Parse a BPF ELF object into an ObjectSpec; ObjectFormatError if malformed.
+    `whole=False`: a part of a program compiled in parts (see join): its manifest
+    may name programs that are in the other parts."""
     try:
-        return _parse(_Elf(bytes(elf_bytes)))
+        return _parse(_Elf(bytes(elf_bytes)), whole)
     except struct.error as e:
         raise ObjectFormatError(f"invalid ELF object: {e}") from None
 
 
-def _parse(elf: _Elf) -> ObjectSpec:
+def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
     sections = elf.sections
     symbols = elf.symbols
     if not symbols:
@@ -268,7 +272,8 @@ def _parse(elf: _Elf) -> ObjectSpec:
                 raise ObjectFormatError(
                     f"relocation at {s.name}+{off:#x} outside any program")
 
-    _check_manifest(spec)
+    if whole:
+        _check_manifest(spec)
     return spec
 
 
@@ -324,3 +329,94 @@ def _check_manifest(spec: ObjectSpec) -> None:
     for key, sym in (m.get("internal") or {}).items():
         if sym and sym not in spec.maps:
             raise ObjectFormatError(f"internal map '{key}' ({sym}) not found in the object")
+
+
+# ------------------------------------------------------------------ ELF writing
+# The compiler builds a large program in two parts, one per CPU, and joins the
+# two objects: their programs, one copy of the maps, license and manifest.
+
+def join(parts) -> bytes:
+    """One object from the objects of a program compiled in parts (each holding
+    every map, the license and the manifest, and some of the programs)."""
+    specs = [parse(p, whole=False) for p in parts]
+    joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license)
+    for spec in specs:
+        joined.programs.update(spec.programs)
+        for sym, ms in spec.maps.items():
+            joined.maps.setdefault(sym, ms)
+    data = write(joined)
+    _check_manifest(parse(data, whole=False))
+    return data
+
+
+def write(spec: ObjectSpec) -> bytes:
+    """An ELF64 BPF relocatable object that parse() reads back as `spec`: one
+    section per program, its REL section, `maps`, `license`, `.pytrace`, .symtab."""
+    names = bytearray(b"\0")
+
+    def name(text: str) -> int:
+        off = len(names)
+        names.extend(text.encode() + b"\0")
+        return off
+
+    maps = sorted(spec.maps.values(), key=lambda m: m.offset)
+    map_blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
+    for m in maps:
+        struct.pack_into("<5I", map_blob, m.offset, m.type, m.key_size, m.value_size,
+                         m.max_entries, m.flags)
+    programs = list(spec.programs.values())
+    # sections: (name, type, flags, data, link, info, entsize); index 1 is .strtab,
+    # the last is .symtab; the program sections start at 2
+    sections = [(".strtab", SHT_STRTAB, 0, None, 0, 0, 0)]
+    first_prog = 2
+    for p in programs:
+        sections.append((p.section, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, p.insns, 0, 0, 0))
+    maps_idx = first_prog + len(programs)
+    sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, bytes(map_blob), 0, 0, 0))
+    sections.append((LICENSE_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE,
+                     spec.license.encode() + b"\0", 0, 0, 0))
+    sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
+                     json.dumps(spec.manifest, separators=(",", ":")).encode(), 0, 0, 0))
+    rel_at = len(sections) + 1
+    symtab_idx = rel_at + sum(1 for p in programs if p.relocations)
+
+    symbols = [struct.pack("<IBBHQQ", 0, 0, 0, 0, 0, 0)]
+    map_sym_index = {}
+    for m in maps:
+        map_sym_index[m.symbol] = len(symbols)
+        symbols.append(struct.pack("<IBBHQQ", name(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
+                                   0, maps_idx, m.offset, MAP_DEF_SIZE))
+    for i, p in enumerate(programs):
+        symbols.append(struct.pack("<IBBHQQ", name(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
+                                   0, first_prog + i, 0, len(p.insns)))
+    for i, p in enumerate(programs):
+        if p.relocations:
+            rels = b"".join(struct.pack("<QQ", r.insn_offset,
+                                        (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
+                            for r in p.relocations)
+            sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
+                             first_prog + i, _REL.size))
+    sections.append((".symtab", SHT_SYMTAB, 0, b"".join(symbols), 1, 1, _SYM.size))
+
+    headers = [bytes(_SHDR.size)]
+    body = bytearray()
+    offset = _EHDR.size
+    name_offsets = [name(s[0]) for s in sections]
+    for (sname, stype, flags, data, link, info, entsize), noff in zip(sections, name_offsets):
+        if data is None:                      # .strtab: complete only now
+            data = bytes(names)
+        align = 8
+        pad = (-offset) % align
+        body.extend(b"\0" * pad)
+        offset += pad
+        headers.append(_SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
+                                  entsize))
+        body.extend(data)
+        offset += len(data)
+    pad = (-offset) % 8
+    body.extend(b"\0" * pad)
+    shoff = offset + pad
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    header = _EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, _EHDR.size, 0, 0,
+                        _SHDR.size, len(headers), 1)
+    return header + bytes(body) + b"".join(headers)

@@ -276,6 +276,26 @@ def test_debugf_writes_to_the_kernel_trace_buffer(no_leaks):
         assert f"{marker} 42" in f.read()
 
 
+@needs_root
+def test_a_program_compiled_in_two_halves_runs(workload, no_leaks):
+    # 40 programs: enough IR (> codegen.emit.SPLIT_BYTES) for two LLVM workers
+    probes = "".join(
+        f"tracepoint:syscalls:sys_enter_getppid /pid == cpid/ {{ @a{i}[comm] = count(); "
+        f"@b{i} = hist(nsecs & {i}); if (pid > {i}) {{ @c[{i}] = sum({i}); }} }}\n"
+        for i in range(40))
+    from pytrace.codegen.emit import split_functions
+    from pytrace.compiler import CompileOptions, compile_source
+    ir = compile_source(probes, "stdin", CompileOptions(has_child=True)).llvm_ir
+    assert split_functions(ir) is not None
+    r = run(["-c", f"{workload} getppid 3", "-e", probes],
+            env=dict(os.environ, PYTRACE_NO_CACHE="1"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Attaching 40 probes..."
+    assert all(f"@a{i}[workload]: 3" in lines for i in range(40))
+    assert all(f"@c[{i}]: {3 * i}" in lines for i in range(40))
+
+
 IA32_PROGRAM = r"""
 /* ia32 system calls without libc: 3 x getppid (ia32 number 64, x86-64's semget), exit */
 static int sys0(int nr) { int r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr) : "memory"); return r; }

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from pytrace.codegen.emit import BackgroundEmitter, emit_object
+from pytrace.codegen.emit import BackgroundEmitter, emit_object, split_functions
 
 IR = '''target triple = "bpfel"
 define i64 @prog(ptr %ctx) section "tracepoint/x" {
@@ -74,3 +74,32 @@ def test_a_failed_start_leaves_nothing_open(monkeypatch):
     with pytest.raises(OSError):
         BackgroundEmitter()
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_split_functions_keeps_globals_in_both_halves():
+    globals_ = '@"m0" = global {i32} {i32 1}, section "maps"\n'
+    fns = [f'define i64 @"prog_{i}"(ptr %c) section "s{i}"\n{{\nentry:\n  ret i64 {i}\n}}\n'
+           for i in range(4)]
+    ir = 'target triple = "bpfel"\n' + globals_ + "".join(fns) + '@"_license" = global i8 0\n'
+    assert split_functions(ir, min_bytes=len(ir) + 1) is None          # too small
+    first, second = split_functions(ir, min_bytes=1)
+    for half, mine in ((first, (0, 2)), (second, (1, 3))):
+        assert half.startswith('target triple = "bpfel"\n' + globals_)
+        assert '@"_license"' in half
+        assert [f'@"prog_{i}"' in half for i in range(4)] == [i in mine for i in range(4)]
+
+
+def test_a_large_module_compiles_in_two_halves_joined():
+    from pytrace.compiler import CompileOptions, compile_source
+    from pytrace.runtime import objfile
+    probes = "".join(
+        f"interval:ms:{i + 1} {{ @a{i}[comm, pid] = count(); @b{i} = hist(nsecs & {i}); "
+        f'if (pid > {i}) {{ printf("%d %s\\n", pid, comm); }} }}\n' for i in range(40))
+    st = compile_source(probes, "stdin", CompileOptions())
+    assert split_functions(st.llvm_ir) is not None          # big enough to split
+    joined = BackgroundEmitter().emit(st.llvm_ir)
+    whole, parts = objfile.parse(st.elf), objfile.parse(joined)
+    assert parts.programs == whole.programs and parts.manifest == whole.manifest
+    assert {m.symbol: (m.type, m.key_size, m.value_size, m.max_entries)
+            for m in parts.maps.values()} == \
+        {m.symbol: (m.type, m.key_size, m.value_size, m.max_entries) for m in whole.maps.values()}

@@ -249,3 +249,25 @@ def test_compiler_object_if_available():
         sym = spec.manifest["internal"].get(key)
         if sym:
             assert sym in spec.maps
+
+
+def test_write_reads_back_as_the_same_spec(elf):
+    spec = objfile.parse(elf)
+    again = objfile.parse(objfile.write(spec))
+    assert again.programs == spec.programs
+    assert again.maps == spec.maps
+    assert (again.manifest, again.license) == (spec.manifest, spec.license)
+
+
+def test_join_takes_programs_from_every_part(elf):
+    spec = objfile.parse(elf)
+    names = sorted(spec.programs)
+    halves = []
+    for keep in (names[:1], names[1:]):      # each part: every map, some programs
+        part = objfile.ObjectSpec(programs={n: spec.programs[n] for n in keep},
+                                  maps=spec.maps, manifest=spec.manifest, license=spec.license)
+        halves.append(objfile.write(part))
+        with pytest.raises(ObjectFormatError):
+            objfile.parse(halves[-1])            # alone it lacks a manifest program
+    joined = objfile.parse(objfile.join(halves))
+    assert joined.programs == spec.programs and joined.maps == spec.maps

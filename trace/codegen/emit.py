@@ -5,6 +5,8 @@ process that loads LLVM (llvmlite's import and the BPF target machine, ~20 ms)
 while this one parses and checks the program, so on a machine with a second CPU
 a compile pays only for LLVM's optimisation and code generation (a few ms); the
 CLI always uses it, because it also turns LLVM's fatal errors into diagnostics.
+A large module is compiled in two halves by two workers, and the two objects are
+joined (runtime.objfile.join).
 """
 from __future__ import annotations
 
@@ -117,13 +119,44 @@ class BackgroundEmitter:
             os._exit(status)
 
     def emit(self, llvm_ir: str) -> bytes:
+        parts = split_functions(llvm_ir)
+        if parts is not None:
+            return self._emit_in_two(parts)
+        self._submit(llvm_ir)
+        if self._meanwhile is not None:
+            self._meanwhile()
+        return self._result(llvm_ir)
+
+    def _emit_in_two(self, parts) -> bytes:
+        """A large module: half its functions here, half in a second worker forked now
+        (after this one has its IR, so that it holds none of this one's pipes)."""
+        from ..runtime.objfile import join
+        first, second = parts
+        self._submit(first)
+        try:
+            other = BackgroundEmitter()
+        except OSError:
+            other = None
+        if other is not None:
+            other._submit(second)
+        if self._meanwhile is not None:
+            self._meanwhile()
+        try:
+            objects = [self._result(first),
+                       other._result(second) if other is not None else emit_object(second)]
+        finally:
+            if other is not None:
+                other.close()
+        return join(objects)
+
+    def _submit(self, llvm_ir: str):
         try:
             _write_all(self._ir_write, llvm_ir.encode())
         except OSError:         # the worker is gone
             pass
         self._close_ir()
-        if self._meanwhile is not None:
-            self._meanwhile()
+
+    def _result(self, llvm_ir: str) -> bytes:
         answer = _read_all(self._result_read)
         self._reap(kill=False)
         os.lseek(self._stderr, 0, os.SEEK_SET)
@@ -164,6 +197,33 @@ class BackgroundEmitter:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+# LLVM takes ~0.65 ms per KiB of our IR; a second worker costs ~30 ms (fork, loading
+# LLVM, joining the objects), so only modules above this size are split.
+SPLIT_BYTES = 256 * 1024
+
+
+def split_functions(llvm_ir: str, min_bytes: int = SPLIT_BYTES):
+    """Two modules with every global and alternate functions of `llvm_ir` (programs
+    never call each other), or None if it is too small to be worth splitting."""
+    if len(llvm_ir) < min_bytes:
+        return None
+    common, functions, current = [], [], None
+    for line in llvm_ir.splitlines(keepends=True):
+        if current is not None:
+            current.append(line)
+            if line.startswith("}"):
+                functions.append("".join(current))
+                current = None
+        elif line.startswith("define "):
+            current = [line]
+        else:
+            common.append(line)
+    if current is not None or len(functions) < 2:
+        return None
+    head = "".join(common)
+    return [head + "".join(functions[0::2]), head + "".join(functions[1::2])]
 
 
 def _first_error(text: str) -> str:
