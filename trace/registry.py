@@ -400,18 +400,39 @@ def _printf_kind(t):
     return bpftrace_name(t)
 
 
-def _check_printf(ck, node):
-    check_format(ck, node, "printf")
-    return NoneT()
+def formatted_check(name, unsafe=False):
+    """The typing rule of printf-like calls: a literal format and its arguments."""
+    def check(ck, node):
+        if unsafe:
+            check_unsafe(ck, node)
+        check_format(ck, node, name)
+        return NoneT()
+    return check
 
 
-@function("printf", "printf(fmt, ...): print formatted output (asynchronously, via the ring buffer).",
-          _check_printf, signature="printf(fmt, ...)")
-def _printf(lw, node):
-    fmt = node.args[0].value.decode("utf-8", "replace")
-    args = [(a.type, lw.expr(a)) for a in node.args[1:]]
-    lw.emit_record({"kind": "printf", "format": fmt, "args": []}, args)
-    return const(0)
+def formatted_record(kind):
+    """The lowering of printf-like calls: the format and its arguments in one ring
+    buffer record, acted on in user space."""
+    def lower(lw, node):
+        fmt = node.args[0].value.decode("utf-8", "replace")
+        lw.emit_record({"kind": kind, "format": fmt, "args": []},
+                       [(a.type, lw.expr(a)) for a in node.args[1:]])
+        return const(0)
+    return lower
+
+
+def check_unsafe(ck, node):
+    if not ck.options.unsafe:
+        raise error(f"{node.name}() is an unsafe function being used in safe mode", node.span)
+
+
+function("printf", "printf(fmt, ...): print formatted output (asynchronously, via the ring buffer).",
+         formatted_check("printf"), signature="printf(fmt, ...)")(formatted_record("printf"))
+function("system", "system(fmt, ...): run a shell command (user space, --unsafe); its "
+         "standard output joins the trace output.", formatted_check("system", unsafe=True),
+         signature="system(fmt, ...)")(formatted_record("system"))
+function("cat", "cat(fmt, ...): print the contents of a file (read in user space).",
+         formatted_check("cat"), signature="cat(fmt, ...)")(formatted_record("cat"))
 
 
 def _check_print(ck, node):
@@ -480,41 +501,7 @@ def _exit(lw, node):
     return const(0)
 
 
-# ---------------------------------------------------------------- unsafe and user-space actions
-
-def check_unsafe(ck, node):
-    if not ck.options.unsafe:
-        raise error(f"{node.name}() is an unsafe function being used in safe mode", node.span)
-
-
-def _check_system(ck, node):
-    check_unsafe(ck, node)
-    check_format(ck, node, "system")
-    return NoneT()
-
-
-@function("system", "system(fmt, ...): run a shell command (user space, --unsafe); its "
-          "standard output joins the trace output.", _check_system, signature="system(fmt, ...)")
-def _system(lw, node):
-    fmt = node.args[0].value.decode("utf-8", "replace")
-    lw.emit_record({"kind": "system", "format": fmt, "args": []},
-                   [(a.type, lw.expr(a)) for a in node.args[1:]])
-    return const(0)
-
-
-def _check_cat(ck, node):
-    check_format(ck, node, "cat")
-    return NoneT()
-
-
-@function("cat", "cat(fmt, ...): print the contents of a file (read in user space).",
-          _check_cat, signature="cat(fmt, ...)")
-def _cat(lw, node):
-    fmt = node.args[0].value.decode("utf-8", "replace")
-    lw.emit_record({"kind": "cat", "format": fmt, "args": []},
-                   [(a.type, lw.expr(a)) for a in node.args[1:]])
-    return const(0)
-
+# ---------------------------------------------------------------- unsafe actions
 
 def signal_number(name: str):
     """A signal name ("KILL", "SIGKILL", any case) as its number, or None."""

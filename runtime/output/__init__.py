@@ -161,7 +161,7 @@ class Output:
             return hit[1]
         kind = action.get("kind")
         if kind == "printf":
-            fn = self._compile_printf(action)
+            fn = self._compile_formatted(action, self._printf)
         elif kind == "print_value":
             arg = action["arg"]
             dec = make_decoder(arg["type"], self.ctx)
@@ -176,8 +176,10 @@ class Output:
                 self._time(fmt)
         elif kind == "join":
             fn = self._compile_join(action)
-        elif kind in ("system", "cat"):
-            fn = self._compile_user_action(action)
+        elif kind == "system":
+            fn = self._compile_formatted(action, self._system)
+        elif kind == "cat":
+            fn = self._compile_formatted(action, self._cat)
         elif kind == "helper_error":
             fn = self._compile_helper_error(action)
         else:
@@ -191,12 +193,13 @@ class Output:
         self._compile(action)(record)
         self._after_record()
 
-    def _compile_printf(self, action: dict):
+    def _compile_formatted(self, action: dict, out):
+        """printf, system, cat: the format applied to the record's arguments, to `out`
+        (bytes: the text printed, the command run, the file read)."""
         fmt = compile_format(action["format"])
         decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
         render = _text.value_text
         apply = fmt.apply
-        out = self._printf
 
         def fn(rec):
             out(apply(decode_args(rec), render))
@@ -208,19 +211,6 @@ class Output:
 
         def fn(rec):
             self._helper_error(action, _I64(rec, offset)[0])
-        return fn
-
-    def _compile_user_action(self, action: dict):
-        """system(fmt, ...) runs the formatted command, cat(fmt, ...) reads the named file:
-        both here in user space, both print what they get like bpftrace 0.17."""
-        fmt = compile_format(action["format"])
-        decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
-        render = _text.value_text
-        apply = fmt.apply
-        act = self._system if action["kind"] == "system" else self._cat
-
-        def fn(rec):
-            act(apply(decode_args(rec), render))
         return fn
 
     def _system(self, command: bytes) -> None:
