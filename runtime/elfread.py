@@ -1,5 +1,6 @@
-"""Symbols, segments and notes of ELF64 little-endian files (executables, shared
-libraries, their separate debug files), read with struct.
+"""Sections, symbols, segments and notes of ELF64 little-endian files (executables,
+shared libraries, their separate debug files, and the BPF objects runtime.objfile
+reads), read with struct.
 
 pyelftools builds a Python object per symbol: reading libc's 3,000 took 0.33 s of
 a 0.35 s uprobe compile.  This reader decodes the symbol table with one
@@ -31,24 +32,33 @@ class ElfError(Exception):
 
 
 class Section:
-    __slots__ = ("name", "type", "flags", "addr", "offset", "size", "link", "entsize")
+    __slots__ = ("index", "name", "type", "flags", "addr", "offset", "size", "link", "info",
+                 "entsize")
 
-    def __init__(self, name, type_, flags, addr, offset, size, link, entsize):
-        self.name, self.type, self.flags, self.addr = name, type_, flags, addr
-        self.offset, self.size, self.link, self.entsize = offset, size, link, entsize
+    def __init__(self, index, name, type_, flags, addr, offset, size, link, info, entsize):
+        self.index, self.name, self.type, self.flags, self.addr = index, name, type_, flags, addr
+        self.offset, self.size, self.link, self.info, self.entsize = offset, size, link, info, entsize
 
 
 class ElfImage:
-    """One ELF file, mapped read-only.  Raises ElfError if it is not an ELF64
-    little-endian file (or is truncated); OSError if it can't be read."""
+    """One ELF file, mapped read-only (or ELF bytes: from_bytes).  Raises ElfError if
+    it is not an ELF64 little-endian file, or is truncated; OSError if it can't be read."""
 
     def __init__(self, path: str):
-        self.path = path
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < _EHDR.size:
                 raise ElfError(f"{path}: not an ELF file")
-            self.data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            self._load(path, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "object") -> "ElfImage":
+        image = cls.__new__(cls)
+        image._load(name, data)
+        return image
+
+    def _load(self, path, data):
+        self.path, self.data = path, data
         try:
             self._parse()
         except struct.error:
@@ -73,9 +83,10 @@ class ElfImage:
         if shnum and shentsize == _SHDR.size:
             raw = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
             names = self._bytes(raw[shstrndx][4], raw[shstrndx][5]) if shstrndx < shnum else b""
-            for name, type_, flags, addr, offset, size, link, _, _, entsize in raw:
-                self.sections.append(Section(_cstr(names, name), type_, flags, addr, offset,
-                                             size, link, entsize))
+            for i, (name, type_, flags, addr, offset, size, link, info, _, entsize) in \
+                    enumerate(raw):
+                self.sections.append(Section(i, _cstr(names, name), type_, flags, addr, offset,
+                                             size, link, info, entsize))
 
     @property
     def is_dyn(self) -> bool:
@@ -95,9 +106,9 @@ class ElfImage:
     def section_bytes(self, s: Section) -> bytes:
         return b"" if s.type == SHT_NOBITS else self._bytes(s.offset, s.size)
 
-    def symbols(self):
+    def symbols(self, tables=(SHT_SYMTAB, SHT_DYNSYM)):
         """(name, type, shndx, value, size) of .symtab's, then .dynsym's symbols."""
-        for type_ in (SHT_SYMTAB, SHT_DYNSYM):
+        for type_ in tables:
             for s in self.sections:
                 if s.type != type_ or s.link >= len(self.sections):
                     continue

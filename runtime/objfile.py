@@ -1,6 +1,6 @@
 """ELF bytes → ObjectSpec (pure data; no kernel access, no root needed).
 
-Standard library only (see the ELF reader below).
+Standard library only (runtime.elfread reads the ELF; join/write build one).
 
 See docs/object-contract.md.  Programs are STT_FUNC symbols in executable
 sections (several programs may share one section, e.g. ``perf_event``);
@@ -15,6 +15,7 @@ import struct
 
 from .record import record, field
 from . import uapi as U
+from .elfread import ElfError, ElfImage
 from .errors import ObjectFormatError
 
 MAPS_SECTION = "maps"
@@ -62,10 +63,8 @@ class ObjectSpec:
 
 
 # ------------------------------------------------------------------ ELF reading
-# A minimal reader for ELF64 little-endian relocatable objects (what LLVM
-# emits for bpfel): section headers, one symbol table, REL sections.
-# Hand-rolled with struct because importing pyelftools costs ~25 ms, a
-# sizeable part of a cached one-liner's run time.
+# runtime.elfread reads the headers, sections and symbols; this checks what a BPF
+# relocatable object from LLVM (bpfel) must hold and reads its REL sections.
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -81,19 +80,6 @@ SHN_LORESERVE = 0xFF00
 
 
 @record
-class _Section:
-    index: int
-    name: str
-    type: int
-    flags: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    entsize: int
-
-
-@record
 class _Symbol:
     name: str
     type: int
@@ -104,48 +90,25 @@ class _Symbol:
 
 class _Elf:
     def __init__(self, data: bytes):
-        self.data = data
-        if len(data) < _EHDR.size or data[:4] != b"\x7fELF":
-            raise ObjectFormatError("not an ELF object")
-        ident = data[:16]
-        if ident[4] != 2 or ident[5] != 1:
-            raise ObjectFormatError("not an ELF64 little-endian object")
-        (_, self.e_type, self.e_machine, _, _, _, shoff, _, _, _, _, shentsize,
-         shnum, shstrndx) = _EHDR.unpack_from(data, 0)
-        if self.e_machine != U.EM_BPF:
-            raise ObjectFormatError(f"not a BPF object (e_machine {self.e_machine})")
-        if shnum == 0 or shentsize != _SHDR.size or shoff + shnum * shentsize > len(data):
+        try:
+            image = ElfImage.from_bytes(data)
+        except ElfError as e:
+            raise ObjectFormatError(f"not an ELF64 little-endian object ({e})") from None
+        if image.e_machine != U.EM_BPF:
+            raise ObjectFormatError(f"not a BPF object (e_machine {image.e_machine})")
+        if not image.sections:
             raise ObjectFormatError("invalid ELF section header table")
-        raw = []
-        for i in range(shnum):
-            raw.append(_SHDR.unpack_from(data, shoff + i * shentsize))
-        if shstrndx >= shnum:
-            raise ObjectFormatError("invalid ELF section name table index")
-        shstr = self._bytes(raw[shstrndx][4], raw[shstrndx][5])
-        self.sections = []
-        for i, (name, typ, flags, _, off, size, link, info, _, entsize) in enumerate(raw):
-            if typ != SHT_NOBITS and off + size > len(data):
-                raise ObjectFormatError(f"ELF section {i} out of bounds")
-            self.sections.append(_Section(i, _cstr(shstr, name), typ, flags, off, size,
-                                          link, info, entsize))
-        self.symbols = []
-        symtabs = [s for s in self.sections if s.type == SHT_SYMTAB]
-        if symtabs:
-            st = symtabs[0]
-            if st.link >= len(self.sections):
-                raise ObjectFormatError("invalid .symtab string table link")
-            strs = self.section_data(self.sections[st.link])
-            sdata = self.section_data(st)
-            for off in range(0, len(sdata) - _SYM.size + 1, _SYM.size):
-                nm, info, _, shndx, value, size = _SYM.unpack_from(sdata, off)
-                self.symbols.append(_Symbol(_cstr(strs, nm), info & 0xF, shndx, value, size))
+        for s in image.sections:
+            if s.type != SHT_NOBITS and s.offset + s.size > len(data):
+                raise ObjectFormatError(f"ELF section {s.index} out of bounds")
+        symtabs = [s for s in image.sections if s.type == SHT_SYMTAB]
+        if symtabs and symtabs[0].link >= len(image.sections):
+            raise ObjectFormatError("invalid .symtab string table link")
+        self.data = data
+        self.sections = image.sections
+        self.symbols = [_Symbol(*sym) for sym in image.symbols(tables=(SHT_SYMTAB,))]
 
-    def _bytes(self, off, size):
-        if off + size > len(self.data):
-            raise ObjectFormatError("ELF string table out of bounds")
-        return self.data[off:off + size]
-
-    def section_data(self, s: _Section) -> bytes:
+    def section_data(self, s) -> bytes:
         if s.type == SHT_NOBITS:
             return bytes(s.size)
         return self.data[s.offset:s.offset + s.size]
@@ -156,19 +119,12 @@ class _Elf:
                 return s
         return None
 
-    def relocations(self, s: _Section):
+    def relocations(self, s):
         """(r_offset, type, symbol index) of a REL section."""
         d = self.section_data(s)
         for off in range(0, len(d) - _REL.size + 1, _REL.size):
             r_offset, r_info = _REL.unpack_from(d, off)
             yield r_offset, r_info & 0xFFFFFFFF, r_info >> 32
-
-
-def _cstr(table: bytes, off: int) -> str:
-    if off >= len(table):
-        return ""
-    end = table.find(b"\0", off)
-    return table[off:end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
 def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
