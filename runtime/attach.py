@@ -263,15 +263,23 @@ def perf_event(prog_fd: int, type_: int, config: int, period: int, freq: bool = 
         cpu_list = list(cpus)
     probe = probe or f"perf_event:{type_}:{config}"
     flags = U.PERF_FLAG_DISABLED | (U.PERF_FLAG_FREQ if freq else 0)
+
+    def open_event(cpu):
+        attr = S.perf_attr(type_, config, sample_period=period, flags=flags)
+        try:
+            return S.perf_event_open(attr, -1, cpu)
+        except BpfError as e:
+            raise _perf_open_error(probe, type_, config, e) from None
+    return _per_cpu(probe, "perf_event", prog_fd, cookie, cpu_list, open_event)
+
+
+def _per_cpu(probe, kind, prog_fd, cookie, cpu_list, open_event) -> list:
+    """The perf event `open_event(cpu)` opens on each CPU, linked to the program;
+    if one fails, those already attached are closed."""
     out = []
     try:
         for cpu in cpu_list:
-            attr = S.perf_attr(type_, config, sample_period=period, flags=flags)
-            try:
-                pfd = S.perf_event_open(attr, -1, cpu)
-            except BpfError as e:
-                raise _perf_open_error(probe, type_, config, e) from None
-            out.append(_link_or_ioctl(probe, "perf_event", prog_fd, pfd, cookie))
+            out.append(_link_or_ioctl(probe, kind, prog_fd, open_event(cpu), cookie))
     except BaseException:
         for a in out:
             a.close()
@@ -373,21 +381,15 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
     # one event: the program is attached to the uprobe itself, so an event per CPU
     # would run it once per event (libbpf also uses cpu 0 for pid -1)
     cpu_list = [0] if pid == -1 else [-1]
-    out = []
-    try:
-        for cpu in cpu_list:
-            attr = S.perf_attr(ptype, cfg, sample_period=1, flags=U.PERF_FLAG_DISABLED,
-                               config1=ctypes.addressof(pb), config2=offset)
-            try:
-                pfd = S.perf_event_open(attr, pid, cpu)
-            except BpfError as e:
-                raise _attach_error(probe, "perf_event_open(uprobe)", e) from None
-            out.append(_link_or_ioctl(probe, "uprobe", prog_fd, pfd, cookie))
-    except BaseException:
-        for a in out:
-            a.close()
-        raise
-    return out
+
+    def open_event(cpu):
+        attr = S.perf_attr(ptype, cfg, sample_period=1, flags=U.PERF_FLAG_DISABLED,
+                           config1=ctypes.addressof(pb), config2=offset)
+        try:
+            return S.perf_event_open(attr, pid, cpu)
+        except BpfError as e:
+            raise _attach_error(probe, "perf_event_open(uprobe)", e) from None
+    return _per_cpu(probe, "uprobe", prog_fd, cookie, cpu_list, open_event)
 
 
 UPROBE_KINDS = ("uprobe", "uretprobe", "usdt")
@@ -453,37 +455,31 @@ def watchpoint(prog_fd: int, addr: int, length: int, bp_type: int, pid: int = -1
     import struct as _struct
     probe = probe or f"watchpoint:{addr:#x}:{length}:{bp_type}"
     cpu_list = online_cpus() if pid == -1 else [-1]
-    out = []
-    try:
-        for cpu in cpu_list:
-            attr = S.perf_attr(U.PERF_TYPE_BREAKPOINT, 0, sample_period=1,
-                               flags=U.PERF_FLAG_DISABLED, config1=addr, config2=length,
-                               wakeup_events=1)
-            _struct.pack_into("<I", attr, U.PA_BP_TYPE, bp_type)
-            try:
-                pfd = S.perf_event_open(attr, pid, cpu)
-            except BpfError as e:
-                if e.errno in (E.EPERM, E.EACCES):
-                    raise PermissionFailure() from None
-                if e.errno == E.ENOSPC:
-                    raise AttachError(probe, "no free hardware breakpoint registers (at most 4 "
-                                      "watchpoints)", e.errno) from None
-                if e.errno in (E.ENOENT, E.EOPNOTSUPP, E.ENODEV):
-                    raise AttachError(probe, "hardware breakpoints (watchpoints) are not "
-                                      f"supported by this kernel/CPU ({_errname(e.errno)})",
-                                      e.errno) from None
-                if e.errno == E.ESRCH:
-                    raise AttachError(probe, f"process {pid} does not exist", e.errno) from None
-                raise AttachError(probe, f"perf_event_open(breakpoint) failed: {e.strerror} "
-                                  f"({_errname(e.errno)}); on x86 a watchpoint must be aligned "
-                                  "to its length, and read-only (r) watchpoints are not "
-                                  "supported (use rw)", e.errno) from None
-            out.append(_link_or_ioctl(probe, "perf_event", prog_fd, pfd, cookie))
-    except BaseException:
-        for a in out:
-            a.close()
-        raise
-    return out
+
+    def open_event(cpu):
+        attr = S.perf_attr(U.PERF_TYPE_BREAKPOINT, 0, sample_period=1,
+                           flags=U.PERF_FLAG_DISABLED, config1=addr, config2=length,
+                           wakeup_events=1)
+        _struct.pack_into("<I", attr, U.PA_BP_TYPE, bp_type)
+        try:
+            return S.perf_event_open(attr, pid, cpu)
+        except BpfError as e:
+            if e.errno in (E.EPERM, E.EACCES):
+                raise PermissionFailure() from None
+            if e.errno == E.ENOSPC:
+                raise AttachError(probe, "no free hardware breakpoint registers (at most 4 "
+                                  "watchpoints)", e.errno) from None
+            if e.errno in (E.ENOENT, E.EOPNOTSUPP, E.ENODEV):
+                raise AttachError(probe, "hardware breakpoints (watchpoints) are not "
+                                  f"supported by this kernel/CPU ({_errname(e.errno)})",
+                                  e.errno) from None
+            if e.errno == E.ESRCH:
+                raise AttachError(probe, f"process {pid} does not exist", e.errno) from None
+            raise AttachError(probe, f"perf_event_open(breakpoint) failed: {e.strerror} "
+                              f"({_errname(e.errno)}); on x86 a watchpoint must be aligned "
+                              "to its length, and read-only (r) watchpoints are not "
+                              "supported (use rw)", e.errno) from None
+    return _per_cpu(probe, "perf_event", prog_fd, cookie, cpu_list, open_event)
 
 
 def run_once(prog_fd: int) -> int:
@@ -515,6 +511,26 @@ def run_iterator(att: Attachment, after_chunk) -> None:
     finally:
         S.close(fd)
     after_chunk()
+
+
+def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
+                   uprobe_multi_links: bool = False) -> list:
+    """Attach a program's manifest ``attach`` entries: one by one (attach_entry), or,
+    for a program loaded for uprobe_multi, with one link per file (see uprobe_multi).
+    If one fails, the attachments already made are closed."""
+    out = []
+    try:
+        if uprobe_multi_links:
+            for (path, retprobe, pid), group in uprobe_multi_groups(entries).items():
+                out.append(uprobe_multi(prog_fd, path, group, retprobe, pid, probes))
+        else:
+            for entry in entries:
+                out.extend(attach_entry(prog_fd, entry, probes, child_pid))
+    except BaseException:
+        for a in out:
+            a.close()
+        raise
+    return out
 
 
 def attach_entry(prog_fd: int, entry: dict, probes=(), child_pid=None) -> list:

@@ -166,16 +166,9 @@ class Session:
         if self.stop_reason is None and not self._sig_flag:
             probes = m.get("probes", [])
             for lp in others:
-                entries = [e for e in lp.meta.get("attach", [])
-                           if e.get("kind") not in ("begin", "end")]
-                if lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI:
-                    for (path, retprobe, pid), group in A.uprobe_multi_groups(entries).items():
-                        self.attachments.add(A.uprobe_multi(lp.fd, path, group, retprobe, pid,
-                                                            probes))
-                    continue
-                for entry in entries:
-                    self.attachments.add(A.attach_entry(lp.fd, entry, probes,
-                                                        child_pid=self.child_pid))
+                self.attachments.add(A.attach_program(
+                    lp.fd, lp.meta.get("attach", []), probes, self.child_pid,
+                    uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
             self.attachments.enable_all()
             if self.child_pid is not None:
                 self._release_child()
