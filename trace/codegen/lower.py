@@ -319,7 +319,8 @@ class Lowerer:
 
     # ------------------------------------------------------------ expressions
     def expr(self, e):
-        if isinstance(e, (ast.Call, ast.FieldAccess, ast.Index, ast.Unary)):
+        if self.fb.on_helper is not None and \
+                isinstance(e, (ast.Call, ast.FieldAccess, ast.Index, ast.Unary)):
             outer, self.loc = self.loc, e.span      # where its helpers' failures are reported
             try:
                 return self._expr(e)
