@@ -118,6 +118,16 @@ def split_attach_point(raw: str) -> List[str]:
     return parts
 
 
+def probe_offset(ap, text: str, retprobe: bool) -> int:
+    """The OFF of `func+OFF` (kprobe, uprobe): not allowed on return probes."""
+    if retprobe:
+        raise error("Offset not allowed", ap.span)
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise error(f"Invalid offset: {text}", ap.span) from None
+
+
 def glob_match(pattern: str, name: str) -> bool:
     """bpftrace wildcards: only '*' is special ('[..]' is literal in 0.17)."""
     if "*" not in pattern:

@@ -17,7 +17,7 @@ import re
 from typing import List, Tuple
 
 from ..diagnostics import error
-from . import ExpandedProbe, glob_match, register, split_attach_point
+from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .uprobe import RegsProvider
 
 KALLSYMS = "/proc/kallsyms"
@@ -74,13 +74,8 @@ class Kprobe(RegsProvider):
             return [self._probe(n, 0, module) for n in names]
         m = re.fullmatch(r"([A-Za-z_.][\w.]*)\+(\w+)", spec)
         if m:
-            if self.retprobe:
-                raise error("Offset not allowed", ap.span)
-            try:
-                off = int(m.group(2), 0)
-            except ValueError:
-                raise error(f"Invalid offset: {m.group(2)}", ap.span) from None
-            return [self._probe(m.group(1), off, module, spec)]
+            return [self._probe(m.group(1), probe_offset(ap, m.group(2), self.retprobe), module,
+                                spec)]
         if not re.fullmatch(r"[A-Za-z_.][\w.]*", spec):
             raise error(f"Invalid {self.name} function: {spec}", ap.span)
         return [self._probe(spec, 0, module)]

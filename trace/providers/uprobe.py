@@ -20,7 +20,8 @@ from ..codegen import builder as B
 from ..codegen.builder import const
 from ..diagnostics import error
 from ..types import UINT64, PtrT, StrT
-from . import PROG_KPROBE, ExpandedProbe, Provider, glob_match, register, split_attach_point
+from . import (PROG_KPROBE, ExpandedProbe, Provider, glob_match, probe_offset, register,
+               split_attach_point)
 
 # struct pt_regs (x86-64) offsets, by bpftrace's register names
 REG_OFFSETS = {
@@ -217,6 +218,13 @@ def resolve_binary(target: str) -> Optional[str]:
     return None
 
 
+def listing_binary(target):
+    """(path, ElfFile) of `-l`'s binary, or (None, None)."""
+    path = resolve_binary(target) if target else None
+    elf = read_elf(path) if path else None
+    return path, elf
+
+
 def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
     path = resolve_binary(target) if target else None
     elf = read_elf(path) if path else None
@@ -323,12 +331,7 @@ class Uprobe(RegsProvider):
             return [ExpandedProbe(f"{self.name}:{path}:{spec}", self, path, elf.symbol_at(vaddr),
                                   {"offset": offset, "vaddr": vaddr})]
         if m:
-            if self.retprobe:
-                raise error("Offset not allowed", ap.span)
-            try:
-                off = int(m.group(2), 0)
-            except ValueError:
-                raise error(f"Invalid offset: {m.group(2)}", ap.span) from None
+            off = probe_offset(ap, m.group(2), self.retprobe)
             return [self._probe(ap, path, elf, m.group(1), off, spec)]
         return [self._probe(ap, path, elf, spec, 0)]
 
@@ -349,13 +352,8 @@ class Uprobe(RegsProvider):
         return self.name
 
     def listing(self, verbose, target=None):
-        if not target:
-            return []
-        path = resolve_binary(target)
-        elf = read_elf(path) if path else None
-        if elf is None:
-            return []
-        return [f"{self.name}:{path}:{n}" for n in sorted(elf.functions)]
+        path, elf = listing_binary(target)
+        return [f"{self.name}:{path}:{n}" for n in sorted(elf.functions)] if elf else []
 
 
 # ------------------------------------------------------------------ codegen helpers

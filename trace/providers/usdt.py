@@ -14,8 +14,8 @@ from ..codegen.builder import const
 from ..diagnostics import error
 from ..types import UINT64
 from . import ExpandedProbe, glob_match, register, split_attach_point
-from .uprobe import MAX_ARG, RegsProvider, binary_for, read_elf, read_reg, read_user_u64, \
-    resolve_binary
+from .uprobe import (MAX_ARG, RegsProvider, binary_for, listing_binary, read_reg,
+                     read_user_u64)
 
 _REGS = {}
 for _r in ("ax", "bx", "cx", "dx"):
@@ -153,10 +153,7 @@ class Usdt(RegsProvider):
         return value
 
     def listing(self, verbose, target=None):
-        if not target:
-            return []
-        path = resolve_binary(target)
-        elf = read_elf(path) if path else None
+        path, elf = listing_binary(target)
         if elf is None:
             return []
         names = sorted({(n["provider"], n["name"]) for n in elf.notes})
