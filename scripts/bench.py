@@ -279,6 +279,32 @@ class Bench:
         finally:
             self.warming = False
 
+    def interrupt_when_held(self, tool, prog, calls, timeout, extra_env=None, cache_dir=None):
+        """Run `prog` under -c with the workload making `calls` calls and then holding;
+        send SIGINT once it holds; wait for the tool's exit, then kill the workload.
+        Returns (the tool's Proc, the workload's result, the SIGINT's monotonic time)."""
+        res_path = self.path(f"{tool}.res")
+        p = self.spawn(self.tool_argv(tool, prog, self.workload_cmd(calls, res_path, hold=True)),
+                       self.tool_env(tool, extra_env, cache_dir), name=tool)
+        wpid = None
+        try:
+            try:
+                wait_for_file(res_path, p, timeout)
+                res = read_result(res_path)
+                wpid = res["pid"]
+                t_sigint = time.monotonic()
+                os.kill(p.pid, signal.SIGINT)
+            except Failed:
+                kill_group(p.pid, signal.SIGKILL)
+                self.finish(p, 10.0)
+                raise
+            self.finish(p, timeout)
+            p.check_exit()
+            return p, res, t_sigint
+        finally:
+            if wpid:
+                kill_workload(wpid)
+
     def snapshot(self, rev: str) -> str:
         """Lay out pytrace as of commit ``rev`` of this checkout (git archive) as an
         importable package in the temp dir; pytrace's runs use it.  Returns the commit."""
@@ -636,23 +662,8 @@ def row_mapdump(bench: Bench, rounds: int):
     for r in range(rounds):
         log(f" round {r + 1}/{rounds}")
         for tool in TOOLS:
-            res_path = bench.path(f"{tool}.res")
-            p = bench.spawn(bench.tool_argv(tool, MAPDUMP_PROG,
-                                            bench.workload_cmd(MAPDUMP_KEYS, res_path, hold=True)),
-                            bench.tool_env(tool, env), name=tool)
-            wpid = None
             try:
-                try:
-                    wait_for_file(res_path, p, 60.0)
-                    wpid = read_result(res_path)["pid"]
-                    t0 = time.monotonic()
-                    os.kill(p.pid, signal.SIGINT)
-                except Failed:
-                    kill_group(p.pid, signal.SIGKILL)
-                    bench.finish(p, 10.0)
-                    raise
-                bench.finish(p, 60.0)
-                p.check_exit()
+                p, _, t0 = bench.interrupt_when_held(tool, MAPDUMP_PROG, MAPDUMP_KEYS, 60.0, env)
                 secs = p.t_exit - t0
                 keys = key_re.findall(p.stdout())
                 if len(keys) < MAPDUMP_KEYS or sum(int(c) for _, c in keys) < MAPDUMP_KEYS:
@@ -662,9 +673,6 @@ def row_mapdump(bench: Bench, rounds: int):
             except Failed as e:
                 row.fail(tool, str(e))
                 log(f"  {tool:8} FAILED: {e}")
-            finally:
-                if wpid:
-                    kill_workload(wpid)
     return [row], [f"map dump: BPFTRACE_MAP_KEYS_MAX={MAP_KEYS_MAX} for both tools; "
                    "output to a file"]
 
@@ -681,25 +689,10 @@ def row_wildcard(bench: Bench, rounds: int):
     count_re = re.compile(rf"^@\[{TP}\]: (\d+)$", re.M)
 
     def one(tool, rows, cache=None):
-        res_path = bench.path(f"{tool}.res")
-        p = bench.spawn(bench.tool_argv(tool, WILDCARD_PROG,
-                                        bench.workload_cmd(WILDCARD_CALLS, res_path, hold=True)),
-                        bench.tool_env(tool, cache_dir=cache), name=tool)
-        wpid = None
         try:
-            try:
-                wait_for_file(res_path, p, 120.0)
-                res = read_result(res_path)
-                wpid = res["pid"]
-                t_attached = res["start_ns"] / 1e9
-                t0 = time.monotonic()
-                os.kill(p.pid, signal.SIGINT)
-            except Failed:
-                kill_group(p.pid, signal.SIGKILL)
-                bench.finish(p, 10.0)
-                raise
-            bench.finish(p, 120.0)
-            p.check_exit()
+            p, res, t0 = bench.interrupt_when_held(tool, WILDCARD_PROG, WILDCARD_CALLS, 120.0,
+                                                   cache_dir=cache)
+            t_attached = res["start_ns"] / 1e9
             out = p.stdout()
             m = ATTACHING_RE.search(out)
             if not m:
@@ -725,9 +718,6 @@ def row_wildcard(bench: Bench, rounds: int):
                 if row is not None:
                     row.fail(tool, str(e))
             log(f"  {tool:8} FAILED: {e}")
-        finally:
-            if wpid:
-                kill_workload(wpid)
 
     for r in range(rounds):
         log(f" round {r + 1}/{rounds}")
