@@ -52,11 +52,17 @@ class RingBuffer:
         c, p = self.positions()
         return c < p
 
-    def read(self, limit: int = 0) -> list:
+    def producer_pos(self) -> int:
+        """Where the producer is now: read(upto=) stops there, so a reader
+        never chases records that arrive while it works."""
+        return struct.unpack_from("<Q", self._prod, 0)[0]
+
+    def read(self, limit: int = 0, upto: int = None) -> list:
         """Consume committed records; return their payloads (bytes) in order.
 
         Stops at the first record still being written (BUSY), when the buffer
-        is empty, or after ``limit`` records (0: no limit).  Discarded records
+        is empty, after ``limit`` records (0: no limit), or at producer
+        position ``upto`` (None: wherever the producer is).  Discarded records
         are skipped.  The consumer position is published once per call.
         """
         unpack = struct.unpack_from
@@ -69,6 +75,8 @@ class RingBuffer:
         append = out.append
         while True:
             prod = unpack("<Q", prod_mm, 0)[0]
+            if upto is not None and prod > upto:
+                prod = upto
             if cons >= prod:
                 break
             busy = False
@@ -91,10 +99,12 @@ class RingBuffer:
         return out
 
     def discard_pending(self) -> int:
-        """Skip every committed record available now; return how many."""
+        """Skip the committed records queued now (not those that arrive
+        meanwhile); return how many."""
+        upto = self.producer_pos()
         n = 0
         while True:
-            recs = self.read()
+            recs = self.read(65536, upto)
             if not recs:
                 return n
             n += len(recs)

@@ -58,6 +58,9 @@ def run(elf_bytes: bytes, options: RunOptions = None) -> int:
 
 _U64 = struct.Struct("<Q")
 _BATCH = 4096  # records per ring buffer read (the consumer position is published per read)
+# Once a stop is asked (signal, -c/-p exit), the records already queued are
+# printed for at most this long; the rest are dropped and counted.
+STOP_BUDGET = 0.25
 
 
 def _write_text(stream, s: str) -> None:
@@ -83,7 +86,10 @@ class Session:
         self.attachments = A.AttachSet()
         self.ep = None
         self.stop_reason = None
-        self._sig_flag = False
+        self._sig_flag = False      # SIGINT/SIGTERM seen
+        self._usr1_flag = False     # SIGUSR1 seen: print every map
+        self._stopping = False      # the stop is under way: another SIGINT ends at once
+        self._backlog = []          # records read but not handled when a stop was asked
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
         self._old_wakeup = None
@@ -180,26 +186,30 @@ class Session:
             else:
                 self._loop()
 
-        # stop: detach, END, drain
+        # stop: detach, what was queued (bounded), END and its output, the maps
+        self._stopping = True
+        stop_time = time.monotonic()
         self.attachments.detach(background=True)
+        self._drain_at_stop(stop_time + STOP_BUDGET)
         for lp in end:
             A.run_once(lp.fd)
         self._drain()
         self._report_lost()
 
-        # exit dump
-        if self._signals_installed:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
         sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
         self._flush()
         _write_text(sep, "\n\n")
         if sep is not self.out:
             sep.flush()
-        user_maps = sorted(m.get("maps", []), key=lambda mm: mm["name"].encode())
+        self._print_all_maps()
+        return 0
+
+    def _print_all_maps(self) -> None:
+        """Every map, in bytewise name order (at exit, and on SIGUSR1)."""
+        user_maps = sorted(self.manifest.get("maps", []), key=lambda mm: mm["name"].encode())
         dumped = [(mm, maps.dump(self.obj.maps[mm["symbol"]])) for mm in user_maps]
         self.output.print_maps_at_exit(dumped)
         self._flush()
-        return 0
 
     # ------------------------------------------------------------ events
 
@@ -230,13 +240,21 @@ class Session:
                 hs.append(lambda rec, act=act: rec_fn(act, rec))
         self._handlers = hs
 
-    def _dispatch(self, recs, honour_exit: bool = True) -> bool:
-        """Act on records in order; True if an exit record was seen (the
-        records after it are dropped)."""
+    def _dispatch(self, recs, honour_exit: bool, deadline) -> tuple:
+        """Act on records in order, until a stop is asked (or, with a deadline,
+        until it passes): each check is per record, as one system() record can
+        take milliseconds.  Returns (records handled, exit record seen); an
+        honoured exit record is the last one handled."""
         hs = self._handlers
         n = len(hs)
         unpack = _U64.unpack_from
-        for rec in recs:
+        clock = time.monotonic
+        for i, rec in enumerate(recs):
+            if deadline is None:
+                if self._sig_flag and not self._stopping:
+                    return i, False
+            elif clock() > deadline:
+                return i, False
             if len(rec) < 8:
                 continue
             aid = unpack(rec)[0]
@@ -246,31 +264,53 @@ class Session:
             h = hs[aid]
             if h is None:
                 if honour_exit:
-                    return True
+                    return i + 1, True
                 continue
             h(rec)
-        return False
+        return len(recs), False
 
-    def _process_events(self, honour_exit: bool = True) -> None:
-        """Print every queued record. An exit() record stops the run, and bpftrace drops
-        the events queued after it; the final drain (after END) prints everything."""
+    def _process_events(self, honour_exit: bool = True, deadline=None) -> None:
+        """Print the records queued when called, never those that arrive
+        meanwhile: the reader's own writes may be traced, and chasing them
+        would keep it from ever seeing a signal.  An exit() record stops the
+        run, and bpftrace drops the events queued after it."""
         rb = self.rb
         if rb is None:
             return
+        upto = rb.producer_pos()
         while True:
-            recs = rb.read(_BATCH)
+            recs, self._backlog = self._backlog or rb.read(_BATCH, upto), []
             if not recs:
                 break
-            if self._dispatch(recs, honour_exit=honour_exit):
+            handled, exited = self._dispatch(recs, honour_exit, deadline)
+            if exited:
                 self.stop_reason = "exit"
                 rb.discard_pending()
+                break
+            if handled < len(recs):     # a stop was asked, or the deadline passed
+                self._backlog = recs[handled:]
                 break
         self._flush()
         if honour_exit:
             self._maybe_lost()
 
     def _drain(self) -> None:
+        """Everything queued now (once every probe is detached: END's output)."""
         self._process_events(honour_exit=False)
+
+    def _drain_at_stop(self, deadline: float) -> None:
+        """After detaching: what was queued is printed until the deadline, the
+        rest dropped and counted; after exit(), all of it is dropped, as bpftrace."""
+        if self.rb is None:
+            return
+        if self.stop_reason != "exit":
+            self._process_events(honour_exit=False, deadline=deadline)
+        dropped = len(self._backlog) + self.rb.discard_pending()
+        self._backlog = []
+        if dropped and self.stop_reason != "exit":
+            self._flush()
+            print(f"WARNING: {dropped} events were not printed: they were still queued "
+                  f"{STOP_BUDGET:g} s after the trace was asked to stop", file=self.errs)
 
     def _loop(self) -> None:
         ep = self.ep
@@ -281,8 +321,11 @@ class Session:
             if self._sig_flag:
                 self.stop_reason = "signal"
                 break
+            if self._usr1_flag:
+                self._usr1_flag = False
+                self._print_all_maps()
             try:
-                evs = ep.poll(timeout)
+                evs = ep.poll(0 if self._backlog else timeout)
             except InterruptedError:
                 continue
             for fd, _ in evs:
@@ -318,6 +361,8 @@ class Session:
                 fl()
             else:
                 self.out.flush()
+        except BrokenPipeError:
+            raise                   # stdout's reader is gone: the run ends
         except (AttributeError, ValueError, OSError):
             pass
 
@@ -349,13 +394,25 @@ class Session:
         os.set_blocking(w, False)
         self._wake_r, self._wake_w = r, w
 
-        def handler(signum, frame):
+        def stop(signum, frame):
+            if self._stopping:      # a second one, during END or the map dump
+                raise KeyboardInterrupt
             self._sig_flag = True
 
+        def print_maps(signum, frame):
+            self._usr1_flag = True
+
         for s in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[s] = signal.signal(s, handler)
+            self._old_handlers[s] = signal.signal(s, stop)
+        self._old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, print_maps)
         self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self._signals_installed = True
+
+    def _hold_signals(self):
+        """Teardown is not to be cut short: SIGINT/SIGTERM are ignored until it ends."""
+        if self._signals_installed:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
 
     def _restore_signals(self):
         if not self._signals_installed:
@@ -485,7 +542,7 @@ class Session:
             except BaseException as e:  # keep tearing down
                 errors.append(e)
 
-        step(self._restore_signals)
+        step(self._hold_signals)
         step(self.attachments.close)
         if self.rb is not None:
             step(self.rb.close)
@@ -501,6 +558,7 @@ class Session:
             if fd is not None:
                 step(lambda fd=fd: os.close(fd))
         self._wake_r = self._wake_w = self._gate_w = self._err_r = None
+        step(self._restore_signals)
 
     def _stop_child(self):
         pid = self.child_pid

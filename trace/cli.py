@@ -86,20 +86,28 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    import signal
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `pytrace ... | head` ends quietly, as bpftrace
     try:
         return _main(argv)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError:     # `pytrace ... | head`: the session is torn down by now
+        _end_by_sigpipe()
     except Exception as e:   # a bug in pytrace: one line, the traceback only on request
         if os.environ.get("PYTRACE_DEBUG"):
             raise
         sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e} "
                          f"(set PYTRACE_DEBUG=1 for the traceback)\n")
         return 1
+
+
+def _end_by_sigpipe():
+    """End quietly, killed by SIGPIPE as bpftrace is (status 141 in a shell); stdout
+    goes to /dev/null first so nothing complains about the unflushed rest."""
+    import signal
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    return 141
 
 
 def _main(argv) -> int:

@@ -46,6 +46,21 @@ _U64_COUNT = struct.Struct("<Q").unpack_from
 _I64 = struct.Struct("<q").unpack_from
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (found through /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+    for k in kids:
+        _kill_tree(k)
+
+
 class _Writer:
     """Writes ``str`` (surrogateescape for raw bytes) or ``bytes`` to a stream
     of either kind, keeping raw bytes intact where the stream allows."""
@@ -216,10 +231,15 @@ class Output:
     def _system(self, command: bytes) -> None:
         """The command's standard output, through /bin/sh (popen() in bpftrace); its
         standard error is pytrace's."""
-        import subprocess
+        import subprocess    # only programs with system() need it
         self.flush()
-        done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
-        self._message("syscall", done.stdout)
+        with subprocess.Popen(command, shell=True, stdout=subprocess.PIPE) as proc:
+            try:
+                data = proc.communicate()[0]
+            except BaseException:   # a second Ctrl-C: the command and its children end too
+                _kill_tree(proc.pid)
+                raise
+        self._message("syscall", data)
 
     def _cat(self, path: bytes) -> None:
         """At most BPFTRACE_CAT_BYTES_MAX bytes (default 10240) of the file."""
