@@ -28,6 +28,9 @@ Rows (see docs/performance.md for what each measures and the latest table):
   uprobes    uprobe:libc:str* (about 80-100 uprobes) under -c /bin/true: process
              start to exit (pytrace compiles every run: objects with uprobes are
              not cached)
+  stop       SIGINT to exit under load, at least 10 runs per tool: a printf on
+             every system call (the tracer's own writes are traced) and a
+             system() on every context switch, both with an END that must print
 
 Each round runs pytrace then bpftrace (A B A B ...) on the same program; the
 table shows both tools' medians, the ratio pytrace/bpftrace of the medians,
@@ -89,7 +92,15 @@ UPROBE_PROG = "uprobe:libc:str* /pid == cpid/ { @[probe] = count(); }"
 COMPILE_SIZES = (10, 40, 160)
 SHARED_PROG = "tracepoint:sched:sched_* { @[probe] = count(); }"
 
-ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes"]
+STOP_PROGS = [   # name, program, extra options, bytes of output before the SIGINT
+    ("printf flood", 'tracepoint:raw_syscalls:sys_enter /pid != 1/ { printf("%d\\n", pid); } '
+     'END { printf("end\\n"); }', [], 100_000),
+    ("system() storm", 'tracepoint:sched:sched_switch { system("echo foo"); } '
+     'END { printf("end\\n"); }', ["--unsafe"], 400),
+]
+STOP_MIN_RUNS = 10
+
+ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes", "stop"]
 TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
 
 RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
@@ -845,9 +856,58 @@ def row_uprobes(bench: Bench, rounds: int):
                    "symbols, /usr/lib/debug: local functions such as strchr_ifunc)"]
 
 
+def row_stop(bench: Bench, rounds: int):
+    """SIGINT to exit while the reader is flooded, END's output checked."""
+    rows, notes = [], []
+    runs = max(STOP_MIN_RUNS, rounds)
+    for name, prog, opts, nbytes in STOP_PROGS:
+        med = Row("8 stop", f"{name}: SIGINT to exit, median of {runs}", "s", "{:.3f}",
+                  "pytrace ≤ 0.5 s", lambda p, b, row: p <= 0.5)
+        worst = Row("8 stop", f"{name}: SIGINT to exit, worst of {runs}", "s", "{:.3f}")
+        worst.median = lambda tool, w=worst: max(w.samples[tool]) if w.samples[tool] else None
+        for r in range(runs):
+            log(f" {name}: run {r + 1}/{runs}")
+            for tool in TOOLS:
+                try:
+                    secs = stop_once(bench, tool, opts + ["-e", prog], nbytes)
+                    med.add(tool, secs)
+                    worst.add(tool, secs)
+                    log(f"  {tool:8} SIGINT to exit {secs:.3f} s")
+                except Failed as e:
+                    med.fail(tool, str(e))
+                    log(f"  {tool:8} FAILED: {e}")
+        rows += [med, worst]
+    notes.append("stop: output to a file; the SIGINT is sent once the file holds some output; "
+                 "a run counts only if END's `end` line was printed")
+    return rows, notes
+
+
+def stop_once(bench: Bench, tool: str, args: list, nbytes: int) -> float:
+    argv = list(bench.pytrace if tool == "pytrace" else [bench.bpftrace]) + args
+    p = bench.spawn(argv, bench.tool_env(tool), name=tool)
+    deadline = time.monotonic() + 30
+    try:
+        while os.path.getsize(p.out_path) < nbytes:
+            if p.exited(0.01) or time.monotonic() > deadline:
+                raise Failed("no output before the SIGINT")
+        t0 = time.monotonic()
+        os.kill(p.pid, signal.SIGINT)
+        bench.finish(p, 30.0)
+    except (Failed, subprocess.TimeoutExpired) as e:
+        kill_group(p.pid, signal.SIGKILL)
+        bench.finish(p, 10.0)
+        raise Failed(str(e) or "did not stop within 30 s")
+    p.check_exit()
+    with open(p.out_path, "rb") as f:
+        f.seek(max(0, os.path.getsize(p.out_path) - 4096))
+        if b"\nend\n" not in f.read():
+            raise Failed("END's output is missing")
+    return p.t_exit - t0
+
+
 ROW_FUNCS = {"startup": row_startup, "overhead": row_overhead, "printf": row_printf,
              "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
-             "uprobes": row_uprobes}
+             "uprobes": row_uprobes, "stop": row_stop}
 
 
 # ---------------------------------------------------------------- main
