@@ -173,8 +173,7 @@ def codegen_pass(st: State):
             "attach": attach,
             "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
         })
-        if hasattr(unit.provider, "program_fields"):    # kfunc: expected_attach_type, attach_btf_id
-            programs[-1].update(unit.provider.program_fields(unit.probes))
+        programs[-1].update(unit.provider.program_fields(unit.probes))   # kfunc, iter: attach BTF
     for action in res.async_actions:
         if action["kind"] == "helper_error":
             span = action.pop("span")

@@ -256,7 +256,7 @@ def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
     if isinstance(operand, PtrT):
         user = operand.user
     else:
-        user = getattr(ck.unit.provider, "user_space", False) if ck.unit is not None else False
+        user = ck.unit.provider.user_space if ck.unit is not None else False
     return PtrT(target, user=user)
 
 

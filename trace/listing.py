@@ -23,7 +23,7 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
     for provider in all_providers():
         wanted = pattern
         try:
-            if getattr(provider, "lists_targets", False):
+            if provider.lists_targets:
                 # uprobe/usdt list the probes of one binary: `uprobe:/path:*`, `usdt:lib:*`
                 if len(parts) < 3 or "*" in parts[1] or not glob_match(parts[0], provider.name):
                     continue
@@ -36,13 +36,12 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
             sys.stderr.write(f"ERROR: cannot list {provider.name} probes: {e}\n")
             continue
         keep = False
-        describe = getattr(provider, "describe", None)   # -lv details computed for matches only
         for line in lines:
             if not line.startswith(" "):
                 keep = glob_match(wanted, line) or glob_match(wanted, line.rstrip(":"))
-                if keep and verbose and describe is not None:
+                if keep and verbose:
                     out.write(line + "\n")
-                    for detail in describe(line):
+                    for detail in provider.describe(line):   # -lv details computed for matches only
                         out.write(f"    {detail}\n")
                     continue
             if keep:

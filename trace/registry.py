@@ -203,10 +203,9 @@ class _Ctx:
     @staticmethod
     def check(ck, node):
         provider = ck.unit.provider
-        if hasattr(provider, "ctx_type"):
-            return provider.ctx_type(ck.unit)
-        if provider.prog_type == 2:         # kprobe/uprobe/usdt programs get pt_regs
-            return PtrT("struct pt_regs", user=False)
+        t = provider.ctx_type(ck.unit)      # None: no ctx in this probe type
+        if t is not None:
+            return t
         raise error(f"The ctx builtin can not be used with '{provider.name}' probes", node.span)
 
     @staticmethod
@@ -247,9 +246,7 @@ class _Probe:
         unit = lw.unit
         if len(unit.cookies) == 1:
             return const(unit.cookies[0])
-        if lw.probe_cookie is not None:
-            return lw.probe_cookie()
-        return lw.fb.helper(B.GET_ATTACH_COOKIE, lw.fb.ctx)
+        return unit.provider.probe_cookie(lw)
 
 
 variable("probe", "The full name of the probe that fired.")(_Probe)
@@ -278,22 +275,7 @@ class _RegisterArgs:
 
     @staticmethod
     def check(ck, node):
-        hook = getattr(ck.unit.provider, "check_register_builtin", None)
-        if hook is not None:        # a pt_regs provider (uprobe, usdt) types them itself
-            return hook(ck, node)
-        prov = ck.unit.provider.name
-        if node.name == "retval":
-            raise error("The retval builtin can only be used with 'kretprobe' and 'uretprobe' and "
-                        "'kfunc' probes (try to use args->ret instead)" if prov == "tracepoint" else
-                        "The retval builtin can only be used with 'kretprobe' and 'uretprobe' and "
-                        "'kfunc' probes", node.span)
-        if node.name == "func":
-            raise error(f"The func builtin can not be used with '{prov}' probes", node.span)
-        if node.name.startswith("sarg"):
-            raise error(f"The {node.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
-                        node.span)
-        raise error(f"The {node.name} builtin can only be used with 'kprobes', 'uprobes' and 'usdt' "
-                    f"probes", node.span)
+        return ck.unit.provider.check_register_builtin(ck, node)
 
     @staticmethod
     def lower(lw, node):
@@ -305,8 +287,9 @@ variable("arg*", "Probe arguments by register (kprobe, uprobe, usdt).")(_Registe
 
 def read_tracepoint_field(lw, e):
     """args->field: direct context loads for integers, copies for strings."""
-    if hasattr(lw.unit.provider, "read_field"):
-        return lw.unit.provider.read_field(lw, e)
+    value = lw.unit.provider.read_field(lw, e)     # None: at its tracepoint-format offset
+    if value is not None:
+        return value
     fb, b = lw.fb, lw.b
     f = e.field_info
     t = e.type
@@ -578,7 +561,7 @@ def _check_override(ck, node):
     nargs(node, 1, 99)
     if len(node.args) > 1:
         raise error(f"override() takes up to one argument ({len(node.args)} provided)", node.span)
-    if ck.unit.provider.name != "kprobe":
+    if not ck.unit.provider.override_return:
         raise error("override can only be used with kprobes.", node.span)
     int_arg(ck, node, 0)
     return NoneT()
@@ -667,7 +650,7 @@ def reads_user(lw, node) -> bool:
     ptr = pointer_of(node)
     if ptr is not None:
         return ptr.user
-    return bool(getattr(lw.unit.provider, "user_space", False))
+    return lw.unit.provider.user_space
 
 
 def string_literal_arg(ck, node) -> str:
@@ -683,13 +666,7 @@ def string_literal_arg(ck, node) -> str:
 
 def _check_reg(ck, node):
     name = string_literal_arg(ck, node)
-    prov = ck.unit.provider
-    if not getattr(prov, "pt_regs", False):
-        raise error(f'reg can not be used with "{prov.name}" probes', node.span)
-    from .providers.uprobe import REG_OFFSETS
-    if name not in REG_OFFSETS:
-        raise error(f"'{name}' is not a valid register on this architecture (x86_64)", node.span)
-    node.reg_offset = REG_OFFSETS[name]
+    node.reg_offset = ck.unit.provider.reg_offset(node, name)
     return UINT64
 
 
@@ -701,23 +678,13 @@ def _reg(lw, node):
 
 def _check_uaddr(ck, node):
     symbol = string_literal_arg(ck, node)
-    prov = ck.unit.provider
-    if not hasattr(prov, "uaddr"):
-        raise error(f'uaddr can not be used with "{prov.name}" probes', node.span)
-    from .providers.uprobe import uaddr_type
-    resolved = prov.uaddr(ck, node, symbol)
-    if getattr(prov, "retprobe", False) and any(elf.is_dyn for elf, *_ in resolved):
-        raise error("uaddr() in a uretprobe can only resolve symbols of non-PIE executables",
-                    node.span)
-    node.resolved = resolved
-    return uaddr_type(resolved)
+    return ck.unit.provider.check_uaddr(ck, node, symbol)
 
 
 @function("uaddr", "uaddr(sym): the address of a symbol in the probed binary (uprobe, usdt).",
           _check_uaddr, signature='uaddr("sym")')
 def _uaddr(lw, node):
-    from .providers.uprobe import lower_uaddr
-    return lower_uaddr(lw, node, node.resolved)
+    return lw.unit.provider.lower_uaddr(lw, node)
 
 
 def _check_join(ck, node):

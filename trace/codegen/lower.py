@@ -53,7 +53,6 @@ class Lowerer:
         self.b = self.fb.b
         self.loops = []
         self.var_slots: Dict[str, ir.Value] = {}
-        self.probe_cookie = None     # set by a provider prologue that knows the probe at run time
         self.loc = None              # the source span a failing helper is reported at (-k)
         if getattr(options, "helper_errors", 0):
             self.fb.on_helper = self.check_helper
@@ -369,7 +368,7 @@ class Lowerer:
                 fb.store(buf, 0, const(0))
                 ptr_t = pointer_of(e.operand) or e.operand.type
                 user = ptr_t.user if isinstance(ptr_t, PtrT) else \
-                    getattr(self.unit.provider, "user_space", False)   # uprobe/usdt: user memory
+                    self.unit.provider.user_space   # uprobe/usdt: user memory
                 helper = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
                 size = getattr(e, "deref_size", 8)
                 fb.helper(helper, buf, const(size, B.I32), b.inttoptr(v, B.PTR))

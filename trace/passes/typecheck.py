@@ -583,20 +583,8 @@ class Checker:
                 raise error(f"Invalid tuple index: {i}. Found {len(base.elements)} elements in tuple.",
                             e.span)
             return base.elements[i]
-        if isinstance(base, ArgsT) and hasattr(self.unit.provider, "args_field"):
-            return self.unit.provider.args_field(self, e)      # kfunc, rawtracepoint (BTF)
         if isinstance(base, ArgsT):
-            from ..providers.tracepoint import event_fields
-            probe = self.unit.context
-            fields = event_fields(probe.target, probe.func)
-            if e.field not in fields:
-                raise error(f"Struct/union of type 'struct _tracepoint_{probe.target}_{probe.func}' "
-                            f"does not contain a field named '{e.field}'", e.span)
-            f, t = fields[e.field]
-            if t is None:
-                raise error(f"Field '{e.field}' of type '{f.type}' is not supported", e.span)
-            e.field_info = f
-            return t
+            return self.unit.provider.args_field(self, e)      # tracefs format, BTF (kfunc)
         if isinstance(base, (PtrT, StructT)):
             from ..kernel_types import check_field
             return check_field(self, e, base)

@@ -49,7 +49,7 @@ def build_units(program: ast.Program) -> List[Unit]:
             found = expand_attach_point(ap)
             ap.expanded = [p.name for p in found]
             for p in found:
-                if p.name in ("BEGIN", "END"):
+                if p.provider.once_per_script:      # BEGIN, END
                     if p.name in seen_special:
                         raise error(f"More than one {p.name} probe defined", ap.span)
                     seen_special[p.name] = ap
@@ -57,7 +57,7 @@ def build_units(program: ast.Program) -> List[Unit]:
         groups = {}
         per_context = _reads_args(probe)
         for p in expanded:
-            separate = per_context or getattr(p.provider, "program_per_probe", False)   # kfunc
+            separate = per_context or p.provider.program_per_probe   # kfunc, iter
             key = (id(p.provider), p.provider.context_key(p) if separate else None)
             groups.setdefault(key, []).append(p)
         first = True

@@ -2,15 +2,17 @@
 
 A provider parses and expands attach points, lists probes, and says how a
 program of its kind is typed, named and attached (its AttachSpec in the manifest).
+Its interface, every hook with its default, is base.Provider; PROBE_TYPES below is
+the one table of probe-type names and aliases.
 """
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from typing import Dict, List, Optional
 
-from ..runtime.record import record, field
 from ..diagnostics import error
-
+from .base import ExpandedProbe, Provider  # noqa: F401  (the interface, for providers and passes)
 
 from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  (for providers)
                             BPF_PROG_TYPE_PERF_EVENT as PROG_PERF_EVENT,
@@ -19,76 +21,48 @@ from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  
                             BPF_PROG_TYPE_TRACING as PROG_TRACING)
 
 
-@record
-class ExpandedProbe:
-    """One concrete probe: its full bpftrace name and what the provider knows of it."""
-    name: str
-    provider: "Provider"
-    target: str = ""
-    func: str = ""
-    params: Dict = field(default_factory=dict)
+# Every probe type: name -> (its aliases, the module that provides it). The one place
+# aliases are written: register() files a provider under its name and these aliases.
+# A module is imported on first use (a one-liner loads one or two providers: start-up
+# time matters). The order is the order of `-l`'s listing.
+PROBE_TYPES = {
+    "BEGIN": (("begin",), "special"),
+    "END": (("end",), "special"),
+    "tracepoint": (("t",), "tracepoint"),
+    "interval": (("i",), "perf"),
+    "profile": (("p",), "perf"),
+    "software": (("s",), "perf"),
+    "hardware": (("h",), "perf"),
+    "uprobe": (("u",), "uprobe"),
+    "uretprobe": (("ur",), "uprobe"),
+    "usdt": (("U",), "usdt"),
+    "kprobe": (("k",), "kprobe"),
+    "kretprobe": (("kr",), "kprobe"),
+    "rawtracepoint": (("rt",), "rawtracepoint"),
+    "kfunc": (("f", "fentry"), "kfunc"),
+    "kretfunc": (("fr", "fexit"), "kfunc"),
+    "watchpoint": (("w",), "watchpoint"),
+    "asyncwatchpoint": (("aw",), "watchpoint"),
+    "iter": (("it",), "iter"),
+}
 
-
-class Provider:
-    name = ""
-    aliases: tuple = ()
-    prog_type = 0
-    uses_args = False          # `args` is valid in this probe type
-
-    def expand(self, ap) -> List[ExpandedProbe]:
-        raise NotImplementedError
-
-    def section(self, probe: ExpandedProbe) -> str:
-        raise NotImplementedError
-
-    def attach_spec(self, probe: ExpandedProbe, cookie: int) -> dict:
-        raise NotImplementedError
-
-    def attach_specs(self, probes, cookies) -> List[dict]:
-        """The manifest attach entries of one program serving these probes."""
-        return [self.attach_spec(p, c) for p, c in zip(probes, cookies)]
-
-    def prologue(self, lowerer):
-        """Code at the start of every program of this provider (none by default)."""
-
-    def context_key(self, probe: ExpandedProbe):
-        """Probes with the same context key (and the same block) share one program
-        when the block reads the probe's context (args)."""
-        return None
-
-    def listing(self, verbose: bool) -> List[str]:
-        return []
-
+# provider name or alias -> its module
+MODULES = {n: module for name, (aliases, module) in PROBE_TYPES.items()
+           for n in (name,) + aliases}
 
 _PROVIDERS: Dict[str, Provider] = {}
 
 
 def register(provider: Provider) -> Provider:
-    for n in (provider.name,) + tuple(provider.aliases):
+    """File provider under its name and aliases (PROBE_TYPES)."""
+    aliases, _module = PROBE_TYPES[provider.name]
+    for n in (provider.name,) + aliases:
         _PROVIDERS[n] = provider
     return provider
 
 
-# provider name or alias -> its module, imported on first use (a one-liner loads one or two)
-MODULES = {
-    "BEGIN": "special", "begin": "special", "END": "special", "end": "special",
-    "tracepoint": "tracepoint", "t": "tracepoint",
-    "interval": "perf", "i": "perf", "profile": "perf", "p": "perf",
-    "software": "perf", "s": "perf", "hardware": "perf", "h": "perf",
-    "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
-    "usdt": "usdt", "U": "usdt",
-    "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kprobe", "kr": "kprobe",
-    "kfunc": "kfunc", "f": "kfunc", "fentry": "kfunc",
-    "kretfunc": "kfunc", "fr": "kfunc", "fexit": "kfunc",
-    "rawtracepoint": "rawtracepoint", "rt": "rawtracepoint",
-    "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "watchpoint", "aw": "watchpoint",
-    "iter": "iter", "it": "iter",
-}
-
-
 def lookup(name: str) -> Optional[Provider]:
     if name not in _PROVIDERS and name in MODULES:
-        import importlib
         importlib.import_module(f".{MODULES[name]}", __name__)
     return _PROVIDERS.get(name)
 

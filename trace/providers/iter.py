@@ -24,7 +24,6 @@ def _btf():
 
 class Iter(Provider):
     name = "iter"
-    aliases = ("it",)
     prog_type = PROG_TRACING
     program_per_probe = True
 

@@ -33,8 +33,8 @@ class Kfunc(Provider):
     uses_args = True
     program_per_probe = True
 
-    def __init__(self, name, aliases, ret):
-        self.name, self.aliases, self.ret = name, aliases, ret
+    def __init__(self, name, retprobe):
+        self.name, self.retprobe = name, retprobe
 
     def expand(self, ap) -> List[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
@@ -65,7 +65,7 @@ class Kfunc(Provider):
                               {"btf_id": b.find(n, "func")}) for n in names]
 
     def section(self, probe):
-        return f"{'fexit' if self.ret else 'fentry'}/{probe.func}"
+        return f"{'fexit' if self.retprobe else 'fentry'}/{probe.func}"
 
     def attach_spec(self, probe, cookie):
         return {"kind": self.name, "func": probe.func, "btf_id": probe.params["btf_id"],
@@ -76,11 +76,11 @@ class Kfunc(Provider):
 
     def program_fields(self, probes):
         """Extra manifest program fields: what PROG_LOAD needs for a TRACING program."""
-        return {"expected_attach_type": BPF_TRACE_FEXIT if self.ret else BPF_TRACE_FENTRY,
+        return {"expected_attach_type": BPF_TRACE_FEXIT if self.retprobe else BPF_TRACE_FENTRY,
                 "attach_btf_id": probes[0].params["btf_id"]}
 
     def listing(self, verbose, target=None):
-        if self.ret:        # bpftrace lists kfunc:fn once; kretfunc takes the same names
+        if self.retprobe:        # bpftrace lists kfunc:fn once; kretfunc takes the same names
             return []
         btf = _btf()
         return [f"kfunc:{name}" for name in sorted(btf.funcs())] if btf else []
@@ -110,7 +110,7 @@ class Kfunc(Provider):
     def check_register_builtin(self, ck, node):
         name = node.name
         if name == "retval":
-            if not self.ret:
+            if not self.retprobe:
                 raise error("The retval builtin can only be used with 'kretprobe' and 'uretprobe' "
                             "and 'kfunc' probes", node.span)
             from ..kernel_types import from_btf
@@ -129,5 +129,5 @@ class Kfunc(Provider):
         return read_ctx_arg(lw, node)
 
 
-register(Kfunc("kfunc", ("f", "fentry"), False))
-register(Kfunc("kretfunc", ("fr", "fexit"), True))
+register(Kfunc("kfunc", False))
+register(Kfunc("kretfunc", True))

@@ -49,8 +49,9 @@ class Kprobe(RegsProvider):
     user_space = False
     lists_targets = False
 
-    def __init__(self, name, alias, retprobe):
-        self.name, self.aliases, self.retprobe = name, (alias,), retprobe
+    def __init__(self, name, retprobe):
+        self.name, self.retprobe = name, retprobe
+        self.override_return = not retprobe
         self.attach_kind = name
 
     def expand(self, ap) -> List[ExpandedProbe]:
@@ -104,5 +105,5 @@ class Kprobe(RegsProvider):
         return [f"kprobe:{n}" for n in names]
 
 
-KPROBE = register(Kprobe("kprobe", "k", False))
-KRETPROBE = register(Kprobe("kretprobe", "kr", True))
+KPROBE = register(Kprobe("kprobe", False))
+KRETPROBE = register(Kprobe("kretprobe", True))

@@ -55,8 +55,8 @@ class Timer(Provider):
     """interval:UNIT:N fires on one CPU; profile:UNIT:N on every CPU."""
     prog_type = PROG_PERF_EVENT
 
-    def __init__(self, name, alias, cpus):
-        self.name, self.aliases, self.cpus = name, (alias,), cpus
+    def __init__(self, name, cpus):
+        self.name, self.cpus = name, cpus
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
@@ -87,8 +87,8 @@ class Counter(Provider):
     """software:EVENT:COUNT and hardware:EVENT:COUNT (every CPU)."""
     prog_type = PROG_PERF_EVENT
 
-    def __init__(self, name, alias, perf_type, events):
-        self.name, self.aliases, self.perf_type, self.events = name, (alias,), perf_type, events
+    def __init__(self, name, perf_type, events):
+        self.name, self.perf_type, self.events = name, perf_type, events
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
@@ -111,13 +111,13 @@ class Counter(Provider):
         return {"kind": "perf_event", "type": self.perf_type, "config": probe.params["config"],
                 "period": probe.params["period"], "freq": False, "cpus": "all", "cookie": cookie}
 
-    def listing(self, verbose):
+    def listing(self, verbose, target=None):
         if self.name == "software":
             return [f"software:{e}:" for e in SOFTWARE_ORDER]
         return [f"hardware:{e}:" for e in sorted(set(self.events))]
 
 
-register(Timer("interval", "i", "one"))
-register(Timer("profile", "p", "all"))
-register(Counter("software", "s", PERF_TYPE_SOFTWARE, SOFTWARE_EVENTS))
-register(Counter("hardware", "h", PERF_TYPE_HARDWARE, HARDWARE_EVENTS))
+register(Timer("interval", "one"))
+register(Timer("profile", "all"))
+register(Counter("software", PERF_TYPE_SOFTWARE, SOFTWARE_EVENTS))
+register(Counter("hardware", PERF_TYPE_HARDWARE, HARDWARE_EVENTS))

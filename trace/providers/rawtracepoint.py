@@ -59,7 +59,6 @@ def all_events() -> Tuple[str, ...]:
 
 class RawTracepoint(Provider):
     name = "rawtracepoint"
-    aliases = ("rt",)
     prog_type = PROG_RAW_TRACEPOINT
     uses_args = True
 

@@ -5,10 +5,10 @@ from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, register
 
 class Special(Provider):
     prog_type = PROG_RAW_TRACEPOINT
+    once_per_script = True
 
     def __init__(self, name):
         self.name = name
-        self.aliases = (name.lower(),)
 
     def expand(self, ap):
         if ap.raw not in (self.name, self.name.lower()):
@@ -21,8 +21,6 @@ class Special(Provider):
     def attach_spec(self, probe, cookie):
         return {"kind": self.name.lower()}
 
-    def listing(self, verbose):
-        return []
 
 
 register(Special("BEGIN"))

@@ -76,7 +76,7 @@ class RawSyscall(Provider):
             b.position_at_end(body)
             self._skip_ia32(lw)
             return
-        cookie_slot = fb.alloca(8)
+        lw.syscall_cookie = cookie_slot = fb.alloca(8)
         for probe, cookie in zip(unit.probes, unit.cookies):
             case = fb.new_block("nr")
             switch.add_case(const(probe.params["nr"]), case)
@@ -85,7 +85,9 @@ class RawSyscall(Provider):
             b.branch(body)
         b.position_at_end(body)
         self._skip_ia32(lw)
-        lw.probe_cookie = lambda: fb.load(cookie_slot, 0)
+
+    def probe_cookie(self, lw):
+        return lw.fb.load(lw.syscall_cookie, 0)
 
     def _skip_ia32(self, lw):
         fb, b = lw.fb, lw.b
@@ -112,6 +114,14 @@ class RawSyscall(Provider):
         fb.store(buf, 0, const(0))
         fb.helper(B.PROBE_READ_KERNEL, buf, const(8, B.I32), b.inttoptr(b.add(regs, const(offset)), B.PTR))
         return fb.load(buf, 0)
+
+    def args_field(self, ck, e):
+        from .tracepoint import args_field
+        return args_field(ck, e)
+
+    def check_register_builtin(self, ck, node):
+        from .tracepoint import check_register_builtin
+        return check_register_builtin(self, ck, node)
 
     def read_field(self, lw, e):
         f = e.field_info

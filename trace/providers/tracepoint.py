@@ -57,9 +57,29 @@ def field_type(f, user: bool):
     return None
 
 
+def args_field(ck, e):
+    """args->name: the field of the probe's format file."""
+    probe = ck.unit.context
+    fields = event_fields(probe.target, probe.func)
+    if e.field not in fields:
+        raise error(f"Struct/union of type 'struct _tracepoint_{probe.target}_{probe.func}' "
+                    f"does not contain a field named '{e.field}'", e.span)
+    f, t = fields[e.field]
+    if t is None:
+        raise error(f"Field '{e.field}' of type '{f.type}' is not supported", e.span)
+    e.field_info = f
+    return t
+
+
+def check_register_builtin(provider, ck, node):
+    if node.name == "retval":
+        raise error("The retval builtin can only be used with 'kretprobe' and 'uretprobe' and "
+                    "'kfunc' probes (try to use args->ret instead)", node.span)
+    return Provider.check_register_builtin(provider, ck, node)
+
+
 class Tracepoint(Provider):
     name = "tracepoint"
-    aliases = ("t",)
     prog_type = PROG_TRACEPOINT
     uses_args = True
 
@@ -93,7 +113,13 @@ class Tracepoint(Provider):
     def context_key(self, probe):
         return (probe.target, probe.func)
 
-    def listing(self, verbose):
+    def args_field(self, ck, e):
+        return args_field(ck, e)
+
+    def check_register_builtin(self, ck, node):
+        return check_register_builtin(self, ck, node)
+
+    def listing(self, verbose, target=None):
         lines = []
         for c, e in all_events():
             lines.append(f"tracepoint:{c}:{e}")

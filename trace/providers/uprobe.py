@@ -292,6 +292,25 @@ class RegsProvider(Provider):
     def lower_arg(self, lw, node, n):
         return read_reg(lw, ARG_REGS[n])
 
+    def ctx_type(self, unit):
+        return PtrT("struct pt_regs", user=False)
+
+    def reg_offset(self, node, name):
+        if name not in REG_OFFSETS:
+            raise error(f"'{name}' is not a valid register on this architecture (x86_64)", node.span)
+        return REG_OFFSETS[name]
+
+    def check_uaddr(self, ck, node, symbol):
+        resolved = self.uaddr(ck, node, symbol)
+        if self.retprobe and any(elf.is_dyn for elf, *_ in resolved):
+            raise error("uaddr() in a uretprobe can only resolve symbols of non-PIE executables",
+                        node.span)
+        node.resolved = resolved
+        return uaddr_type(resolved)
+
+    def lower_uaddr(self, lw, node):
+        return lower_uaddr(lw, node, node.resolved)
+
     def uaddr(self, ck, node, symbol):
         """Per probe: (elf, vaddr, size) of `symbol` in the probed binary."""
         out = []
@@ -305,8 +324,8 @@ class RegsProvider(Provider):
 
 
 class Uprobe(RegsProvider):
-    def __init__(self, name, alias, retprobe):
-        self.name, self.aliases, self.retprobe = name, (alias,), retprobe
+    def __init__(self, name, retprobe):
+        self.name, self.retprobe = name, retprobe
         self.attach_kind = name
 
     def expand(self, ap):
@@ -372,11 +391,6 @@ def read_user_u64(lw, addr, size=8, signed=False):
     return fb.load(buf, 0, size * 8, signed=signed, align=size)
 
 
-def probe_cookie(lw):
-    from ..registry import lookup_builtin
-    return lookup_builtin("probe").lower(lw, None)
-
-
 def per_probe(lw, emit):
     """Run emit(probe) for the probe that fired: directly for a one-probe program,
     else in the case of a switch on the probe's cookie."""
@@ -386,7 +400,7 @@ def per_probe(lw, emit):
         return
     fb, b = lw.fb, lw.b
     done = fb.new_block("probe_done")
-    switch = b.switch(probe_cookie(lw), done)
+    switch = b.switch(unit.provider.probe_cookie(lw), done)
     for p, c in zip(unit.probes, unit.cookies):
         case = fb.new_block("probe_case")
         switch.add_case(const(c), case)
@@ -433,5 +447,5 @@ def uaddr_type(resolved):
     return PtrT({1: "int8_t", 2: "int16_t", 4: "int32_t"}.get(size, "int64_t"), user=True)
 
 
-UPROBE = register(Uprobe("uprobe", "u", False))
-URETPROBE = register(Uprobe("uretprobe", "ur", True))
+UPROBE = register(Uprobe("uprobe", False))
+URETPROBE = register(Uprobe("uretprobe", True))

@@ -63,7 +63,6 @@ def parse_arg(spec: str):
 
 class Usdt(RegsProvider):
     name = "usdt"
-    aliases = ("U",)
     attach_kind = "usdt"
 
     def expand(self, ap):

@@ -19,8 +19,8 @@ BP_TYPES = {"r": 1, "w": 2, "x": 4}
 class Watchpoint(Provider):
     prog_type = PROG_PERF_EVENT
 
-    def __init__(self, name, alias):
-        self.name, self.aliases = name, (alias,)
+    def __init__(self, name):
+        self.name = name
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
@@ -63,5 +63,5 @@ class Watchpoint(Provider):
         return []
 
 
-register(Watchpoint("watchpoint", "w"))
-register(Watchpoint("asyncwatchpoint", "aw"))
+register(Watchpoint("watchpoint"))
+register(Watchpoint("asyncwatchpoint"))
