@@ -5,7 +5,7 @@
 
 Program type KPROBE; the context is `struct pt_regs *`: arg0..arg5 are di, si,
 dx, cx, r8, r9, retval is ax, func the probed function's name (the builtins
-are shared with uprobe, see uprobe.RegsProvider).  Attach entries are
+are shared with uprobe, see regs.RegsProvider).  Attach entries are
 `{"kind": "kprobe"|"kretprobe", "func", "offset", "cookie"}`; the runtime
 attaches them through the kprobe PMU, and reports a clear error on kernels
 without kprobes (CONFIG_KPROBES unset).
@@ -18,7 +18,7 @@ from typing import List, Tuple
 
 from ..diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
-from .uprobe import RegsProvider
+from .regs import RegsProvider
 
 KALLSYMS = "/proc/kallsyms"
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 
 from ..codegen import builder as B
-from ..codegen.builder import I64, const
+from ..codegen.builder import const
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider
+from .regs import REG_OFFSETS, SYSCALL_ARG_REGS
 from .syscall_table import X86_64
 
-# struct pt_regs (x86-64) offsets of the syscall argument registers, in order
-ARG_REGS = (112, 104, 96, 56, 72, 64)   # di, si, dx, r10, r8, r9
-ORIG_AX = 120
 # An ia32 system call (a 32-bit process, or int $0x80) has its own numbers, and the
 # syscalls:* tracepoints ignore it (trace_get_syscall_nr: in_32bit_syscall()), so the
 # raw ones must too: current->thread_info.status & TS_COMPAT.  thread_info is the
@@ -66,7 +64,7 @@ class RawSyscall(Provider):
         if self.direction == "enter":
             nr = fb.load(fb.ctx, 8)
         else:
-            nr = self._read_regs(lw, ORIG_AX)
+            nr = self._read_regs(lw, REG_OFFSETS["orig_ax"])
         lw.syscall_nr = nr
         unit = lw.unit
         body = fb.new_block("syscall")
@@ -133,7 +131,8 @@ class RawSyscall(Provider):
             from .tracepoint import event_fields
             probe = lw.unit.context
             names = [n for n in event_fields(probe.target, probe.func) if n != "__syscall_nr"]
-            value = self._read_regs(lw, ARG_REGS[names.index(f.name)])
+            reg = SYSCALL_ARG_REGS[names.index(f.name)]
+            value = self._read_regs(lw, REG_OFFSETS[reg])
         t = e.type
         bits = getattr(t, "bits", 64)
         if bits < 64:

@@ -14,8 +14,8 @@ from ..codegen.builder import const
 from ..diagnostics import error
 from ..types import UINT64
 from . import ExpandedProbe, glob_match, register, split_attach_point
-from .uprobe import (MAX_ARG, RegsProvider, binary_for, listing_binary, read_reg,
-                     read_user_u64)
+from .elf import binary_for, listing_binary
+from .regs import MAX_ARG, RegsProvider, read_reg, read_user_u64
 
 _REGS = {}
 for _r in ("ax", "bx", "cx", "dx"):
@@ -64,6 +64,7 @@ def parse_arg(spec: str):
 class Usdt(RegsProvider):
     name = "usdt"
     attach_kind = "usdt"
+    stack_args = False
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)

@@ -1,0 +1,214 @@
+"""ELF files of user-space probes (uprobe, usdt, uaddr): symbols, USDT notes, virtual
+address → file offset, and bpftrace's binary and library resolution.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from typing import Dict, List, Optional, Tuple
+
+from ..runtime.record import record, field
+from ..diagnostics import error
+
+
+# ------------------------------------------------------------------ ELF files
+
+@record
+class ElfFile:
+    path: str
+    is_dyn: bool                                   # ET_DYN: PIE or shared object
+    loads: List[Tuple[int, int, int, int, int]]    # (vaddr, memsz, offset, filesz, flags)
+    functions: Dict[str, Tuple[int, int]]          # name -> (vaddr, size), defined functions
+    objects: Dict[str, Tuple[int, int]]            # name -> (vaddr, size), data symbols
+    notes: list = field(default_factory=list)      # USDT notes (see usdt.py)
+
+    def offset_of(self, vaddr: int, executable: bool = False) -> Optional[int]:
+        """The file offset of a virtual address (via its PT_LOAD segment)."""
+        for seg_vaddr, memsz, offset, filesz, flags in self.loads:
+            if seg_vaddr <= vaddr < seg_vaddr + filesz:
+                if executable and not flags & 1:
+                    continue
+                return vaddr - seg_vaddr + offset
+        return None
+
+    def symbol_at(self, vaddr: int) -> str:
+        best = ""
+        for name, (start, size) in self.functions.items():
+            if start <= vaddr < start + max(size, 1) and (not best or name < best):
+                best = name
+        return best
+
+
+def _stat_key(path: str):
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_elf(path: str) -> Optional[ElfFile]:
+    """The parsed ELF file at path, or None if it is not one (cached by inode/mtime)."""
+    try:
+        key = _stat_key(path)
+    except OSError:
+        return None
+    return _read_elf(path, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_elf(path: str, _key) -> Optional[ElfFile]:
+    from ..runtime.elfread import ElfError, ElfImage   # lazy: start-up time (only a uprobe needs it)
+    try:
+        elf = ElfImage(path)
+    except ElfError:
+        return _read_elf_pyelftools(path)       # e.g. a 32-bit binary
+    except OSError:
+        return None
+    try:
+        functions, objects = {}, {}
+        _add_symbols(elf, functions, objects)
+        debug = elf.debug_file()
+        if debug is not None:
+            try:
+                # local functions of a stripped library (libc's strchr_ifunc), as bpftrace
+                _add_symbols(ElfImage(debug), functions, objects)
+            except (ElfError, OSError):
+                pass
+        notes = []
+        sec = elf.section(".note.stapsdt")
+        if sec is not None:
+            base_sec = elf.section(".stapsdt.base")
+            base_addr = base_sec.addr if base_sec is not None else None
+            notes = [_parse_stapsdt(desc, base_addr) for name, type_, desc in elf.notes(sec)
+                     if name == b"stapsdt" and type_ == 3]
+        return ElfFile(path, elf.is_dyn, elf.loads, functions, objects, notes)
+    except ElfError:
+        return None
+
+
+def _add_symbols(elf, functions, objects):
+    from ..runtime.elfread import (   # lazy: start-up time (only a uprobe needs it)
+                                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT,
+                                   STT_TLS)
+    for name, type_, shndx, value, size in elf.symbols():
+        if not name or shndx == 0 or not value:
+            continue
+        if type_ in (STT_FUNC, STT_GNU_IFUNC):
+            functions.setdefault(name.split("@")[0], (value, size))
+        elif type_ in (STT_OBJECT, STT_TLS, STT_COMMON):
+            objects.setdefault(name.split("@")[0], (value, size))
+
+
+def _read_elf_pyelftools(path: str) -> Optional[ElfFile]:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import NoteSection, SymbolTableSection
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return None
+    with f:
+        try:
+            elf = ELFFile(f)
+            loads = [(s["p_vaddr"], s["p_memsz"], s["p_offset"], s["p_filesz"], s["p_flags"])
+                     for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+            functions, objects = {}, {}
+            for name in (".symtab", ".dynsym"):
+                sec = elf.get_section_by_name(name)
+                if not isinstance(sec, SymbolTableSection):
+                    continue
+                for sym in sec.iter_symbols():
+                    kind = sym["st_info"]["type"]
+                    if not sym.name or sym["st_shndx"] == "SHN_UNDEF" or not sym["st_value"]:
+                        continue
+                    entry = (sym["st_value"], sym["st_size"])
+                    if kind in ("STT_FUNC", "STT_GNU_IFUNC", "STT_LOOS"):
+                        functions.setdefault(sym.name.split("@")[0], entry)
+                    elif kind in ("STT_OBJECT", "STT_TLS", "STT_COMMON"):
+                        objects.setdefault(sym.name.split("@")[0], entry)
+            notes = []
+            sec = elf.get_section_by_name(".note.stapsdt")
+            if isinstance(sec, NoteSection):
+                base_sec = elf.get_section_by_name(".stapsdt.base")
+                base_addr = base_sec["sh_addr"] if base_sec is not None else None
+                for note in sec.iter_notes():
+                    if note["n_name"] != "stapsdt" or note["n_type"] not in (3, "NT_GNU_BUILD_ID"):
+                        continue
+                    notes.append(_parse_stapsdt(note["n_descdata"], base_addr))
+            return ElfFile(path, elf["e_type"] == "ET_DYN", loads, functions, objects, notes)
+        except (ELFError, ValueError, KeyError, OSError):
+            return None
+
+
+def _parse_stapsdt(desc, base_addr):
+    if isinstance(desc, str):
+        desc = desc.encode("latin-1")
+    pc, base, sem = (int.from_bytes(desc[i:i + 8], "little") for i in (0, 8, 16))
+    provider, name, args = (desc[24:].split(b"\0") + [b"", b"", b""])[:3]
+    if base_addr is not None:          # prelink adjustment, as in the SystemTap spec
+        pc += base_addr - base
+        if sem:
+            sem += base_addr - base
+    return {"provider": provider.decode(), "name": name.decode(), "pc": pc, "semaphore": sem,
+            "args": args.decode()}
+
+
+# ------------------------------------------------------------------ binaries and libraries
+
+@functools.lru_cache(maxsize=1)
+def _ld_cache() -> Tuple[Tuple[str, str], ...]:
+    """(soname, path) from the dynamic linker's cache (`ldconfig -p`), 64-bit entries."""
+    ldconfig = shutil.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
+    if ldconfig is None:
+        return ()
+    try:
+        text = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"\s+(\S+) \(([^)]*)\) => (\S+)", line)
+        if m and ("x86-64" in m.group(2) or "64bit" in m.group(2) or os.uname().machine != "x86_64"):
+            out.append((m.group(1), m.group(3)))
+    return tuple(out)
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def resolve_binary(target: str) -> Optional[str]:
+    """bpftrace's resolution: a path as given; else an executable on $PATH; else a
+    library by name through the linker cache (`libc` → `.../libc.so.6`)."""
+    if "/" in target:
+        return target if os.path.isfile(target) else None
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        cand = os.path.join(d or ".", target)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK) and _is_elf(cand):
+            return cand
+    prefix = target + ".so"
+    for soname, path in _ld_cache():
+        if soname.startswith(prefix) and os.path.isfile(path):
+            return path
+    return None
+
+
+def listing_binary(target):
+    """(path, ElfFile) of `-l`'s binary, or (None, None)."""
+    path = resolve_binary(target) if target else None
+    elf = read_elf(path) if path else None
+    return path, elf
+
+
+def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
+    path = resolve_binary(target) if target else None
+    elf = read_elf(path) if path else None
+    if elf is None:
+        raise error(f"{what} target file '{target}' does not exist or is not executable", ap.span)
+    return path, elf
