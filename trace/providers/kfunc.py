@@ -1,4 +1,4 @@
-"""kfunc / kretfunc (aliases f: / fr:, and fentry: / fexit: as in bpftrace >= 0.20).
+"""kfunc / kretfunc (also fentry: / fexit:, as in bpftrace >= 0.20).
 
   kfunc:fn     kfunc:vmlinux:fn     kfunc:vfs_*   (wildcards over BTF FUNC names)
 
@@ -15,17 +15,13 @@ from __future__ import annotations
 
 from typing import List
 
+from ..btf import vmlinux
 from ..diagnostics import error
-from ..types import UINT64
+from ..kernel_types import from_btf
+from ..types import UINT64, IntT, PtrT
 from ..runtime.uapi import BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
 from . import PROG_TRACING, ExpandedProbe, Provider, glob_match, register, split_attach_point
-from .rawtracepoint import btf_arg_field, read_ctx_arg
-
-
-
-def _btf():
-    from ..btf import vmlinux
-    return vmlinux()
+from .btfargs import btf_arg_field, read_ctx_arg
 
 
 class Kfunc(Provider):
@@ -47,7 +43,7 @@ class Kfunc(Provider):
         if not spec:
             raise error(f"{self.name} probe type requires 1 argument", ap.span)
         ap.target, ap.func = module, spec
-        b = _btf()
+        b = vmlinux()
         if b is None:
             raise error(f"{self.name} probes need kernel BTF (/sys/kernel/btf/vmlinux)", ap.span)
         if module and module != "vmlinux" and "*" not in module:
@@ -82,12 +78,12 @@ class Kfunc(Provider):
     def listing(self, verbose, target=None):
         if self.retprobe:        # bpftrace lists kfunc:fn once; kretfunc takes the same names
             return []
-        btf = _btf()
+        btf = vmlinux()
         return [f"kfunc:{name}" for name in sorted(btf.funcs())] if btf else []
 
     def describe(self, line):
         """-lv: the function's parameters and return type, from BTF."""
-        btf = _btf()
+        btf = vmlinux()
         proto = btf.func_proto(line.split(":", 1)[1])
         if proto is None:
             return []
@@ -97,7 +93,7 @@ class Kfunc(Provider):
         return details
 
     def _params(self, probe):
-        return _btf().func_proto(probe.func).params
+        return vmlinux().func_proto(probe.func).params
 
     # -------------------------------------------------- builtins
     def args_field(self, ck, e):
@@ -113,11 +109,9 @@ class Kfunc(Provider):
             if not self.retprobe:
                 raise error("The retval builtin can only be used with 'kretprobe' and 'uretprobe' "
                             "and 'kfunc' probes", node.span)
-            from ..kernel_types import from_btf
-            proto = _btf().func_proto(ck.unit.context.func)
+            proto = vmlinux().func_proto(ck.unit.context.func)
             t = from_btf(proto.ref) if proto.ref else None
             node.ctx_slot = len(proto.params)
-            from ..types import IntT, PtrT
             return t if isinstance(t, (IntT, PtrT)) else UINT64
         if name == "func":
             raise error("The func builtin can not be used with 'kfunc' probes in 0.17 "

@@ -1,4 +1,4 @@
-"""rawtracepoint:event (alias rt:), also rawtracepoint:module:event.
+"""rawtracepoint:event, also rawtracepoint:module:event.
 
 Program type RAW_TRACEPOINT: the context is the tracepoint's arguments as an
 array of u64 (`arg0`, `arg1`, ...).  With BTF, `args->name` gives them by name
@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 from typing import List, Optional, Tuple
 
-from ..codegen.builder import const
+from ..btf import FUNC_PROTO, PTR, vmlinux
 from ..diagnostics import error
-from ..types import UINT64, IntT, PtrT
+from ..types import UINT64
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, glob_match, register, split_attach_point
+from .btfargs import btf_arg_field, read_ctx_arg
+from .tpformat import all_events as tracepoint_events
 
 MAX_ARGS = 12
 
@@ -22,7 +24,6 @@ MAX_ARGS = 12
 @functools.lru_cache(maxsize=None)
 def event_args(event: str) -> Optional[Tuple[Tuple[str, int], ...]]:
     """(name, BTF type id) of the arguments of a raw tracepoint, or None without BTF info."""
-    from ..btf import FUNC_PROTO, PTR, vmlinux
     b = vmlinux()
     if b is None:
         return None
@@ -43,15 +44,13 @@ def event_args(event: str) -> Optional[Tuple[Tuple[str, int], ...]]:
 
 @functools.lru_cache(maxsize=1)
 def all_events() -> Tuple[str, ...]:
-    from ..btf import vmlinux
     b = vmlinux()
     names = set()
     if b is not None:
         names.update(k[len("type btf_trace_"):] for k in b.names if k.startswith("type btf_trace_"))
     if not names:
-        from .tracepoint import all_events as tp_events
         try:
-            names.update(e for _, e in tp_events())
+            names.update(e for _, e in tracepoint_events())
         except OSError:
             pass
     return tuple(sorted(names))
@@ -97,7 +96,6 @@ class RawTracepoint(Provider):
         for e in all_events():
             lines.append(f"rawtracepoint:{e}")
             if verbose:
-                from ..btf import vmlinux
                 for name, tid in event_args(e) or ():
                     lines.append(f"    {vmlinux().type_name(tid)} {name}")
         return lines
@@ -129,32 +127,6 @@ class RawTracepoint(Provider):
 
     def read_field(self, lw, e):
         return read_ctx_arg(lw, e)
-
-
-def btf_arg_field(e, params, what):
-    """Type an `args->name` over BTF function parameters (u64 context slots)."""
-    from ..kernel_types import from_btf
-    from ..btf import vmlinux
-    for i, (name, tid) in enumerate(params):
-        if name == e.field:
-            t = from_btf(tid)
-            if not isinstance(t, (IntT, PtrT)):
-                raise error(f"Argument '{name}' of type '{vmlinux().type_name(tid)}' is not "
-                            f"supported", e.span)
-            e.ctx_slot = i
-            return t
-    raise error(f"Can't find argument '{e.field}' of {what}", e.span)
-
-
-def read_ctx_arg(lw, e):
-    """A u64 context slot, truncated and extended as the argument's integer type says."""
-    value = lw.fb.load(lw.fb.ctx, 8 * e.ctx_slot)
-    t = e.type
-    if isinstance(t, IntT) and t.bits < 64:
-        shift = const(64 - t.bits)
-        value = lw.b.shl(value, shift)
-        value = lw.b.ashr(value, shift) if t.signed else lw.b.lshr(value, shift)
-    return value
 
 
 register(RawTracepoint())

@@ -13,9 +13,10 @@ import os
 
 from ..codegen import builder as B
 from ..codegen.builder import const
-from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider
+from . import PROG_RAW_TRACEPOINT, ExpandedProbe
 from .regs import REG_OFFSETS, SYSCALL_ARG_REGS
 from .syscall_table import X86_64
+from .tpformat import TracepointProvider, event_fields
 
 # An ia32 system call (a 32-bit process, or int $0x80) has its own numbers, and the
 # syscalls:* tracepoints ignore it (trace_get_syscall_nr: in_32bit_syscall()), so the
@@ -35,10 +36,10 @@ def syscall_number(event: str):
     return None
 
 
-class RawSyscall(Provider):
-    name = "tracepoint"
+class RawSyscall(TracepointProvider):
+    """The probes of one direction (sys_enter_* or sys_exit_*): made by the tracepoint
+    provider's expand, never looked up by name."""
     prog_type = PROG_RAW_TRACEPOINT
-    uses_args = True
 
     def __init__(self, direction):
         self.direction = direction          # "enter" or "exit"
@@ -50,9 +51,6 @@ class RawSyscall(Provider):
 
     def section(self, probe):
         return f"raw_tracepoint/{self.raw_name}"
-
-    def context_key(self, probe):
-        return (probe.target, probe.func)
 
     def attach_specs(self, probes, cookies):
         return [{"kind": "raw_tracepoint", "name": self.raw_name, "cookie": cookies[0]}]
@@ -113,14 +111,6 @@ class RawSyscall(Provider):
         fb.helper(B.PROBE_READ_KERNEL, buf, const(8, B.I32), b.inttoptr(b.add(regs, const(offset)), B.PTR))
         return fb.load(buf, 0)
 
-    def args_field(self, ck, e):
-        from .tracepoint import args_field
-        return args_field(ck, e)
-
-    def check_register_builtin(self, ck, node):
-        from .tracepoint import check_register_builtin
-        return check_register_builtin(self, ck, node)
-
     def read_field(self, lw, e):
         f = e.field_info
         if f.name == "__syscall_nr":
@@ -128,7 +118,6 @@ class RawSyscall(Provider):
         if self.direction == "exit":
             value = lw.fb.load(lw.fb.ctx, 8)           # ret
         else:
-            from .tracepoint import event_fields
             probe = lw.unit.context
             names = [n for n in event_fields(probe.target, probe.func) if n != "__syscall_nr"]
             reg = SYSCALL_ARG_REGS[names.index(f.name)]

@@ -1,0 +1,34 @@
+"""Arguments in a u64-array context, typed from BTF function prototypes: `args->NAME`
+of kfunc/kretfunc (the function's parameters) and rawtracepoint (the tracepoint's).
+"""
+from __future__ import annotations
+
+from ..btf import vmlinux
+from ..codegen.builder import const
+from ..diagnostics import error
+from ..kernel_types import from_btf
+from ..types import IntT, PtrT
+
+
+def btf_arg_field(e, params, what):
+    """Type an `args->name` over BTF function parameters (u64 context slots)."""
+    for i, (name, tid) in enumerate(params):
+        if name == e.field:
+            t = from_btf(tid)
+            if not isinstance(t, (IntT, PtrT)):
+                raise error(f"Argument '{name}' of type '{vmlinux().type_name(tid)}' is not "
+                            f"supported", e.span)
+            e.ctx_slot = i
+            return t
+    raise error(f"Can't find argument '{e.field}' of {what}", e.span)
+
+
+def read_ctx_arg(lw, e):
+    """A u64 context slot, truncated and extended as the argument's integer type says."""
+    value = lw.fb.load(lw.fb.ctx, 8 * e.ctx_slot)
+    t = e.type
+    if isinstance(t, IntT) and t.bits < 64:
+        shift = const(64 - t.bits)
+        value = lw.b.shl(value, shift)
+        value = lw.b.ashr(value, shift) if t.signed else lw.b.lshr(value, shift)
+    return value
