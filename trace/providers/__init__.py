@@ -39,7 +39,7 @@ PROBE_TYPES = {
     "kprobe": (("k",), "kprobe"),
     "kretprobe": (("kr",), "kprobe"),
     "rawtracepoint": (("rt",), "rawtracepoint"),
-    "kfunc": (("f", "fentry"), "kfunc"),
+    "kfunc": (("f", "fentry"), "kfunc"),         # fentry, fexit: as in bpftrace >= 0.20
     "kretfunc": (("fr", "fexit"), "kfunc"),
     "watchpoint": (("w",), "watchpoint"),
     "asyncwatchpoint": (("aw",), "watchpoint"),

@@ -58,7 +58,7 @@ def read_elf(path: str) -> Optional[ElfFile]:
 
 @functools.lru_cache(maxsize=32)
 def _read_elf(path: str, _key) -> Optional[ElfFile]:
-    from ..runtime.elfread import ElfError, ElfImage   # lazy: start-up time (only a uprobe needs it)
+    from ..runtime.elfread import ElfError, ElfImage   # lazy: start-up time (only to read a binary)
     try:
         elf = ElfImage(path)
     except ElfError:
@@ -88,9 +88,8 @@ def _read_elf(path: str, _key) -> Optional[ElfFile]:
 
 
 def _add_symbols(elf, functions, objects):
-    from ..runtime.elfread import (   # lazy: start-up time (only a uprobe needs it)
-                                   STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT,
-                                   STT_TLS)
+    # lazy: start-up time (only to read a binary)
+    from ..runtime.elfread import STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, STT_TLS
     for name, type_, shndx, value, size in elf.symbols():
         if not name or shndx == 0 or not value:
             continue
@@ -101,6 +100,7 @@ def _add_symbols(elf, functions, objects):
 
 
 def _read_elf_pyelftools(path: str) -> Optional[ElfFile]:
+    # lazy: start-up time (pyelftools is heavy, and only reads what elfread can't: 32-bit ELF)
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import NoteSection, SymbolTableSection

@@ -1,4 +1,4 @@
-"""iter:task, iter:task_file, iter:task_vma (alias it:), with an optional pin path:
+"""iter:task, iter:task_file, iter:task_vma, with an optional pin path:
 BPF iterators over kernel objects.
 
 Program type TRACING (26) with expected_attach_type BPF_TRACE_ITER (28) and
@@ -18,7 +18,7 @@ ITERATORS = ("task", "task_file", "task_vma")
 
 
 def _btf():
-    from ..btf import vmlinux
+    from ..btf import vmlinux    # lazy: start-up time (-l lists the iterators without BTF)
     return vmlinux()
 
 

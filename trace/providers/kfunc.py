@@ -1,4 +1,4 @@
-"""kfunc / kretfunc (also fentry: / fexit:, as in bpftrace >= 0.20).
+"""kfunc / kretfunc: kernel function entry and exit through BPF trampolines.
 
   kfunc:fn     kfunc:vmlinux:fn     kfunc:vfs_*   (wildcards over BTF FUNC names)
 

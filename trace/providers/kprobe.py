@@ -1,4 +1,4 @@
-"""kprobe / kretprobe (aliases k: / kr:): kernel function probes.
+"""kprobe / kretprobe: kernel function probes.
 
   kprobe:fn          kprobe:fn+OFF        kprobe:vfs_*  (wildcards over /proc/kallsyms)
   kprobe:mod:fn      (the module part is only checked against kallsyms' [mod])

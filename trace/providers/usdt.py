@@ -1,4 +1,4 @@
-"""usdt (alias U:): statically defined user-space probes, from the ELF `.note.stapsdt` notes.
+"""usdt: statically defined user-space probes, from the ELF `.note.stapsdt` notes.
 
   usdt:/path:probe     usdt:/path:provider:probe     (`*` wildcards in each part)
 

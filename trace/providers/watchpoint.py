@@ -1,4 +1,4 @@
-"""watchpoint:ADDR:LEN:MODE (alias w:) and asyncwatchpoint:ADDR:LEN:MODE (aw:).
+"""watchpoint:ADDR:LEN:MODE and asyncwatchpoint:ADDR:LEN:MODE.
 
 A hardware breakpoint: perf_event_open(PERF_TYPE_BREAKPOINT) with bp_type from
 MODE (r=1, w=2, x=4), bp_addr = ADDR, bp_len = LEN (1, 2, 4 or 8).  The program
