@@ -4,6 +4,13 @@ A provider parses and expands attach points, lists probes, and says how a
 program of its kind is typed, named and attached (its AttachSpec in the manifest).
 Its interface, every hook with its default, is base.Provider; PROBE_TYPES below is
 the one table of probe-type names and aliases.
+
+Adding a probe type: a module here whose Provider subclass overrides expand,
+section and attach_spec (or attach_specs), plus the hooks its programs need
+(base.py says what each defaults to), and ends with register(...); and its line in
+PROBE_TYPES. Shared code it may import: base, regs (pt_regs contexts), elf (user
+binaries), tpformat (tracefs formats), btfargs (BTF u64 arguments), never another
+provider's module. A new attach entry kind also needs its attach in runtime/attach.py.
 """
 from __future__ import annotations
 
