@@ -13,34 +13,10 @@ import threading
 
 from . import syscall as S
 from . import uapi as U
+from .cpus import online_cpus, parse_cpu_list, possible_cpus  # noqa: F401  (public here too)
 from .errors import AttachError, BpfError, PermissionFailure, TracepointNotFound
 
 # ------------------------------------------------------------------ helpers
-
-
-def parse_cpu_list(text: str) -> list:
-    """"0-3,5" → [0, 1, 2, 3, 5]."""
-    out = []
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
-def online_cpus() -> list:
-    with open("/sys/devices/system/cpu/online") as f:
-        return parse_cpu_list(f.read())
-
-
-def possible_cpus() -> list:
-    with open("/sys/devices/system/cpu/possible") as f:
-        return parse_cpu_list(f.read())
 
 
 def _errname(err: int) -> str:
@@ -245,8 +221,9 @@ def tracepoint(prog_fd: int, category: str, event: str, cookie: int = 0,
     return _link_or_ioctl(probe, "tracepoint", prog_fd, pfd, cookie)
 
 
-_PERF_TYPE_NAMES = {0: "hardware", 1: "software", 2: "tracepoint", 3: "hardware cache",
-                    4: "raw", 5: "breakpoint"}
+_PERF_TYPE_NAMES = {U.PERF_TYPE_HARDWARE: "hardware", U.PERF_TYPE_SOFTWARE: "software",
+                    U.PERF_TYPE_TRACEPOINT: "tracepoint", U.PERF_TYPE_HW_CACHE: "hardware cache",
+                    U.PERF_TYPE_RAW: "raw", U.PERF_TYPE_BREAKPOINT: "breakpoint"}
 
 
 def perf_event(prog_fd: int, type_: int, config: int, period: int, freq: bool = False,
@@ -434,7 +411,7 @@ def uprobe_multi_supported() -> bool:
     """Whether the kernel loads a kprobe program for BPF_TRACE_UPROBE_MULTI (6.6+)."""
     global _UPROBE_MULTI
     if _UPROBE_MULTI is None:
-        exit_0 = bytes([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])  # r0 = 0; exit
+        exit_0 = U.BPF_INSNS_RETURN_0
         try:
             S.close(S.prog_load(U.BPF_PROG_TYPE_KPROBE, exit_0, "GPL", "uprobe_multi",
                                 expected_attach_type=U.BPF_TRACE_UPROBE_MULTI))

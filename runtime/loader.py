@@ -14,7 +14,8 @@ from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .objfile import ObjectSpec
-from .attach import UPROBE_KINDS, possible_cpus, uprobe_multi_supported
+from .attach import UPROBE_KINDS, uprobe_multi_supported
+from .cpus import possible_cpus
 
 
 @record

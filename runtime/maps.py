@@ -15,6 +15,7 @@ import errno as E
 
 from . import syscall as S
 from . import uapi as U
+from .cpus import possible_cpus
 from .errors import BpfError
 
 _possible = None
@@ -23,7 +24,6 @@ _possible = None
 def num_possible_cpus() -> int:
     global _possible
     if _possible is None:
-        from .attach import possible_cpus
         _possible = len(possible_cpus())
     return _possible
 

@@ -15,13 +15,17 @@ import struct
 
 from .record import record, field
 from . import uapi as U
-from .elfread import ElfError, ElfImage
+from .elfread import (EHDR, REL, SHDR, SYM, ET_REL, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE,
+                      SHN_LORESERVE, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB,
+                      SHT_SYMTAB, STB_GLOBAL, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION,
+                      ElfError, ElfImage)
 from .errors import ObjectFormatError
 
 MAPS_SECTION = "maps"
 LICENSE_SECTION = "license"
 MANIFEST_SECTION = ".pytrace"
-MAP_DEF_SIZE = 20
+MAP_DEF = struct.Struct("<5I")     # {type, key_size, value_size, max_entries, flags}
+MAP_DEF_SIZE = MAP_DEF.size
 
 
 @record(frozen=True)
@@ -65,18 +69,6 @@ class ObjectSpec:
 # ------------------------------------------------------------------ ELF reading
 # runtime.elfread reads the headers, sections and symbols; this checks what a BPF
 # relocatable object from LLVM (bpfel) must hold and reads its REL sections.
-
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_REL = struct.Struct("<QQ")
-
-SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 1, 2, 3, 4, 8, 9
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
-STB_GLOBAL = 1
-ET_REL = 1
-STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
-SHN_LORESERVE = 0xFF00
 
 
 @record
@@ -122,8 +114,8 @@ class _Elf:
     def relocations(self, s):
         """(r_offset, type, symbol index) of a REL section."""
         d = self.section_data(s)
-        for off in range(0, len(d) - _REL.size + 1, _REL.size):
-            r_offset, r_info = _REL.unpack_from(d, off)
+        for off in range(0, len(d) - REL.size + 1, REL.size):
+            r_offset, r_info = REL.unpack_from(d, off)
             yield r_offset, r_info & 0xFFFFFFFF, r_info >> 32
 
 
@@ -174,7 +166,7 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
             off = sym.value
             if off + MAP_DEF_SIZE > len(mdata):
                 raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
-            t, ks, vs, me, fl = struct.unpack_from("<5I", mdata, off)
+            t, ks, vs, me, fl = MAP_DEF.unpack_from(mdata, off)
             ms = MapSpec(sym.name, MAPS_SECTION, off, t, ks, vs, me, fl)
             spec.maps[sym.name] = ms
             maps_by_off[off] = ms
@@ -318,7 +310,7 @@ def write(spec: ObjectSpec) -> bytes:
     maps = sorted(spec.maps.values(), key=lambda m: m.offset)
     map_blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
     for m in maps:
-        struct.pack_into("<5I", map_blob, m.offset, m.type, m.key_size, m.value_size,
+        MAP_DEF.pack_into(map_blob, m.offset, m.type, m.key_size, m.value_size,
                          m.max_entries, m.flags)
     programs = list(spec.programs.values())
     # sections: (name, type, flags, data, link, info, entsize); index 1 is .strtab,
@@ -336,27 +328,27 @@ def write(spec: ObjectSpec) -> bytes:
     rel_at = len(sections) + 1
     symtab_idx = rel_at + sum(1 for p in programs if p.relocations)
 
-    symbols = [struct.pack("<IBBHQQ", 0, 0, 0, 0, 0, 0)]
+    symbols = [SYM.pack(0, 0, 0, 0, 0, 0)]
     map_sym_index = {}
     for m in maps:
         map_sym_index[m.symbol] = len(symbols)
-        symbols.append(struct.pack("<IBBHQQ", name(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
+        symbols.append(SYM.pack(name(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
                                    0, maps_idx, m.offset, MAP_DEF_SIZE))
     for i, p in enumerate(programs):
-        symbols.append(struct.pack("<IBBHQQ", name(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
+        symbols.append(SYM.pack(name(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
                                    0, first_prog + i, 0, len(p.insns)))
     for i, p in enumerate(programs):
         if p.relocations:
-            rels = b"".join(struct.pack("<QQ", r.insn_offset,
+            rels = b"".join(REL.pack(r.insn_offset,
                                         (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
                             for r in p.relocations)
             sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
-                             first_prog + i, _REL.size))
-    sections.append((".symtab", SHT_SYMTAB, 0, b"".join(symbols), 1, 1, _SYM.size))
+                             first_prog + i, REL.size))
+    sections.append((".symtab", SHT_SYMTAB, 0, b"".join(symbols), 1, 1, SYM.size))
 
-    headers = [bytes(_SHDR.size)]
+    headers = [bytes(SHDR.size)]
     body = bytearray()
-    offset = _EHDR.size
+    offset = EHDR.size
     name_offsets = [name(s[0]) for s in sections]
     for (sname, stype, flags, data, link, info, entsize), noff in zip(sections, name_offsets):
         if data is None:                      # .strtab: complete only now
@@ -365,7 +357,7 @@ def write(spec: ObjectSpec) -> bytes:
         pad = (-offset) % align
         body.extend(b"\0" * pad)
         offset += pad
-        headers.append(_SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
+        headers.append(SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
                                   entsize))
         body.extend(data)
         offset += len(data)
@@ -373,6 +365,6 @@ def write(spec: ObjectSpec) -> bytes:
     body.extend(b"\0" * pad)
     shoff = offset + pad
     ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
-    header = _EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, _EHDR.size, 0, 0,
-                        _SHDR.size, len(headers), 1)
+    header = EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, EHDR.size, 0, 0,
+                        SHDR.size, len(headers), 1)
     return header + bytes(body) + b"".join(headers)
