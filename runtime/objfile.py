@@ -20,6 +20,7 @@ from .elfread import (EHDR, REL, SHDR, SYM, ET_REL, SHF_ALLOC, SHF_EXECINSTR, SH
                       SHT_SYMTAB, STB_GLOBAL, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION,
                       ElfError, ElfImage)
 from .errors import ObjectFormatError
+from .manifest import Manifest
 
 MAPS_SECTION = "maps"
 LICENSE_SECTION = "license"
@@ -62,8 +63,10 @@ class ProgramSpec:
 class ObjectSpec:
     programs: dict = field(default_factory=dict)  # symbol -> ProgramSpec
     maps: dict = field(default_factory=dict)      # symbol -> MapSpec
-    manifest: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # the .pytrace JSON, as stored (write() stores it)
     license: str = "GPL"
+    # the manifest's typed records (runtime.manifest), which the runtime reads
+    contract: Manifest = field(default_factory=Manifest, compare=False, repr=False)
 
 
 # ------------------------------------------------------------------ ELF reading
@@ -151,8 +154,7 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
         spec.manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ObjectFormatError(f"invalid .pytrace manifest: {e}") from None
-    if not isinstance(spec.manifest, dict):
-        raise ObjectFormatError("invalid .pytrace manifest: not a JSON object")
+    spec.contract = Manifest.from_json(spec.manifest)
 
     # maps
     msec = elf.section(MAPS_SECTION)
@@ -265,16 +267,14 @@ def _symname(sym, sections):
 
 
 def _check_manifest(spec: ObjectSpec) -> None:
-    m = spec.manifest
-    for p in m.get("programs", []):
-        sym = p.get("symbol")
-        if sym not in spec.programs:
-            raise ObjectFormatError(f"manifest program '{sym}' not found in the object")
-    for mp in m.get("maps", []):
-        sym = mp.get("symbol")
-        if sym not in spec.maps:
-            raise ObjectFormatError(f"manifest map '{mp.get('name')}' ({sym}) not found in the object")
-    for key, sym in (m.get("internal") or {}).items():
+    m = spec.contract
+    for p in m.programs:
+        if p.symbol not in spec.programs:
+            raise ObjectFormatError(f"manifest program '{p.symbol}' not found in the object")
+    for mp in m.maps:
+        if mp.symbol not in spec.maps:
+            raise ObjectFormatError(f"manifest map '{mp.name}' ({mp.symbol}) not found in the object")
+    for key, sym in m.internal.to_json().items():
         if sym and sym not in spec.maps:
             raise ObjectFormatError(f"internal map '{key}' ({sym}) not found in the object")
 
@@ -287,7 +287,8 @@ def join(parts) -> bytes:
     """One object from the objects of a program compiled in parts (each holding
     every map, the license and the manifest, and some of the programs)."""
     specs = [parse(p, whole=False) for p in parts]
-    joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license)
+    joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license,
+                        contract=specs[0].contract)
     for spec in specs:
         joined.programs.update(spec.programs)
         for sym, ms in spec.maps.items():
