@@ -15,6 +15,7 @@ from . import syscall as S
 from . import uapi as U
 from .cpus import online_cpus, parse_cpu_list, possible_cpus  # noqa: F401  (public here too)
 from .errors import AttachError, BpfError, PermissionFailure, TracepointNotFound
+from .manifest import AttachSpec, UprobeAttach
 
 # ------------------------------------------------------------------ helpers
 
@@ -369,17 +370,15 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
     return _per_cpu(probe, "uprobe", prog_fd, cookie, cpu_list, open_event)
 
 
-UPROBE_KINDS = ("uprobe", "uretprobe", "usdt")
+UPROBE_KINDS = UprobeAttach.KINDS
 
 
 def uprobe_multi_groups(entries) -> dict:
-    """A program's uprobe attach entries grouped by what one BPF_TRACE_UPROBE_MULTI
-    link can hold: (path, retprobe, pid) -> [entry, ...], in order."""
+    """A program's uprobe attach entries (UprobeAttach) grouped by what one
+    BPF_TRACE_UPROBE_MULTI link can hold: (path, retprobe, pid) -> [entry, ...], in order."""
     groups = {}
     for entry in entries:
-        retprobe = entry["kind"] == "uretprobe" or bool(entry.get("retprobe"))
-        key = (entry["path"], retprobe, int(entry.get("pid", -1)))
-        groups.setdefault(key, []).append(entry)
+        groups.setdefault((entry.path, entry.is_return, entry.pid), []).append(entry)
     return groups
 
 
@@ -389,14 +388,14 @@ def uprobe_multi(prog_fd: int, path: str, entries, retprobe: bool, pid: int,
     (BPF_TRACE_UPROBE_MULTI, Linux 6.6; the program is loaded for it): one system
     call to attach them and, at exit, one wait for the kernel to retire them where
     a perf-event uprobe waits ~80 ms each."""
-    cookies = [int(e.get("cookie", 0) or 0) for e in entries]
+    cookies = [e.cookie for e in entries]
     names = [probes[c] for c in cookies if 0 <= c < len(probes)]
     probe = names[0] if len(set(names)) == 1 else \
         f"{'uretprobe' if retprobe else 'uprobe'}:{path} ({len(entries)} probes)"
     try:
         lfd = S.link_create_uprobe_multi(
-            prog_fd, path, [int(e["offset"]) for e in entries],
-            [int(e.get("ref_ctr_offset", 0)) for e in entries], cookies,
+            prog_fd, path, [e.offset for e in entries],
+            [e.ref_ctr_offset for e in entries], cookies,
             U.BPF_F_UPROBE_MULTI_RETURN if retprobe else 0, pid)
     except BpfError as e:
         if e.errno == E.ENOENT:
@@ -492,7 +491,7 @@ def run_iterator(att: Attachment, after_chunk) -> None:
 
 def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
                    uprobe_multi_links: bool = False) -> list:
-    """Attach a program's manifest ``attach`` entries: one by one (attach_entry), or,
+    """Attach a program's attach entries (runtime.manifest.AttachSpec): one by one (attach_entry), or,
     for a program loaded for uprobe_multi, with one link per file (see uprobe_multi).
     If one fails, the attachments already made are closed."""
     out = []
@@ -510,40 +509,35 @@ def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
     return out
 
 
-def attach_entry(prog_fd: int, entry: dict, probes=(), child_pid=None) -> list:
-    """Attach one manifest ``attach`` entry; returns a list of Attachments.
+def attach_entry(prog_fd: int, entry: AttachSpec, probes=(), child_pid=None) -> list:
+    """Attach one manifest attach entry; returns a list of Attachments.
     ``begin``/``end`` entries are not attached (see ``run_once``).  ``child_pid``:
     the -c child, the process a watchpoint with pid -1 applies to."""
-    kind = entry.get("kind")
-    cookie = int(entry.get("cookie", 0) or 0)
+    kind = entry.kind
+    cookie = entry.cookie
     probe = probes[cookie] if 0 <= cookie < len(probes) else ""
     if kind == "tracepoint":
-        return [tracepoint(prog_fd, entry["category"], entry["event"], cookie, probe)]
+        return [tracepoint(prog_fd, entry.category, entry.event, cookie, probe)]
     if kind == "perf_event":
-        return perf_event(prog_fd, int(entry["type"]), int(entry.get("config", 0)),
-                          int(entry.get("period", 0)), bool(entry.get("freq", False)),
-                          entry.get("cpus", "all"), cookie, probe)
+        return perf_event(prog_fd, entry.type, entry.config, entry.period, entry.freq,
+                          entry.cpus, cookie, probe)
     if kind in ("raw_tracepoint", "rawtracepoint"):
-        return [raw_tracepoint(prog_fd, entry["name"], cookie, probe)]
+        return [raw_tracepoint(prog_fd, entry.name, cookie, probe)]
     if kind in ("kprobe", "kretprobe"):
-        return [kprobe(prog_fd, entry["func"], int(entry.get("offset", 0)),
-                       kind == "kretprobe" or bool(entry.get("retprobe")), cookie, probe)]
+        return [kprobe(prog_fd, entry.func, entry.offset, entry.is_return, cookie, probe)]
     if kind in ("uprobe", "uretprobe", "usdt"):
-        return uprobe(prog_fd, entry["path"], int(entry["offset"]),
-                      kind == "uretprobe" or bool(entry.get("retprobe")),
-                      int(entry.get("pid", -1)), cookie, probe,
-                      int(entry.get("ref_ctr_offset", 0)))
+        return uprobe(prog_fd, entry.path, entry.offset, entry.is_return, entry.pid, cookie,
+                      probe, entry.ref_ctr_offset)
     if kind in ("kfunc", "kretfunc", "fentry", "fexit"):
         raise AttachError(probe or kind, "kfunc/kretfunc (fentry/fexit) are not "
                           "available in this kernel (no BPF tracing program support)")
     if kind == "watchpoint":
-        pid = int(entry.get("pid", -1))
+        pid = entry.pid
         if pid == -1 and child_pid:
             pid = child_pid
-        return watchpoint(prog_fd, int(entry["addr"]), int(entry["len"]), int(entry["bp_type"]),
-                          pid, cookie, probe)
+        return watchpoint(prog_fd, entry.addr, entry.len, entry.bp_type, pid, cookie, probe)
     if kind == "iter":
-        return [iterator(prog_fd, entry["iterator"], entry.get("pin", ""), probe)]
+        return [iterator(prog_fd, entry.iterator, entry.pin, probe)]
     if kind in ("begin", "end"):
         return []
     raise AttachError(probe or str(kind), f"unknown attach kind '{kind}'")

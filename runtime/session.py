@@ -24,6 +24,7 @@ from . import uapi as U
 from . import loader, maps, objfile
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
+from .manifest import Manifest
 
 
 @record
@@ -78,7 +79,7 @@ class Session:
         self.out = options.out if options.out is not None else sys.stdout
         self.errs = options.err if options.err is not None else sys.stderr
         self.spec = None
-        self.manifest = {}
+        self.manifest = Manifest()
         self.obj = None
         self.output = None
         self.rb = None
@@ -110,10 +111,9 @@ class Session:
         if os.geteuid() != 0:
             raise PermissionFailure()
         self.spec = objfile.parse(self.elf)
-        m = self.manifest = self.spec.manifest
-        progs = m.get("programs", [])
-        needs_tracefs = any(a.get("kind") == "tracepoint"
-                            for p in progs for a in p.get("attach", []))
+        m = self.manifest = self.spec.contract
+        progs = m.programs
+        needs_tracefs = any("tracepoint" in p.attach_kinds for p in progs)
         if needs_tracefs:
             from . import tracefs
             tracefs.ensure_mounted()
@@ -132,10 +132,10 @@ class Session:
         self.obj = loader.load(self.spec)
         if self.opt.verbose:
             self._verbose_programs()
-        rbm = self.obj.internal_map("ringbuf")
+        rbm = self.obj.optional_map(m.internal.ringbuf)
         if rbm is not None:
             self.rb = RingBuffer(rbm.fd, rbm.max_entries)
-        lm = self.obj.internal_map("lost")
+        lm = self.obj.optional_map(m.internal.lost)
         if lm is not None:
             self.lost = LostCounter(lm)
         self.reader = maps.MapsReader(self.obj, m)
@@ -151,14 +151,14 @@ class Session:
         self._setup_epoll()
 
         if not self.opt.quiet:
-            self.output.attached(len(m.get("probes", [])))
+            self.output.attached(len(m.probes))
             self._flush()
 
         # BEGIN
         begin, end, others = [], [], []
         for p in progs:
-            kinds = {a.get("kind") for a in p.get("attach", [])}
-            lp = self.obj.programs[p["symbol"]]
+            kinds = p.attach_kinds
+            lp = self.obj.programs[p.symbol]
             if "begin" in kinds:
                 begin.append(lp)
             if "end" in kinds:
@@ -170,10 +170,9 @@ class Session:
         self._process_events()  # BEGIN's output, and maybe its exit()
 
         if self.stop_reason is None and not self._sig_flag:
-            probes = m.get("probes", [])
             for lp in others:
                 self.attachments.add(A.attach_program(
-                    lp.fd, lp.meta.get("attach", []), probes, self.child_pid,
+                    lp.fd, lp.meta.attach, m.probes, self.child_pid,
                     uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
             self.attachments.enable_all()
             if self.child_pid is not None:
@@ -206,8 +205,8 @@ class Session:
 
     def _print_all_maps(self) -> None:
         """Every map, in bytewise name order (at exit, and on SIGUSR1)."""
-        user_maps = sorted(self.manifest.get("maps", []), key=lambda mm: mm["name"].encode())
-        dumped = [(mm, maps.dump(self.obj.maps[mm["symbol"]])) for mm in user_maps]
+        user_maps = sorted(self.manifest.maps, key=lambda mm: mm.name.encode())
+        dumped = [(mm, maps.dump(self.obj.maps[mm.symbol])) for mm in user_maps]
         self.output.print_maps_at_exit(dumped)
         self._flush()
 
@@ -216,26 +215,25 @@ class Session:
     def _build_handlers(self):
         out = self.output
         rec_fn = out.record
-        metas = {mm["name"]: mm for mm in self.manifest.get("maps", [])}
+        metas = {mm.name: mm for mm in self.manifest.maps}
         hs = []
-        for aid, act in enumerate(self.manifest.get("async", [])):
-            kind = act.get("kind")
+        for aid, act in enumerate(self.manifest.actions):
+            kind = act.kind
             if kind == "exit":
                 hs.append(None)
             elif kind in ("print_map", "clear", "zero"):
-                mm = metas.get(act.get("map"))
+                mm = metas[act.map] if act.map in metas else None
                 if mm is None:
                     raise RuntimeFailure(f"async action {aid} refers to unknown map "
-                                         f"{act.get('map')!r}")
-                km = self.obj.maps[mm["symbol"]]
+                                         f"{act.map!r}")
+                km = self.obj.maps[mm.symbol]
                 if kind == "print_map":
                     hs.append(lambda rec, mm=mm, km=km, act=act: out.print_map(
-                        mm, maps.dump(km), int(act.get("top", 0) or 0),
-                        int(act.get("div", 0) or 0)))
+                        mm, maps.dump(km), act.top, act.div))
                 elif kind == "clear":
                     hs.append(lambda rec, km=km: maps.clear(km))
                 else:
-                    hs.append(lambda rec, km=km, kind=mm.get("kind"): maps.zero(km, kind))
+                    hs.append(lambda rec, km=km, kind=mm.kind: maps.zero(km, kind))
             else:
                 hs.append(lambda rec, act=act: rec_fn(act, rec))
         self._handlers = hs
@@ -374,16 +372,15 @@ class Session:
     # ------------------------------------------------------------ setup pieces
 
     def _write_globals(self):
-        gm = self.obj.internal_map("globals")
+        gm = self.obj.optional_map(self.manifest.internal.globals)
         if gm is None:
             return
-        offs = self.manifest.get("globals", {}) or {}
+        slots = self.manifest.globals
         buf = bytearray(gm.value_size)
-        vals = {"start_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
-                "cpid": self.child_pid or 0}
-        for name, off in offs.items():
-            if name in vals and off + 8 <= len(buf):
-                struct.pack_into("<Q", buf, off, vals[name])
+        for off, value in ((slots.start_ns, time.clock_gettime_ns(time.CLOCK_BOOTTIME)),
+                           (slots.cpid, self.child_pid or 0)):
+            if off is not None and off + 8 <= len(buf):
+                struct.pack_into("<Q", buf, off, value)
         maps.update(gm, bytes(gm.key_size), bytes(buf))
 
     def _install_signals(self):

@@ -36,6 +36,8 @@ import time as _time
 
 from . import json as _json
 from . import text as _text
+from ..manifest import (AsyncAction, FormattedAction, HelperErrorAction, JoinAction, Manifest,
+                        UserMap)
 from .printf import compile_format
 from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
                      make_record_decoder)
@@ -137,9 +139,9 @@ class Output:
 
     fmt = "text"
 
-    def __init__(self, manifest: dict, stream, usernames: UserNames | None = None):
-        self.manifest = manifest or {}
-        self.ctx = DecodeContext(self.manifest.get("probes", ()), usernames)
+    def __init__(self, manifest: Manifest, stream, usernames: UserNames | None = None):
+        self.manifest = manifest if manifest is not None else Manifest()
+        self.ctx = DecodeContext(self.manifest.probes, usernames)
         self._w = _Writer(stream)
         # -B line / none, or a terminal: each record is written out at once (else the
         # session flushes after each batch of records)
@@ -169,23 +171,23 @@ class Output:
         raise NotImplementedError
 
     # --------------------------------------------------------------- records
-    def _compile(self, action: dict):
+    def _compile(self, action: AsyncAction):
         """Per action: a function ``record -> None``.  Cached by identity."""
         hit = self._compiled.get(id(action))
         if hit is not None and hit[0] is action:
             return hit[1]
-        kind = action.get("kind")
+        kind = action.kind
         if kind == "printf":
             fn = self._compile_formatted(action, self._printf)
         elif kind == "print_value":
-            arg = action["arg"]
+            arg = action.arg
             dec = make_decoder(arg["type"], self.ctx)
             off = int(arg["offset"])
 
             def fn(rec, dec=dec, off=off):
                 self._value(dec(rec, off))
         elif kind == "time":
-            fmt = action.get("format", "%H:%M:%S\n")
+            fmt = action.format
 
             def fn(rec, fmt=fmt):
                 self._time(fmt)
@@ -203,16 +205,16 @@ class Output:
         self._compiled[id(action)] = (action, fn)
         return fn
 
-    def record(self, action: dict, record) -> None:
+    def record(self, action: AsyncAction, record) -> None:
         """Handle one ring buffer record (``{u64 async_id; payload}``)."""
         self._compile(action)(record)
         self._after_record()
 
-    def _compile_formatted(self, action: dict, out):
+    def _compile_formatted(self, action: FormattedAction, out):
         """printf, system, cat: the format applied to the record's arguments, to `out`
         (bytes: the text printed, the command run, the file read)."""
-        fmt = compile_format(action["format"])
-        decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
+        fmt = compile_format(action.format)
+        decode_args = make_record_decoder(list(action.args), self.ctx)
         render = _text.value_text
         apply = fmt.apply
 
@@ -220,9 +222,9 @@ class Output:
             out(apply(decode_args(rec), render))
         return fn
 
-    def _compile_helper_error(self, action: dict):
+    def _compile_helper_error(self, action: HelperErrorAction):
         """-k: a helper failed; the record holds its (negative) result."""
-        offset = int(action["args"][0]["offset"])
+        offset = int(action.args[0]["offset"])
 
         def fn(rec):
             self._helper_error(action, _I64(rec, offset)[0])
@@ -257,12 +259,12 @@ class Output:
             return
         self._message("cat", data)
 
-    def _compile_join(self, action: dict):
-        delim = action.get("delim", " ")
+    def _compile_join(self, action: JoinAction):
+        delim = action.delim
         if isinstance(delim, str):
             delim = delim.encode("utf-8", "surrogateescape")
-        max_args = int(action["max_args"])
-        arg_size = int(action["arg_size"])
+        max_args = action.max_args
+        arg_size = action.arg_size
 
         def fn(rec):
             count = min(_U64_COUNT(rec, 8)[0], max_args)
@@ -287,15 +289,15 @@ class Output:
         """``print(value)``: the value decoded from ``raw`` and a newline."""
         self._value(make_decoder(type_desc, self.ctx)(raw, 0))
 
-    def _model(self, map_meta: dict, entries, top: int = 0):
+    def _model(self, map_meta: UserMap, entries, top: int = 0):
         return build_map_model(map_meta, entries, self.ctx, top=top or 0)
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         raise NotImplementedError
 
     def print_maps_at_exit(self, maps) -> None:
         """Print every map, in bytewise name order (``@`` < ``@A`` < ``@a``)."""
-        for meta, entries in sorted(maps, key=lambda m: m[0]["name"].encode(
+        for meta, entries in sorted(maps, key=lambda m: m[0].name.encode(
                 "utf-8", "surrogateescape")):
             self.print_map(meta, entries)
 
@@ -316,7 +318,7 @@ class Output:
         """What system() ("syscall") or cat() ("cat") produced."""
         raise NotImplementedError
 
-    def _helper_error(self, action: dict, err: int) -> None:
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
         raise NotImplementedError
 
 
@@ -334,7 +336,7 @@ class TextOutput(Output):
     def _value(self, v) -> None:
         self._emit(_text.value_text(v) + "\n")
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         self._emit(_text.map_text(self._model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
@@ -349,10 +351,10 @@ class TextOutput(Output):
     def _message(self, mtype: str, data: bytes) -> None:
         self._w.write_bytes(data)
 
-    def _helper_error(self, action: dict, err: int) -> None:
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
         """`stdin:1:25-30: WARNING: Failed to map_update_elem: Argument list too long (-7)`,
         the source line and a caret: rendered by the compiler around the error text."""
-        before, after = action["message"]
+        before, after = action.message
         self._emit(f"{before}{os.strerror(-err)} ({err}){after}")
 
 
@@ -370,7 +372,7 @@ class JsonOutput(Output):
     def _value(self, v) -> None:
         self._emit(_json.value_json(v))
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         self._emit(_json.map_json(self._model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
@@ -385,11 +387,11 @@ class JsonOutput(Output):
     def _message(self, mtype: str, data: bytes) -> None:
         self._emit(_json.message_json(mtype, _text.decode_str(data)))
 
-    def _helper_error(self, action: dict, err: int) -> None:
-        self._emit(_json.helper_error_json(action["helper"], err, action["line"], action["col"]))
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
+        self._emit(_json.helper_error_json(action.helper, err, action.line, action.col))
 
 
-def make_output(manifest: dict, stream, fmt: str = "text",
+def make_output(manifest: Manifest, stream, fmt: str = "text",
                 usernames: UserNames | None = None) -> Output:
     """Create the output object for ``-f text`` (default) or ``-f json``.
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import struct
 
+from ..manifest import UserMap
+
 __all__ = [
     "Ptr", "Probe", "Username", "Stack", "Symbol", "Buffer", "ByteArray", "AvgValue", "HistValue", "MapEntry", "MapModel",
     "UserNames", "DecodeContext", "type_size", "make_decoder", "decode",
@@ -564,14 +566,14 @@ class MapModel:
     packed = None        # ... or, for one integer key, sorted (value + bias) << 64 | key
     bias = 0
 
-    def __init__(self, meta: dict, entries: list):
+    def __init__(self, meta: UserMap, entries: list):
         self.meta = meta
-        self.name = meta["name"]
-        self.kind = meta["kind"]
-        self.fields = meta["key"]["fields"]
+        self.name = meta.name
+        self.kind = meta.kind
+        self.fields = meta.key.fields
         self.keyed = bool(self.fields)
         self._entries = entries
-        self.lhist = meta.get("lhist")
+        self.lhist = meta.lhist
 
     @property
     def entries(self) -> list:
@@ -587,7 +589,7 @@ class MapModel:
 
     @property
     def value_desc(self) -> dict:
-        return self.meta.get("value") or {"kind": "int", "signed": True}
+        return self.meta.value
 
     @property
     def is_stats_like(self) -> bool:
@@ -647,7 +649,7 @@ def _flat_key_unpacker(fields):
     return struct.Struct(fmt).unpack_from, strings
 
 
-def _reduced_counts(meta: dict, entries, single_int: bool):
+def _reduced_counts(meta: UserMap, entries, single_int: bool):
     """(keys, summed u64 values) of a count/sum map. From a bulk dump's flat buffers when
     there is one (runtime.maps.Dump): keys is then that buffer (one u64 per key when the
     key is one integer), else a list of key bytes, entry by entry."""
@@ -670,12 +672,12 @@ def _reduced_counts(meta: dict, entries, single_int: bool):
     return keys, totals
 
 
-def _scalar_map_model(meta: dict, entries, top: int) -> MapModel:
+def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
     """count/sum maps keyed by ints and strings, the common big maps: bulk reduction and a
     sort of plain ints or tuples, ~1 µs per entry. Same order as the general path: by
     value, then by key (ints unsigned, strings bytewise)."""
-    unpack, strings = _flat_key_unpacker(meta["key"]["fields"])
-    signed = meta["kind"] == "sum" and (meta.get("value") or {}).get("signed", True)
+    unpack, strings = _flat_key_unpacker(meta.key.fields)
+    signed = meta.kind == "sum" and meta.value.get("signed", True)
     keys, totals = _reduced_counts(meta, entries, strings == [False])
     totals = [t & _MASK64 for t in totals]
     if signed:
@@ -704,13 +706,13 @@ def _scalar_map_model(meta: dict, entries, top: int) -> MapModel:
     return model
 
 
-def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
+def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
     """Decode keys, reduce per-CPU values, sort as bpftrace and apply ``top``.
 
     ``entries``: iterable of ``(key_bytes, [value_bytes per CPU])``.
     """
-    kind = meta["kind"]
-    fields = meta["key"]["fields"]
+    kind = meta.kind
+    fields = meta.key.fields
     if FAST_PATH and kind in ("count", "sum") and fields \
             and all(f["type"]["kind"] in ("int", "str") for f in fields):
         return _scalar_map_model(meta, entries, top)
@@ -722,12 +724,12 @@ def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> Ma
     def ksort(key):
         return key_sort_key(fields, key)
 
-    value_desc = meta.get("value") or {"kind": "int", "signed": True}
+    value_desc = meta.value
     plain_decoder = make_decoder(value_desc, ctx) if kind == "plain" else None
     out: list = []
 
     if kind in ("hist", "lhist"):
-        bucket_off = int(meta["key"]["size"])
+        bucket_off = meta.key.size
         groups: dict = {}
         for kb, slots in entries:
             kb = bytes(kb)
