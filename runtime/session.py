@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from .record import record
 from . import attach as A
 from . import uapi as U
-from . import loader, maps, objfile
+from . import actions, loader, maps, objfile
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
 from .manifest import Manifest
@@ -213,30 +213,7 @@ class Session:
     # ------------------------------------------------------------ events
 
     def _build_handlers(self):
-        out = self.output
-        rec_fn = out.record
-        metas = {mm.name: mm for mm in self.manifest.maps}
-        hs = []
-        for aid, act in enumerate(self.manifest.actions):
-            kind = act.kind
-            if kind == "exit":
-                hs.append(None)
-            elif kind in ("print_map", "clear", "zero"):
-                mm = metas[act.map] if act.map in metas else None
-                if mm is None:
-                    raise RuntimeFailure(f"async action {aid} refers to unknown map "
-                                         f"{act.map!r}")
-                km = self.obj.maps[mm.symbol]
-                if kind == "print_map":
-                    hs.append(lambda rec, mm=mm, km=km, act=act: out.print_map(
-                        mm, maps.dump(km), act.top, act.div))
-                elif kind == "clear":
-                    hs.append(lambda rec, km=km: maps.clear(km))
-                else:
-                    hs.append(lambda rec, km=km, kind=mm.kind: maps.zero(km, kind))
-            else:
-                hs.append(lambda rec, act=act: rec_fn(act, rec))
-        self._handlers = hs
+        self._handlers = actions.handlers(self.manifest.actions, self.output, self.reader)
 
     def _dispatch(self, recs, honour_exit: bool, deadline) -> tuple:
         """Act on records in order, until a stop is asked (or, with a deadline,

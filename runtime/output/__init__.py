@@ -36,8 +36,9 @@ import time as _time
 
 from . import json as _json
 from . import text as _text
+from ..actions import output_method
 from ..manifest import (AsyncAction, FormattedAction, HelperErrorAction, JoinAction, Manifest,
-                        UserMap)
+                        PrintValueAction, TimeAction, UserMap)
 from .printf import compile_format
 from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
                      make_record_decoder)
@@ -172,36 +173,16 @@ class Output:
 
     # --------------------------------------------------------------- records
     def _compile(self, action: AsyncAction):
-        """Per action: a function ``record -> None``.  Cached by identity."""
+        """Per action: a function ``record -> None`` (the method runtime.actions
+        names for its kind).  Cached by identity."""
         hit = self._compiled.get(id(action))
         if hit is not None and hit[0] is action:
             return hit[1]
-        kind = action.kind
-        if kind == "printf":
-            fn = self._compile_formatted(action, self._printf)
-        elif kind == "print_value":
-            arg = action.arg
-            dec = make_decoder(arg["type"], self.ctx)
-            off = int(arg["offset"])
-
-            def fn(rec, dec=dec, off=off):
-                self._value(dec(rec, off))
-        elif kind == "time":
-            fmt = action.format
-
-            def fn(rec, fmt=fmt):
-                self._time(fmt)
-        elif kind == "join":
-            fn = self._compile_join(action)
-        elif kind == "system":
-            fn = self._compile_formatted(action, self._system)
-        elif kind == "cat":
-            fn = self._compile_formatted(action, self._cat)
-        elif kind == "helper_error":
-            fn = self._compile_helper_error(action)
-        else:
+        method = output_method(action.kind)
+        if method is None:
             raise ValueError("the output layer does not handle async action %r"
-                             % (kind,))
+                             % (action.kind,))
+        fn = getattr(self, method)(action)
         self._compiled[id(action)] = (action, fn)
         return fn
 
@@ -209,6 +190,15 @@ class Output:
         """Handle one ring buffer record (``{u64 async_id; payload}``)."""
         self._compile(action)(record)
         self._after_record()
+
+    def _compile_printf(self, action: FormattedAction):
+        return self._compile_formatted(action, self._printf)
+
+    def _compile_system(self, action: FormattedAction):
+        return self._compile_formatted(action, self._system)
+
+    def _compile_cat(self, action: FormattedAction):
+        return self._compile_formatted(action, self._cat)
 
     def _compile_formatted(self, action: FormattedAction, out):
         """printf, system, cat: the format applied to the record's arguments, to `out`
@@ -220,6 +210,21 @@ class Output:
 
         def fn(rec):
             out(apply(decode_args(rec), render))
+        return fn
+
+    def _compile_print_value(self, action: PrintValueAction):
+        dec = make_decoder(action.arg["type"], self.ctx)
+        off = int(action.arg["offset"])
+
+        def fn(rec):
+            self._value(dec(rec, off))
+        return fn
+
+    def _compile_time(self, action: TimeAction):
+        fmt = action.format
+
+        def fn(rec):
+            self._time(fmt)
         return fn
 
     def _compile_helper_error(self, action: HelperErrorAction):
