@@ -133,52 +133,63 @@ def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
 
 
 def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
-    sections = elf.sections
-    symbols = elf.symbols
-    if not symbols:
+    if not elf.symbols:
         raise ObjectFormatError("object has no .symtab")
     spec = ObjectSpec()
-
-    # license
     lic = elf.section(LICENSE_SECTION)
     if lic is not None:
         spec.license = (elf.section_data(lic).split(b"\0", 1)[0]
                         .decode("ascii", "replace") or "GPL")
+    spec.manifest = _read_manifest(elf)
+    spec.contract = Manifest.from_json(spec.manifest)
+    maps_idx, maps_by_off = _read_maps(elf, spec.maps)
+    _read_programs(elf, spec.programs, maps_idx, maps_by_off)
+    if whole:
+        _check_manifest(spec)
+    return spec
 
-    # manifest
+
+def _read_manifest(elf: _Elf):
+    """The .pytrace section's JSON."""
     man = elf.section(MANIFEST_SECTION)
     if man is None:
         raise ObjectFormatError("object has no .pytrace manifest section")
     raw = elf.section_data(man).rstrip(b"\0")
     try:
-        spec.manifest = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ObjectFormatError(f"invalid .pytrace manifest: {e}") from None
-    spec.contract = Manifest.from_json(spec.manifest)
 
-    # maps
+
+def _read_maps(elf: _Elf, out: dict) -> tuple:
+    """The map definitions of section `maps` into ``out`` (symbol -> MapSpec);
+    returns (the section's index or None, {offset: MapSpec})."""
     msec = elf.section(MAPS_SECTION)
-    maps_idx = msec.index if msec is not None else None
+    if msec is None:
+        return None, {}
     maps_by_off = {}
-    if msec is not None:
-        mdata = elf.section_data(msec)
-        for sym in symbols:
-            if sym.shndx != maps_idx or sym.type in (STT_SECTION, STT_FILE) or not sym.name:
-                continue
-            off = sym.value
-            if off + MAP_DEF_SIZE > len(mdata):
-                raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
-            t, ks, vs, me, fl = MAP_DEF.unpack_from(mdata, off)
-            ms = MapSpec(sym.name, MAPS_SECTION, off, t, ks, vs, me, fl)
-            spec.maps[sym.name] = ms
-            maps_by_off[off] = ms
+    mdata = elf.section_data(msec)
+    for sym in elf.symbols:
+        if sym.shndx != msec.index or sym.type in (STT_SECTION, STT_FILE) or not sym.name:
+            continue
+        off = sym.value
+        if off + MAP_DEF_SIZE > len(mdata):
+            raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
+        t, ks, vs, me, fl = MAP_DEF.unpack_from(mdata, off)
+        ms = MapSpec(sym.name, MAPS_SECTION, off, t, ks, vs, me, fl)
+        out[sym.name] = ms
+        maps_by_off[off] = ms
+    return msec.index, maps_by_off
 
-    # programs: function symbols in executable sections
+
+def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
+    """The programs (function symbols in executable sections) into ``out``
+    (symbol -> ProgramSpec), with their relocations."""
+    sections = elf.sections
     funcs_by_sec = {}
-    for sym in symbols:
+    for sym in elf.symbols:
         if sym.type == STT_FUNC and 0 < sym.shndx < SHN_LORESERVE:
             funcs_by_sec.setdefault(sym.shndx, []).append(sym)
-
     relsecs = {}
     for s in sections:
         if s.type == SHT_RELA and s.info < len(sections) and \
@@ -186,45 +197,49 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
             raise ObjectFormatError(f"unsupported RELA section {s.name}")
         if s.type == SHT_REL:
             relsecs[s.info] = s
-
     for s in sections:
         if s.type != SHT_PROGBITS or not (s.flags & SHF_EXECINSTR):
             continue
         data = elf.section_data(s)
-        funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         relocs = []
-        rs = relsecs.get(s.index)
-        if rs is not None:
-            for r_off, r_type, r_sym in elf.relocations(rs):
-                if r_sym >= len(symbols):
-                    raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
-                relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
-                                             maps_idx, maps_by_off, sections))
-        if not funcs:
-            if relocs:
-                raise ObjectFormatError(
-                    f"section {s.name} has relocations but no program symbol")
-            continue
-        bounds = []
-        for fsym in funcs:
-            start = fsym.value
-            size = fsym.size or (len(data) - start)
-            end = start + size
-            if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
-                raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
-            bounds.append((start, end))
-            prel = tuple(Relocation(off - start, msym)
-                         for off, msym in relocs if start <= off < end)
-            spec.programs[fsym.name] = ProgramSpec(fsym.name, s.name,
-                                                   bytes(data[start:end]), prel)
-        for off, msym in relocs:
-            if not any(a <= off < b for a, b in bounds):
-                raise ObjectFormatError(
-                    f"relocation at {s.name}+{off:#x} outside any program")
+        if s.index in relsecs:
+            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off)
+        funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
+        if funcs:
+            _split_programs(s, data, funcs, relocs, out)
+        elif relocs:
+            raise ObjectFormatError(f"section {s.name} has relocations but no program symbol")
 
-    if whole:
-        _check_manifest(spec)
-    return spec
+
+def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off) -> list:
+    """(offset, map symbol) of each relocation of program section ``s``."""
+    symbols = elf.symbols
+    relocs = []
+    for r_off, r_type, r_sym in elf.relocations(rs):
+        if r_sym >= len(symbols):
+            raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
+        relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
+                                     maps_idx, maps_by_off, elf.sections))
+    return relocs
+
+
+def _split_programs(s, data, funcs, relocs, out: dict) -> None:
+    """One ProgramSpec per function symbol of section ``s`` (several programs may
+    share a section), each with the relocations inside it."""
+    bounds = []
+    for fsym in funcs:
+        start = fsym.value
+        size = fsym.size or (len(data) - start)
+        end = start + size
+        if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
+            raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
+        bounds.append((start, end))
+        prel = tuple(Relocation(off - start, msym)
+                     for off, msym in relocs if start <= off < end)
+        out[fsym.name] = ProgramSpec(fsym.name, s.name, bytes(data[start:end]), prel)
+    for off, msym in relocs:
+        if not any(a <= off < b for a, b in bounds):
+            raise ObjectFormatError(f"relocation at {s.name}+{off:#x} outside any program")
 
 
 _RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
@@ -301,18 +316,8 @@ def join(parts) -> bytes:
 def write(spec: ObjectSpec) -> bytes:
     """An ELF64 BPF relocatable object that parse() reads back as `spec`: one
     section per program, its REL section, `maps`, `license`, `.pytrace`, .symtab."""
-    names = bytearray(b"\0")
-
-    def name(text: str) -> int:
-        off = len(names)
-        names.extend(text.encode() + b"\0")
-        return off
-
+    strtab = _StringTable()
     maps = sorted(spec.maps.values(), key=lambda m: m.offset)
-    map_blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
-    for m in maps:
-        MAP_DEF.pack_into(map_blob, m.offset, m.type, m.key_size, m.value_size,
-                         m.max_entries, m.flags)
     programs = list(spec.programs.values())
     # sections: (name, type, flags, data, link, info, entsize); index 1 is .strtab,
     # the last is .symtab; the program sections start at 2
@@ -321,45 +326,73 @@ def write(spec: ObjectSpec) -> bytes:
     for p in programs:
         sections.append((p.section, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, p.insns, 0, 0, 0))
     maps_idx = first_prog + len(programs)
-    sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, bytes(map_blob), 0, 0, 0))
+    sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, _map_blob(maps),
+                     0, 0, 0))
     sections.append((LICENSE_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE,
                      spec.license.encode() + b"\0", 0, 0, 0))
     sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
                      json.dumps(spec.manifest, separators=(",", ":")).encode(), 0, 0, 0))
-    rel_at = len(sections) + 1
-    symtab_idx = rel_at + sum(1 for p in programs if p.relocations)
+    symtab_idx = len(sections) + 1 + sum(1 for p in programs if p.relocations)
+    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog)
+    for i, p in enumerate(programs):
+        if p.relocations:
+            rels = b"".join(REL.pack(r.insn_offset,
+                                     (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
+                            for r in p.relocations)
+            sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
+                             first_prog + i, REL.size))
+    sections.append((".symtab", SHT_SYMTAB, 0, symbols, 1, 1, SYM.size))
+    return _layout(sections, strtab)
 
+
+class _StringTable:
+    def __init__(self):
+        self.data = bytearray(b"\0")
+
+    def add(self, text: str) -> int:
+        off = len(self.data)
+        self.data.extend(text.encode() + b"\0")
+        return off
+
+
+def _map_blob(maps) -> bytes:
+    """The `maps` section: each map's definition at its offset."""
+    blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
+    for m in maps:
+        MAP_DEF.pack_into(blob, m.offset, m.type, m.key_size, m.value_size,
+                          m.max_entries, m.flags)
+    return bytes(blob)
+
+
+def _symbols(strtab, maps, maps_idx, programs, first_prog) -> tuple:
+    """(.symtab bytes, {map symbol: its symbol index}): the maps, then the programs."""
     symbols = [SYM.pack(0, 0, 0, 0, 0, 0)]
     map_sym_index = {}
     for m in maps:
         map_sym_index[m.symbol] = len(symbols)
-        symbols.append(SYM.pack(name(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
-                                   0, maps_idx, m.offset, MAP_DEF_SIZE))
+        symbols.append(SYM.pack(strtab.add(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
+                                0, maps_idx, m.offset, MAP_DEF_SIZE))
     for i, p in enumerate(programs):
-        symbols.append(SYM.pack(name(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
-                                   0, first_prog + i, 0, len(p.insns)))
-    for i, p in enumerate(programs):
-        if p.relocations:
-            rels = b"".join(REL.pack(r.insn_offset,
-                                        (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
-                            for r in p.relocations)
-            sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
-                             first_prog + i, REL.size))
-    sections.append((".symtab", SHT_SYMTAB, 0, b"".join(symbols), 1, 1, SYM.size))
+        symbols.append(SYM.pack(strtab.add(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
+                                0, first_prog + i, 0, len(p.insns)))
+    return b"".join(symbols), map_sym_index
 
+
+def _layout(sections, strtab) -> bytes:
+    """The ELF header, the sections' data (8-byte aligned), the section headers."""
     headers = [bytes(SHDR.size)]
     body = bytearray()
     offset = EHDR.size
-    name_offsets = [name(s[0]) for s in sections]
+    name_offsets = [strtab.add(s[0]) for s in sections]
     for (sname, stype, flags, data, link, info, entsize), noff in zip(sections, name_offsets):
         if data is None:                      # .strtab: complete only now
-            data = bytes(names)
+            data = bytes(strtab.data)
         align = 8
         pad = (-offset) % align
         body.extend(b"\0" * pad)
         offset += pad
         headers.append(SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
-                                  entsize))
+                                 entsize))
         body.extend(data)
         offset += len(data)
     pad = (-offset) % 8
@@ -367,5 +400,5 @@ def write(spec: ObjectSpec) -> bytes:
     shoff = offset + pad
     ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
     header = EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, EHDR.size, 0, 0,
-                        SHDR.size, len(headers), 1)
+                       SHDR.size, len(headers), 1)
     return header + bytes(body) + b"".join(headers)

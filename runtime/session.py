@@ -84,6 +84,7 @@ class Session:
         self.output = None
         self.rb = None
         self.lost = None
+        self.reader = None
         self.attachments = A.AttachSet()
         self.ep = None
         self.stop_reason = None
@@ -110,25 +111,40 @@ class Session:
     def run(self) -> int:
         if os.geteuid() != 0:
             raise PermissionFailure()
+        self._open_output()
+        self._load()
+        self._start()
+        begin, end, others = self._programs_by_role()
+        for lp in begin:
+            A.run_once(lp.fd)
+        self._process_events()  # BEGIN's output, and maybe its exit()
+        if self.stop_reason is None and not self._sig_flag:
+            self._trace(others)
+        self._stop(end)
+        return 0
+
+    def _open_output(self) -> None:
+        """Parse the object; the output (and tracefs, for tracepoints)."""
         self.spec = objfile.parse(self.elf)
         m = self.manifest = self.spec.contract
-        progs = m.programs
-        needs_tracefs = any("tracepoint" in p.attach_kinds for p in progs)
-        if needs_tracefs:
-            from . import tracefs
+        if any("tracepoint" in p.attach_kinds for p in m.programs):
+            from . import tracefs     # lazy: start-up time (only programs with tracepoints)
             tracefs.ensure_mounted()
         factory = self.opt.output_factory
         if factory is None:
-            from .output import make_output as factory
+            from .output import make_output as factory     # lazy: start-up time
         self.output = factory(m, self.out, self.opt.fmt)
         if self.opt.buffering in ("line", "none"):
             self.output.flush_every_record = True
         elif self.opt.buffering == "full":
             self.output.flush_every_record = False
-
         if self.opt.pid is not None:
             self._watch_pid(self.opt.pid)
 
+    def _load(self) -> None:
+        """Maps and programs into the kernel; the ring buffer, the lost-events
+        counter, the maps reader and the async action handlers."""
+        m = self.manifest
         self.obj = loader.load(self.spec)
         if self.opt.verbose:
             self._verbose_programs()
@@ -144,19 +160,21 @@ class Session:
             set_reader(self.reader)
         self._build_handlers()
 
+    def _start(self) -> None:
+        """The -c child (held until attached), globals, signals, epoll, "Attaching"."""
         if self.opt.child_argv:
             self._spawn_gated_child(list(self.opt.child_argv))
         self._write_globals()
         self._install_signals()
         self._setup_epoll()
-
         if not self.opt.quiet:
-            self.output.attached(len(m.probes))
+            self.output.attached(len(self.manifest.probes))
             self._flush()
 
-        # BEGIN
+    def _programs_by_role(self) -> tuple:
+        """The loaded programs to run as BEGIN, as END, and to attach."""
         begin, end, others = [], [], []
-        for p in progs:
+        for p in self.manifest.programs:
             kinds = p.attach_kinds
             lp = self.obj.programs[p.symbol]
             if "begin" in kinds:
@@ -165,43 +183,42 @@ class Session:
                 end.append(lp)
             if kinds - {"begin", "end"}:
                 others.append(lp)
-        for lp in begin:
-            A.run_once(lp.fd)
-        self._process_events()  # BEGIN's output, and maybe its exit()
+        return begin, end, others
 
-        if self.stop_reason is None and not self._sig_flag:
-            for lp in others:
-                self.attachments.add(A.attach_program(
-                    lp.fd, lp.meta.attach, m.probes, self.child_pid,
-                    uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
-            self.attachments.enable_all()
-            if self.child_pid is not None:
-                self._release_child()
-            iterators = [a for a in self.attachments.items if a.kind == "iter"]
-            if iterators:       # iter probes run once over their objects, then the run ends
-                for att in iterators:
-                    A.run_iterator(att, self._process_events)
-                self.stop_reason = self.stop_reason or "iter"
-            else:
-                self._loop()
+    def _trace(self, programs) -> None:
+        """Attach and enable every probe, release the -c child, and trace until a
+        stop (iter probes: run once over their objects, then the run ends)."""
+        for lp in programs:
+            self.attachments.add(A.attach_program(
+                lp.fd, lp.meta.attach, self.manifest.probes, self.child_pid,
+                uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
+        self.attachments.enable_all()
+        if self.child_pid is not None:
+            self._release_child()
+        iterators = [a for a in self.attachments.items if a.kind == "iter"]
+        if iterators:
+            for att in iterators:
+                A.run_iterator(att, self._process_events)
+            self.stop_reason = self.stop_reason or "iter"
+        else:
+            self._loop()
 
-        # stop: detach, what was queued (bounded), END and its output, the maps
+    def _stop(self, end_programs) -> None:
+        """Detach, what was queued (bounded), END and its output, the maps."""
         self._stopping = True
         stop_time = time.monotonic()
         self.attachments.detach(background=True)
         self._drain_at_stop(stop_time + STOP_BUDGET)
-        for lp in end:
+        for lp in end_programs:
             A.run_once(lp.fd)
         self._drain()
         self._report_lost()
-
         sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
         self._flush()
         _write_text(sep, "\n\n")
         if sep is not self.out:
             sep.flush()
         self._print_all_maps()
-        return 0
 
     def _print_all_maps(self) -> None:
         """Every map, in bytewise name order (at exit, and on SIGUSR1)."""
