@@ -24,6 +24,8 @@ Value type descriptors (``{"kind": "int", "signed": true}``, ...) and the
 records stay JSON objects: the output layer decodes them.
 """
 
+from __future__ import annotations
+
 from typing import Optional
 
 from .errors import ObjectFormatError

@@ -22,6 +22,7 @@ from .record import record
 from . import attach as A
 from . import uapi as U
 from . import actions, loader, maps, objfile
+from . import syscall as S
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
 from .manifest import Manifest
@@ -511,7 +512,6 @@ class Session:
                                  f"{os.strerror(err)}")
 
     def _verbose_programs(self):
-        from . import syscall as S
         for lp in self.obj.programs.values():
             try:
                 info = S.prog_info(lp.fd)

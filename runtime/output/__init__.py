@@ -238,7 +238,7 @@ class Output:
     def _system(self, command: bytes) -> None:
         """The command's standard output, through /bin/sh (popen() in bpftrace); its
         standard error is pytrace's."""
-        import subprocess    # only programs with system() need it
+        import subprocess    # lazy: start-up time (only programs with system() need it)
         self.flush()
         with subprocess.Popen(command, shell=True, stdout=subprocess.PIPE) as proc:
             try:
