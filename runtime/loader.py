@@ -13,10 +13,10 @@ from .record import record
 from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
-from .objfile import ObjectSpec
 from .attach import uprobe_multi_supported
-from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
 from .cpus import possible_cpus
+from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
+from .objfile import ObjectSpec
 
 
 @record

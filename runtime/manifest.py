@@ -38,6 +38,11 @@ def _invalid(what: str) -> ObjectFormatError:
     return ObjectFormatError(f"invalid .pytrace manifest: {what}")
 
 
+def _shown(obj) -> str:
+    text = repr(obj)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 # ------------------------------------------------------------------ JSON <-> record
 
 _KEEP = object()    # to_json: a field written whatever its value
@@ -66,7 +71,7 @@ def _plans(cls) -> tuple:
 
 def _from_json(cls, obj):
     if not isinstance(obj, dict):
-        raise _invalid(f"{cls._what} is not a JSON object: {obj!r}")
+        raise _invalid(f"{cls._what} is not a JSON object: {_shown(obj)}")
     kwargs = {}
     for name, key, convert, required in _plans(cls)[0]:
         if key in obj:
@@ -78,7 +83,7 @@ def _from_json(cls, obj):
                     raise _invalid(f"{cls._what} '{key}': {e}") from None
             kwargs[name] = value
         elif required:
-            raise _invalid(f"{cls._what} has no '{key}': {obj!r}")
+            raise _invalid(f"{cls._what} has no '{key}': {_shown(obj)}")
     return cls(**kwargs)
 
 
@@ -119,7 +124,7 @@ class _Json:
 
 
 def _int_or_0(value) -> int:
-    """An integer where JSON null (or a missing key) means 0."""
+    """An integer where JSON null means 0."""
     return int(value or 0)
 
 

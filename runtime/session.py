@@ -112,7 +112,7 @@ class Session:
     def run(self) -> int:
         if os.geteuid() != 0:
             raise PermissionFailure()
-        self._open_output()
+        self._prepare()
         self._load()
         self._start()
         begin, end, others = self._programs_by_role()
@@ -124,8 +124,8 @@ class Session:
         self._stop(end)
         return 0
 
-    def _open_output(self) -> None:
-        """Parse the object; the output (and tracefs, for tracepoints)."""
+    def _prepare(self) -> None:
+        """Parse the object; tracefs (for tracepoints), the output, the -p watch."""
         self.spec = objfile.parse(self.elf)
         m = self.manifest = self.spec.contract
         if any("tracepoint" in p.attach_kinds for p in m.programs):

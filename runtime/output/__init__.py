@@ -3,14 +3,16 @@
 Standard library only (the runtime never imports the compiler, lark or
 llvmlite).
 
-Public API::
+Public API (``manifest``, ``action`` and ``map_meta`` are the manifest's typed
+records, runtime.manifest: Manifest, AsyncAction, UserMap)::
 
     out = make_output(manifest, stream, fmt="text")   # or fmt="json"
     out.attached(n)                 # "Attaching N probes..."
     out.lost(n)                     # "Lost N events"
     out.record(action, record)      # one ring buffer record: printf,
                                     # print_value, time, join, system, cat,
-                                    # helper_error
+                                    # helper_error (runtime.actions names the
+                                    # method that compiles each kind)
     out.print_value(type_desc, raw) # print(value)
     out.print_map(map_meta, entries, top=0, div=0)
     out.print_maps_at_exit([(map_meta, entries), ...])
