@@ -13,16 +13,23 @@ import mmap
 import os
 import struct
 
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_PHDR = struct.Struct("<IIQQQQQQ")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_NHDR = struct.Struct("<III")
+# ELF64 little-endian layouts and numbers (also what runtime.objfile writes)
+EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+PHDR = struct.Struct("<IIQQQQQQ")
+SHDR = struct.Struct("<IIQQQQIIQQ")
+SYM = struct.Struct("<IBBHQQ")
+REL = struct.Struct("<QQ")
+NHDR = struct.Struct("<III")
 
-ET_DYN = 3
+ET_REL, ET_DYN = 1, 3
 PT_LOAD = 1
-SHT_SYMTAB, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 2, 7, 8, 11
-STT_OBJECT, STT_FUNC, STT_COMMON, STT_TLS, STT_GNU_IFUNC = 1, 2, 5, 6, 10
+SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOTE, SHT_NOBITS, SHT_REL, SHT_DYNSYM = \
+    1, 2, 3, 4, 7, 8, 9, 11
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHN_LORESERVE = 0xFF00
+STB_GLOBAL = 1
+STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_COMMON, STT_TLS, STT_GNU_IFUNC = \
+    1, 2, 3, 4, 5, 6, 10
 NT_GNU_BUILD_ID = 3
 DEBUG_ROOT = "/usr/lib/debug"
 
@@ -47,7 +54,7 @@ class ElfImage:
     def __init__(self, path: str):
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < _EHDR.size:
+            if size < EHDR.size:
                 raise ElfError(f"{path}: not an ELF file")
             self._load(path, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
 
@@ -72,16 +79,16 @@ class ElfImage:
         if ident[4] != 2 or ident[5] != 1:
             raise ElfError(f"{self.path}: not an ELF64 little-endian file")
         (_, self.e_type, self.e_machine, _, _, phoff, shoff, _, _, phentsize, phnum,
-         shentsize, shnum, shstrndx) = _EHDR.unpack_from(data, 0)
+         shentsize, shnum, shstrndx) = EHDR.unpack_from(data, 0)
         self.loads = []         # (vaddr, memsz, offset, filesz, flags)
-        for i in range(phnum if phentsize == _PHDR.size else 0):
-            p_type, flags, offset, vaddr, _, filesz, memsz, _ = _PHDR.unpack_from(
+        for i in range(phnum if phentsize == PHDR.size else 0):
+            p_type, flags, offset, vaddr, _, filesz, memsz, _ = PHDR.unpack_from(
                 data, phoff + i * phentsize)
             if p_type == PT_LOAD:
                 self.loads.append((vaddr, memsz, offset, filesz, flags))
         self.sections = []
-        if shnum and shentsize == _SHDR.size:
-            raw = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+        if shnum and shentsize == SHDR.size:
+            raw = [SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
             names = self._bytes(raw[shstrndx][4], raw[shstrndx][5]) if shstrndx < shnum else b""
             for i, (name, type_, flags, addr, offset, size, link, info, _, entsize) in \
                     enumerate(raw):
@@ -114,17 +121,17 @@ class ElfImage:
                     continue
                 strings = self.section_bytes(self.sections[s.link])
                 table = self.section_bytes(s)
-                table = table[:len(table) - len(table) % _SYM.size]
-                for name, info, _, shndx, value, size in _SYM.iter_unpack(table):
+                table = table[:len(table) - len(table) % SYM.size]
+                for name, info, _, shndx, value, size in SYM.iter_unpack(table):
                     yield _cstr(strings, name), info & 0xF, shndx, value, size
 
     def notes(self, s: Section):
         """(name, type, desc) of a SHT_NOTE section."""
         data = self.section_bytes(s)
         off = 0
-        while off + _NHDR.size <= len(data):
-            namesz, descsz, type_ = _NHDR.unpack_from(data, off)
-            off += _NHDR.size
+        while off + NHDR.size <= len(data):
+            namesz, descsz, type_ = NHDR.unpack_from(data, off)
+            off += NHDR.size
             name = data[off:off + namesz].rstrip(b"\0")
             off += (namesz + 3) & ~3
             desc = data[off:off + descsz]

@@ -9,6 +9,8 @@ human-readable ``.message``.  ``BpfError`` is the low-level syscall failure
 import errno as _errno
 import os
 
+from .uapi import ENOTSUPP
+
 
 class RuntimeFailure(Exception):
     """Base class of every error the CLI prints (``.message``)."""
@@ -85,7 +87,7 @@ class BpfError(OSError):
 
 
 def _strerror(err: int) -> str:
-    if err == 524:
+    if err == ENOTSUPP:
         return "Operation not supported (ENOTSUPP)"
     return os.strerror(err)
 

@@ -11,6 +11,7 @@ import mmap
 import select
 import struct
 
+from . import maps
 from . import uapi as U
 
 _HDR = U.BPF_RINGBUF_HDR_SZ
@@ -130,7 +131,6 @@ class LostCounter:
         self.seen = 0
 
     def total(self) -> int:
-        from . import maps
         vals = maps.lookup(self.m, bytes(self.m.key_size))
         if not vals:
             return 0

@@ -13,8 +13,10 @@ from .record import record
 from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
+from .attach import uprobe_multi_supported
+from .cpus import possible_cpus
+from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
 from .objfile import ObjectSpec
-from .attach import UPROBE_KINDS, possible_cpus, uprobe_multi_supported
 
 
 @record
@@ -44,14 +46,14 @@ class LoadedProgram:
     prog_type: int
     name: str
     section: str
-    meta: dict  # the manifest "programs" entry ({} if absent)
+    meta: Program  # the manifest's program (one without attach entries if it has none)
     expected_attach_type: int = 0
 
 
 class LoadedObject:
     def __init__(self, spec: ObjectSpec):
         self.spec = spec
-        self.manifest = spec.manifest
+        self.manifest = spec.contract
         self.maps = {}       # symbol -> LoadedMap
         self.programs = {}   # symbol -> LoadedProgram
         self.closed = False
@@ -59,10 +61,9 @@ class LoadedObject:
     def map(self, symbol: str) -> LoadedMap:
         return self.maps[symbol]
 
-    def internal_map(self, key: str):
-        """The LoadedMap for manifest["internal"][key], or None."""
-        sym = (self.manifest.get("internal") or {}).get(key)
-        return self.maps.get(sym) if sym else None
+    def optional_map(self, symbol):
+        """The LoadedMap of ``symbol`` (e.g. manifest.internal.ringbuf), or None."""
+        return self.maps[symbol] if symbol in self.maps else None
 
     def close(self) -> None:
         for p in self.programs.values():
@@ -130,6 +131,20 @@ def ringbuf_size(default: int) -> int:
 
 
 def _load(obj, spec, log_level, programs):
+    _create_maps(obj, spec)
+    metas = {p.symbol: p for p in spec.contract.programs}
+    if programs is None:
+        programs = list(metas) if metas else list(spec.programs)
+    map_fds = {s: m.fd for s, m in obj.maps.items()}
+    for sym in programs:
+        ps = spec.programs.get(sym)
+        if ps is None:
+            raise ObjectFormatError(f"program '{sym}' not found in the object")
+        meta = metas[sym] if sym in metas else Program(sym)
+        obj.programs[sym] = _load_program(ps, meta, spec.license, map_fds, log_level)
+
+
+def _create_maps(obj, spec):
     for sym, ms in spec.maps.items():
         max_entries = ringbuf_size(ms.max_entries) if ms.type == U.BPF_MAP_TYPE_RINGBUF else ms.max_entries
         try:
@@ -143,42 +158,34 @@ def _load(obj, spec, log_level, programs):
                 f"value {ms.value_size}, max_entries {ms.max_entries}): {e}") from None
         obj.maps[sym] = LoadedMap(sym, fd, ms.type, ms.key_size, ms.value_size,
                                   max_entries, ms.flags, kernel_name(sym))
-    map_fds = {s: m.fd for s, m in obj.maps.items()}
-
-    metas = {p["symbol"]: p for p in spec.manifest.get("programs", [])}
-    if programs is None:
-        programs = list(metas) if metas else list(spec.programs)
-    for sym in programs:
-        ps = spec.programs.get(sym)
-        if ps is None:
-            raise ObjectFormatError(f"program '{sym}' not found in the object")
-        meta = metas.get(sym, {})
-        ptype = meta.get("prog_type")
-        if ptype is None:
-            ptype = _prog_type_from_section(ps.section)
-        name = kernel_name(meta.get("name") or sym)
-        insns = patch_relocations(ps.insns, ps.relocations, map_fds)
-        expected = meta.get("expected_attach_type", 0)
-        if not expected and ptype == U.BPF_PROG_TYPE_KPROBE and _uprobes_only(meta) \
-                and uprobe_multi_supported():
-            expected = U.BPF_TRACE_UPROBE_MULTI     # attached with uprobe_multi links
-        try:
-            fd = S.prog_load(ptype, insns, spec.license or "GPL", name, symbol=sym,
-                             expected_attach_type=expected,
-                             attach_btf_id=meta.get("attach_btf_id", 0),
-                             log_level=log_level)
-        except BpfError as e:
-            if ptype == U.BPF_PROG_TYPE_TRACING:
-                raise _tracing_unsupported(sym, meta, e) from None
-            if e.errno == E.EPERM:
-                raise PermissionFailure() from None
-            raise RuntimeFailure(f"Failed to load program {sym}: {e}") from None
-        obj.programs[sym] = LoadedProgram(sym, fd, ptype, name, ps.section, meta, expected)
 
 
-def _uprobes_only(meta: dict) -> bool:
-    kinds = {a.get("kind") for a in meta.get("attach", ())}
-    return bool(kinds) and kinds <= set(UPROBE_KINDS)
+def _load_program(ps, meta: Program, license: str, map_fds: dict, log_level: int):
+    sym = ps.symbol
+    ptype = meta.prog_type
+    if ptype is None:
+        ptype = _prog_type_from_section(ps.section)
+    name = kernel_name(meta.name)
+    insns = patch_relocations(ps.insns, ps.relocations, map_fds)
+    expected = meta.expected_attach_type
+    if not expected and ptype == U.BPF_PROG_TYPE_KPROBE and _uprobes_only(meta) \
+            and uprobe_multi_supported():
+        expected = U.BPF_TRACE_UPROBE_MULTI     # attached with uprobe_multi links
+    try:
+        fd = S.prog_load(ptype, insns, license or "GPL", name, symbol=sym,
+                         expected_attach_type=expected, attach_btf_id=meta.attach_btf_id,
+                         log_level=log_level)
+    except BpfError as e:
+        if ptype == U.BPF_PROG_TYPE_TRACING:
+            raise _tracing_unsupported(sym, meta, e) from None
+        if e.errno == E.EPERM:
+            raise PermissionFailure() from None
+        raise RuntimeFailure(f"Failed to load program {sym}: {e}") from None
+    return LoadedProgram(sym, fd, ptype, name, ps.section, meta, expected)
+
+
+def _uprobes_only(meta: Program) -> bool:
+    return bool(meta.attach) and all(isinstance(a, UprobeAttach) for a in meta.attach)
 
 
 def _prog_type_from_section(section: str) -> int:
@@ -195,19 +202,20 @@ def _prog_type_from_section(section: str) -> int:
     return t
 
 
-def _tracing_unsupported(sym, meta, e: BpfError) -> RuntimeFailure:
+def _tracing_unsupported(sym, meta: Program, e: BpfError) -> RuntimeFailure:
     """A TRACING (fentry/fexit: kfunc/kretfunc) program the kernel does not load: one
     clear line (this kernel has no BPF trampolines), not a verifier dump."""
-    kinds = {a.get("kind") for a in meta.get("attach", [])}
-    if "iter" in kinds:
-        it = next((a.get("iterator") for a in meta.get("attach", [])), "")
+    if "iter" in meta.attach_kinds:
+        it = next((a.iterator for a in meta.attach if isinstance(a, IterAttach)), "")
         err = RuntimeFailure(f"iter probes are not available for your kernel version: the kernel "
                              f"has no BPF tracing program support (loading iter:{it} failed: "
                              f"{E.errorcode.get(e.errno, e.errno)})")
         err.program_symbol = err.symbol = sym
         return err
-    what = "kretfunc" if kinds & {"kretfunc", "fexit"} else "kfunc"
-    probe = next((a.get("func") for a in meta.get("attach", []) if a.get("func")), "")
+    kfuncs = [a for a in meta.attach if isinstance(a, KfuncAttach)]
+    what = "kretfunc" if any(a.is_return for a in kfuncs) else "kfunc"
+    probe = next((a.func for a in meta.attach if isinstance(a, (KfuncAttach, KprobeAttach))
+                  and a.func), "")
     err = RuntimeFailure(f"kfunc/kretfunc not available for your kernel version: the kernel "
                          f"has no BPF fentry/fexit (tracing program) support (loading "
                          f"{what}:{probe} failed: {E.errorcode.get(e.errno, e.errno)})")

@@ -15,6 +15,7 @@ import errno as E
 
 from . import syscall as S
 from . import uapi as U
+from .cpus import possible_cpus
 from .errors import BpfError
 
 _possible = None
@@ -23,7 +24,6 @@ _possible = None
 def num_possible_cpus() -> int:
     global _possible
     if _possible is None:
-        from .attach import possible_cpus
         _possible = len(possible_cpus())
     return _possible
 
@@ -247,19 +247,20 @@ def zero(m, kind: str = None) -> None:
 # ------------------------------------------------------------------ for the output module
 
 class MapsReader:
-    """Read access to a session's maps by bpftrace name (``@x``) or symbol,
-    handed to the output module (``output.record(..., maps_reader)``)."""
+    """Read access to a session's maps by bpftrace name (``@x``) or symbol, for
+    the async actions and the output layer (``Output.set_maps_reader``)."""
 
-    def __init__(self, loaded, manifest: dict):
+    def __init__(self, loaded, manifest):
         self._loaded = loaded
-        self._metas = {mm["name"]: mm for mm in manifest.get("maps", [])}
+        self._metas = {mm.name: mm for mm in manifest.maps}
 
-    def meta(self, name: str) -> dict:
+    def meta(self, name: str):
+        """The manifest's UserMap named ``name``."""
         return self._metas[name]
 
     def kernel_map(self, name_or_symbol: str):
-        mm = self._metas.get(name_or_symbol)
-        sym = mm["symbol"] if mm else name_or_symbol
+        mm = self._metas[name_or_symbol] if name_or_symbol in self._metas else None
+        sym = mm.symbol if mm else name_or_symbol
         return self._loaded.maps[sym]
 
     def entries(self, name_or_symbol: str) -> list:

@@ -15,13 +15,18 @@ import struct
 
 from .record import record, field
 from . import uapi as U
-from .elfread import ElfError, ElfImage
+from .elfread import (EHDR, REL, SHDR, SYM, ET_REL, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE,
+                      SHN_LORESERVE, SHT_NOBITS, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB,
+                      SHT_SYMTAB, STB_GLOBAL, STT_FILE, STT_FUNC, STT_OBJECT, STT_SECTION,
+                      ElfError, ElfImage)
 from .errors import ObjectFormatError
+from .manifest import Manifest
 
 MAPS_SECTION = "maps"
 LICENSE_SECTION = "license"
 MANIFEST_SECTION = ".pytrace"
-MAP_DEF_SIZE = 20
+MAP_DEF = struct.Struct("<5I")     # {type, key_size, value_size, max_entries, flags}
+MAP_DEF_SIZE = MAP_DEF.size
 
 
 @record(frozen=True)
@@ -58,25 +63,15 @@ class ProgramSpec:
 class ObjectSpec:
     programs: dict = field(default_factory=dict)  # symbol -> ProgramSpec
     maps: dict = field(default_factory=dict)      # symbol -> MapSpec
-    manifest: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # the .pytrace JSON, as stored (write() stores it)
     license: str = "GPL"
+    # the manifest's typed records (runtime.manifest), which the runtime reads
+    contract: Manifest = field(default_factory=Manifest, compare=False, repr=False)
 
 
 # ------------------------------------------------------------------ ELF reading
 # runtime.elfread reads the headers, sections and symbols; this checks what a BPF
 # relocatable object from LLVM (bpfel) must hold and reads its REL sections.
-
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_REL = struct.Struct("<QQ")
-
-SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 1, 2, 3, 4, 8, 9
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
-STB_GLOBAL = 1
-ET_REL = 1
-STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 1, 2, 3, 4
-SHN_LORESERVE = 0xFF00
 
 
 @record
@@ -122,8 +117,8 @@ class _Elf:
     def relocations(self, s):
         """(r_offset, type, symbol index) of a REL section."""
         d = self.section_data(s)
-        for off in range(0, len(d) - _REL.size + 1, _REL.size):
-            r_offset, r_info = _REL.unpack_from(d, off)
+        for off in range(0, len(d) - REL.size + 1, REL.size):
+            r_offset, r_info = REL.unpack_from(d, off)
             yield r_offset, r_info & 0xFFFFFFFF, r_info >> 32
 
 
@@ -138,53 +133,63 @@ def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
 
 
 def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
-    sections = elf.sections
-    symbols = elf.symbols
-    if not symbols:
+    if not elf.symbols:
         raise ObjectFormatError("object has no .symtab")
     spec = ObjectSpec()
-
-    # license
     lic = elf.section(LICENSE_SECTION)
     if lic is not None:
         spec.license = (elf.section_data(lic).split(b"\0", 1)[0]
                         .decode("ascii", "replace") or "GPL")
+    spec.manifest = _read_manifest(elf)
+    spec.contract = Manifest.from_json(spec.manifest)
+    maps_idx, maps_by_off = _read_maps(elf, spec.maps)
+    _read_programs(elf, spec.programs, maps_idx, maps_by_off)
+    if whole:
+        _check_manifest(spec)
+    return spec
 
-    # manifest
+
+def _read_manifest(elf: _Elf):
+    """The .pytrace section's JSON."""
     man = elf.section(MANIFEST_SECTION)
     if man is None:
         raise ObjectFormatError("object has no .pytrace manifest section")
     raw = elf.section_data(man).rstrip(b"\0")
     try:
-        spec.manifest = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ObjectFormatError(f"invalid .pytrace manifest: {e}") from None
-    if not isinstance(spec.manifest, dict):
-        raise ObjectFormatError("invalid .pytrace manifest: not a JSON object")
 
-    # maps
+
+def _read_maps(elf: _Elf, out: dict) -> tuple:
+    """The map definitions of section `maps` into ``out`` (symbol -> MapSpec);
+    returns (the section's index or None, {offset: MapSpec})."""
     msec = elf.section(MAPS_SECTION)
-    maps_idx = msec.index if msec is not None else None
+    if msec is None:
+        return None, {}
     maps_by_off = {}
-    if msec is not None:
-        mdata = elf.section_data(msec)
-        for sym in symbols:
-            if sym.shndx != maps_idx or sym.type in (STT_SECTION, STT_FILE) or not sym.name:
-                continue
-            off = sym.value
-            if off + MAP_DEF_SIZE > len(mdata):
-                raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
-            t, ks, vs, me, fl = struct.unpack_from("<5I", mdata, off)
-            ms = MapSpec(sym.name, MAPS_SECTION, off, t, ks, vs, me, fl)
-            spec.maps[sym.name] = ms
-            maps_by_off[off] = ms
+    mdata = elf.section_data(msec)
+    for sym in elf.symbols:
+        if sym.shndx != msec.index or sym.type in (STT_SECTION, STT_FILE) or not sym.name:
+            continue
+        off = sym.value
+        if off + MAP_DEF_SIZE > len(mdata):
+            raise ObjectFormatError(f"map {sym.name}: definition out of section bounds")
+        t, ks, vs, me, fl = MAP_DEF.unpack_from(mdata, off)
+        ms = MapSpec(sym.name, MAPS_SECTION, off, t, ks, vs, me, fl)
+        out[sym.name] = ms
+        maps_by_off[off] = ms
+    return msec.index, maps_by_off
 
-    # programs: function symbols in executable sections
+
+def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
+    """The programs (function symbols in executable sections) into ``out``
+    (symbol -> ProgramSpec), with their relocations."""
+    sections = elf.sections
     funcs_by_sec = {}
-    for sym in symbols:
+    for sym in elf.symbols:
         if sym.type == STT_FUNC and 0 < sym.shndx < SHN_LORESERVE:
             funcs_by_sec.setdefault(sym.shndx, []).append(sym)
-
     relsecs = {}
     for s in sections:
         if s.type == SHT_RELA and s.info < len(sections) and \
@@ -192,45 +197,49 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
             raise ObjectFormatError(f"unsupported RELA section {s.name}")
         if s.type == SHT_REL:
             relsecs[s.info] = s
-
     for s in sections:
         if s.type != SHT_PROGBITS or not (s.flags & SHF_EXECINSTR):
             continue
         data = elf.section_data(s)
-        funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         relocs = []
-        rs = relsecs.get(s.index)
-        if rs is not None:
-            for r_off, r_type, r_sym in elf.relocations(rs):
-                if r_sym >= len(symbols):
-                    raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
-                relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
-                                             maps_idx, maps_by_off, sections))
-        if not funcs:
-            if relocs:
-                raise ObjectFormatError(
-                    f"section {s.name} has relocations but no program symbol")
-            continue
-        bounds = []
-        for fsym in funcs:
-            start = fsym.value
-            size = fsym.size or (len(data) - start)
-            end = start + size
-            if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
-                raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
-            bounds.append((start, end))
-            prel = tuple(Relocation(off - start, msym)
-                         for off, msym in relocs if start <= off < end)
-            spec.programs[fsym.name] = ProgramSpec(fsym.name, s.name,
-                                                   bytes(data[start:end]), prel)
-        for off, msym in relocs:
-            if not any(a <= off < b for a, b in bounds):
-                raise ObjectFormatError(
-                    f"relocation at {s.name}+{off:#x} outside any program")
+        if s.index in relsecs:
+            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off)
+        funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
+        if funcs:
+            _split_programs(s, data, funcs, relocs, out)
+        elif relocs:
+            raise ObjectFormatError(f"section {s.name} has relocations but no program symbol")
 
-    if whole:
-        _check_manifest(spec)
-    return spec
+
+def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off) -> list:
+    """(offset, map symbol) of each relocation of program section ``s``."""
+    symbols = elf.symbols
+    relocs = []
+    for r_off, r_type, r_sym in elf.relocations(rs):
+        if r_sym >= len(symbols):
+            raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
+        relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
+                                     maps_idx, maps_by_off, elf.sections))
+    return relocs
+
+
+def _split_programs(s, data, funcs, relocs, out: dict) -> None:
+    """One ProgramSpec per function symbol of section ``s`` (several programs may
+    share a section), each with the relocations inside it."""
+    bounds = []
+    for fsym in funcs:
+        start = fsym.value
+        size = fsym.size or (len(data) - start)
+        end = start + size
+        if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
+            raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
+        bounds.append((start, end))
+        prel = tuple(Relocation(off - start, msym)
+                     for off, msym in relocs if start <= off < end)
+        out[fsym.name] = ProgramSpec(fsym.name, s.name, bytes(data[start:end]), prel)
+    for off, msym in relocs:
+        if not any(a <= off < b for a, b in bounds):
+            raise ObjectFormatError(f"relocation at {s.name}+{off:#x} outside any program")
 
 
 _RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
@@ -273,16 +282,14 @@ def _symname(sym, sections):
 
 
 def _check_manifest(spec: ObjectSpec) -> None:
-    m = spec.manifest
-    for p in m.get("programs", []):
-        sym = p.get("symbol")
-        if sym not in spec.programs:
-            raise ObjectFormatError(f"manifest program '{sym}' not found in the object")
-    for mp in m.get("maps", []):
-        sym = mp.get("symbol")
-        if sym not in spec.maps:
-            raise ObjectFormatError(f"manifest map '{mp.get('name')}' ({sym}) not found in the object")
-    for key, sym in (m.get("internal") or {}).items():
+    m = spec.contract
+    for p in m.programs:
+        if p.symbol not in spec.programs:
+            raise ObjectFormatError(f"manifest program '{p.symbol}' not found in the object")
+    for mp in m.maps:
+        if mp.symbol not in spec.maps:
+            raise ObjectFormatError(f"manifest map '{mp.name}' ({mp.symbol}) not found in the object")
+    for key, sym in m.internal.to_json().items():
         if sym and sym not in spec.maps:
             raise ObjectFormatError(f"internal map '{key}' ({sym}) not found in the object")
 
@@ -295,7 +302,8 @@ def join(parts) -> bytes:
     """One object from the objects of a program compiled in parts (each holding
     every map, the license and the manifest, and some of the programs)."""
     specs = [parse(p, whole=False) for p in parts]
-    joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license)
+    joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license,
+                        contract=specs[0].contract)
     for spec in specs:
         joined.programs.update(spec.programs)
         for sym, ms in spec.maps.items():
@@ -308,18 +316,8 @@ def join(parts) -> bytes:
 def write(spec: ObjectSpec) -> bytes:
     """An ELF64 BPF relocatable object that parse() reads back as `spec`: one
     section per program, its REL section, `maps`, `license`, `.pytrace`, .symtab."""
-    names = bytearray(b"\0")
-
-    def name(text: str) -> int:
-        off = len(names)
-        names.extend(text.encode() + b"\0")
-        return off
-
+    strtab = _StringTable()
     maps = sorted(spec.maps.values(), key=lambda m: m.offset)
-    map_blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
-    for m in maps:
-        struct.pack_into("<5I", map_blob, m.offset, m.type, m.key_size, m.value_size,
-                         m.max_entries, m.flags)
     programs = list(spec.programs.values())
     # sections: (name, type, flags, data, link, info, entsize); index 1 is .strtab,
     # the last is .symtab; the program sections start at 2
@@ -328,51 +326,79 @@ def write(spec: ObjectSpec) -> bytes:
     for p in programs:
         sections.append((p.section, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, p.insns, 0, 0, 0))
     maps_idx = first_prog + len(programs)
-    sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, bytes(map_blob), 0, 0, 0))
+    sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, _map_blob(maps),
+                     0, 0, 0))
     sections.append((LICENSE_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE,
                      spec.license.encode() + b"\0", 0, 0, 0))
     sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
                      json.dumps(spec.manifest, separators=(",", ":")).encode(), 0, 0, 0))
-    rel_at = len(sections) + 1
-    symtab_idx = rel_at + sum(1 for p in programs if p.relocations)
+    symtab_idx = len(sections) + 1 + sum(1 for p in programs if p.relocations)
+    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog)
+    for i, p in enumerate(programs):
+        if p.relocations:
+            rels = b"".join(REL.pack(r.insn_offset,
+                                     (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
+                            for r in p.relocations)
+            sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
+                             first_prog + i, REL.size))
+    sections.append((".symtab", SHT_SYMTAB, 0, symbols, 1, 1, SYM.size))
+    return _layout(sections, strtab)
 
-    symbols = [struct.pack("<IBBHQQ", 0, 0, 0, 0, 0, 0)]
+
+class _StringTable:
+    def __init__(self):
+        self.data = bytearray(b"\0")
+
+    def add(self, text: str) -> int:
+        off = len(self.data)
+        self.data.extend(text.encode() + b"\0")
+        return off
+
+
+def _map_blob(maps) -> bytes:
+    """The `maps` section: each map's definition at its offset."""
+    blob = bytearray(max((m.offset + MAP_DEF_SIZE for m in maps), default=0))
+    for m in maps:
+        MAP_DEF.pack_into(blob, m.offset, m.type, m.key_size, m.value_size,
+                          m.max_entries, m.flags)
+    return bytes(blob)
+
+
+def _symbols(strtab, maps, maps_idx, programs, first_prog) -> tuple:
+    """(.symtab bytes, {map symbol: its symbol index}): the maps, then the programs."""
+    symbols = [SYM.pack(0, 0, 0, 0, 0, 0)]
     map_sym_index = {}
     for m in maps:
         map_sym_index[m.symbol] = len(symbols)
-        symbols.append(struct.pack("<IBBHQQ", name(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
-                                   0, maps_idx, m.offset, MAP_DEF_SIZE))
+        symbols.append(SYM.pack(strtab.add(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,
+                                0, maps_idx, m.offset, MAP_DEF_SIZE))
     for i, p in enumerate(programs):
-        symbols.append(struct.pack("<IBBHQQ", name(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
-                                   0, first_prog + i, 0, len(p.insns)))
-    for i, p in enumerate(programs):
-        if p.relocations:
-            rels = b"".join(struct.pack("<QQ", r.insn_offset,
-                                        (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
-                            for r in p.relocations)
-            sections.append((".rel" + p.section, SHT_REL, 0, rels, symtab_idx,
-                             first_prog + i, _REL.size))
-    sections.append((".symtab", SHT_SYMTAB, 0, b"".join(symbols), 1, 1, _SYM.size))
+        symbols.append(SYM.pack(strtab.add(p.symbol), (STB_GLOBAL << 4) | STT_FUNC,
+                                0, first_prog + i, 0, len(p.insns)))
+    return b"".join(symbols), map_sym_index
 
-    headers = [bytes(_SHDR.size)]
+
+def _layout(sections, strtab) -> bytes:
+    """The ELF header, the sections' data (8-byte aligned), the section headers."""
+    headers = [bytes(SHDR.size)]
     body = bytearray()
-    offset = _EHDR.size
-    name_offsets = [name(s[0]) for s in sections]
+    offset = EHDR.size
+    name_offsets = [strtab.add(s[0]) for s in sections]
     for (sname, stype, flags, data, link, info, entsize), noff in zip(sections, name_offsets):
         if data is None:                      # .strtab: complete only now
-            data = bytes(names)
+            data = bytes(strtab.data)
         align = 8
         pad = (-offset) % align
         body.extend(b"\0" * pad)
         offset += pad
-        headers.append(_SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
-                                  entsize))
+        headers.append(SHDR.pack(noff, stype, flags, 0, offset, len(data), link, info, align,
+                                 entsize))
         body.extend(data)
         offset += len(data)
     pad = (-offset) % 8
     body.extend(b"\0" * pad)
     shoff = offset + pad
     ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
-    header = _EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, _EHDR.size, 0, 0,
-                        _SHDR.size, len(headers), 1)
+    header = EHDR.pack(ident, ET_REL, U.EM_BPF, 1, 0, 0, shoff, 0, EHDR.size, 0, 0,
+                       SHDR.size, len(headers), 1)
     return header + bytes(body) + b"".join(headers)

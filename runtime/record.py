@@ -43,6 +43,11 @@ def fields(obj) -> tuple:
     return obj.__record_fields__
 
 
+def has_default(f: Field) -> bool:
+    """Whether __init__ can leave the field out."""
+    return f.default is not _MISSING or f.default_factory is not None
+
+
 def _init(self, *args, **kwargs):
     cls = type(self)
     positional = cls.__record_positional__

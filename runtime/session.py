@@ -21,9 +21,11 @@ from typing import Callable, Optional
 from .record import record
 from . import attach as A
 from . import uapi as U
-from . import loader, maps, objfile
+from . import actions, loader, maps, objfile
+from . import syscall as S
 from .errors import BpfError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
+from .manifest import Manifest
 
 
 @record
@@ -78,11 +80,12 @@ class Session:
         self.out = options.out if options.out is not None else sys.stdout
         self.errs = options.err if options.err is not None else sys.stderr
         self.spec = None
-        self.manifest = {}
+        self.manifest = Manifest()
         self.obj = None
         self.output = None
         self.rb = None
         self.lost = None
+        self.reader = None
         self.attachments = A.AttachSet()
         self.ep = None
         self.stop_reason = None
@@ -109,33 +112,47 @@ class Session:
     def run(self) -> int:
         if os.geteuid() != 0:
             raise PermissionFailure()
+        self._prepare()
+        self._load()
+        self._start()
+        begin, end, others = self._programs_by_role()
+        for lp in begin:
+            A.run_once(lp.fd)
+        self._process_events()  # BEGIN's output, and maybe its exit()
+        if self.stop_reason is None and not self._sig_flag:
+            self._trace(others)
+        self._stop(end)
+        return 0
+
+    def _prepare(self) -> None:
+        """Parse the object; tracefs (for tracepoints), the output, the -p watch."""
         self.spec = objfile.parse(self.elf)
-        m = self.manifest = self.spec.manifest
-        progs = m.get("programs", [])
-        needs_tracefs = any(a.get("kind") == "tracepoint"
-                            for p in progs for a in p.get("attach", []))
-        if needs_tracefs:
-            from . import tracefs
+        m = self.manifest = self.spec.contract
+        if any("tracepoint" in p.attach_kinds for p in m.programs):
+            from . import tracefs     # lazy: start-up time (only programs with tracepoints)
             tracefs.ensure_mounted()
         factory = self.opt.output_factory
         if factory is None:
-            from .output import make_output as factory
+            from .output import make_output as factory     # lazy: start-up time
         self.output = factory(m, self.out, self.opt.fmt)
         if self.opt.buffering in ("line", "none"):
             self.output.flush_every_record = True
         elif self.opt.buffering == "full":
             self.output.flush_every_record = False
-
         if self.opt.pid is not None:
             self._watch_pid(self.opt.pid)
 
+    def _load(self) -> None:
+        """Maps and programs into the kernel; the ring buffer, the lost-events
+        counter, the maps reader and the async action handlers."""
+        m = self.manifest
         self.obj = loader.load(self.spec)
         if self.opt.verbose:
             self._verbose_programs()
-        rbm = self.obj.internal_map("ringbuf")
+        rbm = self.obj.optional_map(m.internal.ringbuf)
         if rbm is not None:
             self.rb = RingBuffer(rbm.fd, rbm.max_entries)
-        lm = self.obj.internal_map("lost")
+        lm = self.obj.optional_map(m.internal.lost)
         if lm is not None:
             self.lost = LostCounter(lm)
         self.reader = maps.MapsReader(self.obj, m)
@@ -144,101 +161,77 @@ class Session:
             set_reader(self.reader)
         self._build_handlers()
 
+    def _start(self) -> None:
+        """The -c child (held until attached), globals, signals, epoll, "Attaching"."""
         if self.opt.child_argv:
             self._spawn_gated_child(list(self.opt.child_argv))
         self._write_globals()
         self._install_signals()
         self._setup_epoll()
-
         if not self.opt.quiet:
-            self.output.attached(len(m.get("probes", [])))
+            self.output.attached(len(self.manifest.probes))
             self._flush()
 
-        # BEGIN
+    def _programs_by_role(self) -> tuple:
+        """The loaded programs to run as BEGIN, as END, and to attach."""
         begin, end, others = [], [], []
-        for p in progs:
-            kinds = {a.get("kind") for a in p.get("attach", [])}
-            lp = self.obj.programs[p["symbol"]]
+        for p in self.manifest.programs:
+            kinds = p.attach_kinds
+            lp = self.obj.programs[p.symbol]
             if "begin" in kinds:
                 begin.append(lp)
             if "end" in kinds:
                 end.append(lp)
             if kinds - {"begin", "end"}:
                 others.append(lp)
-        for lp in begin:
-            A.run_once(lp.fd)
-        self._process_events()  # BEGIN's output, and maybe its exit()
+        return begin, end, others
 
-        if self.stop_reason is None and not self._sig_flag:
-            probes = m.get("probes", [])
-            for lp in others:
-                self.attachments.add(A.attach_program(
-                    lp.fd, lp.meta.get("attach", []), probes, self.child_pid,
-                    uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
-            self.attachments.enable_all()
-            if self.child_pid is not None:
-                self._release_child()
-            iterators = [a for a in self.attachments.items if a.kind == "iter"]
-            if iterators:       # iter probes run once over their objects, then the run ends
-                for att in iterators:
-                    A.run_iterator(att, self._process_events)
-                self.stop_reason = self.stop_reason or "iter"
-            else:
-                self._loop()
+    def _trace(self, programs) -> None:
+        """Attach and enable every probe, release the -c child, and trace until a
+        stop (iter probes: run once over their objects, then the run ends)."""
+        for lp in programs:
+            self.attachments.add(A.attach_program(
+                lp.fd, lp.meta.attach, self.manifest.probes, self.child_pid,
+                uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
+        self.attachments.enable_all()
+        if self.child_pid is not None:
+            self._release_child()
+        iterators = [a for a in self.attachments.items if a.kind == "iter"]
+        if iterators:
+            for att in iterators:
+                A.run_iterator(att, self._process_events)
+            self.stop_reason = self.stop_reason or "iter"
+        else:
+            self._loop()
 
-        # stop: detach, what was queued (bounded), END and its output, the maps
+    def _stop(self, end_programs) -> None:
+        """Detach, what was queued (bounded), END and its output, the maps."""
         self._stopping = True
         stop_time = time.monotonic()
         self.attachments.detach(background=True)
         self._drain_at_stop(stop_time + STOP_BUDGET)
-        for lp in end:
+        for lp in end_programs:
             A.run_once(lp.fd)
         self._drain()
         self._report_lost()
-
         sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
         self._flush()
         _write_text(sep, "\n\n")
         if sep is not self.out:
             sep.flush()
         self._print_all_maps()
-        return 0
 
     def _print_all_maps(self) -> None:
         """Every map, in bytewise name order (at exit, and on SIGUSR1)."""
-        user_maps = sorted(self.manifest.get("maps", []), key=lambda mm: mm["name"].encode())
-        dumped = [(mm, maps.dump(self.obj.maps[mm["symbol"]])) for mm in user_maps]
+        user_maps = sorted(self.manifest.maps, key=lambda mm: mm.name.encode())
+        dumped = [(mm, maps.dump(self.obj.maps[mm.symbol])) for mm in user_maps]
         self.output.print_maps_at_exit(dumped)
         self._flush()
 
     # ------------------------------------------------------------ events
 
     def _build_handlers(self):
-        out = self.output
-        rec_fn = out.record
-        metas = {mm["name"]: mm for mm in self.manifest.get("maps", [])}
-        hs = []
-        for aid, act in enumerate(self.manifest.get("async", [])):
-            kind = act.get("kind")
-            if kind == "exit":
-                hs.append(None)
-            elif kind in ("print_map", "clear", "zero"):
-                mm = metas.get(act.get("map"))
-                if mm is None:
-                    raise RuntimeFailure(f"async action {aid} refers to unknown map "
-                                         f"{act.get('map')!r}")
-                km = self.obj.maps[mm["symbol"]]
-                if kind == "print_map":
-                    hs.append(lambda rec, mm=mm, km=km, act=act: out.print_map(
-                        mm, maps.dump(km), int(act.get("top", 0) or 0),
-                        int(act.get("div", 0) or 0)))
-                elif kind == "clear":
-                    hs.append(lambda rec, km=km: maps.clear(km))
-                else:
-                    hs.append(lambda rec, km=km, kind=mm.get("kind"): maps.zero(km, kind))
-            else:
-                hs.append(lambda rec, act=act: rec_fn(act, rec))
-        self._handlers = hs
+        self._handlers = actions.handlers(self.manifest.actions, self.output, self.reader)
 
     def _dispatch(self, recs, honour_exit: bool, deadline) -> tuple:
         """Act on records in order, until a stop is asked (or, with a deadline,
@@ -374,16 +367,15 @@ class Session:
     # ------------------------------------------------------------ setup pieces
 
     def _write_globals(self):
-        gm = self.obj.internal_map("globals")
+        gm = self.obj.optional_map(self.manifest.internal.globals)
         if gm is None:
             return
-        offs = self.manifest.get("globals", {}) or {}
+        slots = self.manifest.globals
         buf = bytearray(gm.value_size)
-        vals = {"start_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
-                "cpid": self.child_pid or 0}
-        for name, off in offs.items():
-            if name in vals and off + 8 <= len(buf):
-                struct.pack_into("<Q", buf, off, vals[name])
+        for off, value in ((slots.start_ns, time.clock_gettime_ns(time.CLOCK_BOOTTIME)),
+                           (slots.cpid, self.child_pid or 0)):
+            if off is not None and off + 8 <= len(buf):
+                struct.pack_into("<Q", buf, off, value)
         maps.update(gm, bytes(gm.key_size), bytes(buf))
 
     def _install_signals(self):
@@ -520,7 +512,6 @@ class Session:
                                  f"{os.strerror(err)}")
 
     def _verbose_programs(self):
-        from . import syscall as S
         for lp in self.obj.programs.values():
             try:
                 info = S.prog_info(lp.fd)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import bisect
 import os
 
+from .elfread import STT_FUNC, STT_GNU_IFUNC, ElfError, ElfImage
+
 __all__ = ["KernelSymbols", "UserSymbols", "Symbolizer"]
 
 
@@ -55,7 +57,6 @@ class _Binary:
     """The function symbols and PT_LOAD segments of one ELF file."""
 
     def __init__(self, path: str):
-        from .elfread import STT_FUNC, STT_GNU_IFUNC, ElfError, ElfImage
         self.starts = []
         self.syms = []          # (start, size, name), sorted by start
         self.segments = []      # (p_offset, p_vaddr, p_filesz)

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from pytrace.runtime.manifest import AsyncAction, Manifest, UserMap
 from pytrace.runtime.output import UserNames, make_output
 from pytrace.runtime.output import text as T
 from pytrace.runtime.output.printf import (compile_format, count_specifiers,
@@ -56,7 +57,12 @@ def meta(name, kind, key_types=(), value=None, lhist=None):
          "value_size": 16 if kind in ("min", "max", "avg", "stats") else 8}
     if lhist:
         m["lhist"] = dict(zip(("min", "max", "step"), lhist))
-    return m
+    return UserMap.from_json(m)
+
+
+def act(action):
+    """An async action record, from its manifest JSON."""
+    return AsyncAction.from_json(action)
 
 
 def pack_key(key_types, key):
@@ -161,7 +167,8 @@ def plain_entries(key_types, value_type, items):
     return out
 
 
-MANIFEST = {"version": 1, "probes": ["BEGIN", "tracepoint:syscalls:sys_enter_openat"]}
+MANIFEST = Manifest.from_json({"version": 1,
+                               "probes": ["BEGIN", "tracepoint:syscalls:sys_enter_openat"]})
 
 
 def text_out(**kw):
@@ -948,10 +955,10 @@ def test_printf_matches_glibc_snprintf():
 # ============================================================ records
 
 def test_record_printf_action():
-    action = {"kind": "printf", "format": "%s %d %lu\n",
-              "args": [{"offset": 8, "type": STR(16)},
-                       {"offset": 24, "type": INT},
-                       {"offset": 32, "type": UINT}]}
+    action = act({"kind": "printf", "format": "%s %d %lu\n",
+                  "args": [{"offset": 8, "type": STR(16)},
+                           {"offset": 24, "type": INT},
+                           {"offset": 32, "type": UINT}]})
     rec = u64(0) + b"cat".ljust(16, b"\0") + u64(-3) + u64(2**64 - 1)
     o, s = text_out()
     o.record(action, rec)
@@ -964,17 +971,17 @@ def test_record_printf_action():
 
 def test_record_printf_args_out_of_order_and_non_flat():
     # one struct.Struct decodes flat records; others use per-field decoders
-    action = {"kind": "printf", "format": "%d|%s|%x\n",
-              "args": [{"offset": 24, "type": INT},
-                       {"offset": 8, "type": STR(16)},
-                       {"offset": 32, "type": UINT}]}
+    action = act({"kind": "printf", "format": "%d|%s|%x\n",
+                  "args": [{"offset": 24, "type": INT},
+                           {"offset": 8, "type": STR(16)},
+                           {"offset": 32, "type": UINT}]})
     rec = u64(0) + b"abc".ljust(16, b"\0") + u64(-1) + u64(255)
     o, s = text_out()
     o.record(action, rec)
-    action = {"kind": "printf", "format": "%s %s %p\n",
-              "args": [{"offset": 8, "type": PROBE},
-                       {"offset": 16, "type": STR(16)},
-                       {"offset": 32, "type": PTR}]}
+    action = act({"kind": "printf", "format": "%s %s %p\n",
+                  "args": [{"offset": 8, "type": PROBE},
+                           {"offset": 16, "type": STR(16)},
+                           {"offset": 32, "type": PTR}]})
     rec = u64(1) + u64(1) + b"full-sixteen-chr" + u64(0xffff8000)
     o.record(action, rec)
     assert s.getvalue() == ("-1|abc|ff\n"
@@ -984,29 +991,30 @@ def test_record_printf_args_out_of_order_and_non_flat():
 
 def test_record_printf_hello_reference():
     o, s = text_out()
-    o.record({"kind": "printf", "format": "Hello, World!\n", "args": []}, u64(0))
+    o.record(act({"kind": "printf", "format": "Hello, World!\n", "args": []}), u64(0))
     assert s.getvalue() == "Hello, World!\n"
     o, s = json_out()
-    o.record({"kind": "printf", "format": "hi %d\n",
-              "args": [{"offset": 8, "type": INT}]}, u64(0) + u64(5))
+    o.record(act({"kind": "printf", "format": "hi %d\n",
+                  "args": [{"offset": 8, "type": INT}]}), u64(0) + u64(5))
     assert s.getvalue() == '{"type": "printf", "data": "hi 5\\n"}\n'
 
 
 def test_record_print_value():
     o, s = text_out()
-    action = {"kind": "print_value", "arg": {"offset": 8, "type": TUPLE(INT, STR(4), INT)}}
+    action = act({"kind": "print_value", "arg": {"offset": 8, "type": TUPLE(INT, STR(4), INT)}})
     o.record(action, u64(3) + u64(1) + b"two\0" + u64(-3))
-    o.record({"kind": "print_value", "arg": {"offset": 8, "type": PROBE}}, u64(3) + u64(1))
+    o.record(act({"kind": "print_value", "arg": {"offset": 8, "type": PROBE}}), u64(3) + u64(1))
     assert s.getvalue() == "(1, two, -3)\ntracepoint:syscalls:sys_enter_openat\n"
 
 
 def test_record_join():
-    action = {"kind": "join", "delim": ",", "max_args": 4, "arg_size": 8}
+    join = {"kind": "join", "delim": ",", "max_args": 4, "arg_size": 8}
+    action = act(join)
     args = [b"/bin/ech", b"a", b"b", b"c"]     # arg_size bytes, no NUL needed
     rec = u64(2) + u64(4) + b"".join(a.ljust(8, b"\0") for a in args)
     o, s = text_out()
     o.record(action, rec)
-    o.record(dict(action, delim=" "), u64(2) + u64(2) + rec[16:])
+    o.record(act(dict(join, delim=" ")), u64(2) + u64(2) + rec[16:])
     assert s.getvalue() == "/bin/ech,a,b,c\n/bin/ech a\n"
     o, s = json_out()
     o.record(action, rec)
@@ -1017,17 +1025,17 @@ def test_record_time(monkeypatch):
     fixed = time.struct_time((2026, 1, 2, 1, 5, 56, 4, 2, 0))
     monkeypatch.setattr(time, "localtime", lambda *a: fixed)
     o, s = text_out()
-    o.record({"kind": "time", "format": "%H:%M:%S\n"}, u64(1))
+    o.record(act({"kind": "time", "format": "%H:%M:%S\n"}), u64(1))
     assert s.getvalue() == "01:05:56\n"
     o, s = json_out()
-    o.record({"kind": "time", "format": "%Y\n"}, u64(1))
+    o.record(act({"kind": "time", "format": "%Y\n"}), u64(1))
     assert s.getvalue() == '{"type": "time", "data": "2026\\n"}\n'
 
 
 def test_record_unknown_kind_raises():
     o, _ = text_out()
     with pytest.raises(ValueError):
-        o.record({"kind": "exit"}, u64(0))
+        o.record(act({"kind": "exit"}), u64(0))
 
 
 # ============================================================ JSON
@@ -1160,8 +1168,8 @@ def test_binary_stream_gets_raw_bytes():
     b = io.BytesIO()
     o = make_output(MANIFEST, b)
     o.print_value(STR(4), b"\xff\xfe\0\0")
-    o.record({"kind": "printf", "format": "[%s]\n",
-              "args": [{"offset": 8, "type": STR(4)}]}, u64(0) + b"\x80ab\0")
+    o.record(act({"kind": "printf", "format": "[%s]\n",
+                  "args": [{"offset": 8, "type": STR(4)}]}), u64(0) + b"\x80ab\0")
     m = meta("@s", "count", [STR(4)])
     o.print_map(m, scalar_entries([STR(4)], [(b"\xe9", 2)]))
     o.flush()
@@ -1201,8 +1209,10 @@ def test_bulk_dump_fast_path_matches_entry_by_entry(monkeypatch):
             ("sum", True, [{"offset": 0, "type": {"kind": "int", "signed": False}}], 8),
             ("sum", True, [{"offset": 0, "type": {"kind": "str", "size": 8}},
                            {"offset": 8, "type": {"kind": "int", "signed": False}}], 16)]:
-        meta = {"name": "@m", "kind": kind, "percpu": True, "key": {"size": ks, "fields": fields},
-                "value": {"kind": "int", "signed": signed}, "value_size": 8}
+        meta_json = {"name": "@m", "kind": kind, "percpu": True,
+                     "key": {"size": ks, "fields": fields},
+                     "value": {"kind": "int", "signed": signed}, "value_size": 8}
+        meta = UserMap.from_json(meta_json)
         keys, vals = [], []
         for i in range(300):
             if ks == 8:
@@ -1217,7 +1227,8 @@ def test_bulk_dump_fast_path_matches_entry_by_entry(monkeypatch):
             for fast, entries in ((True, dump), (True, list(zip(keys, vals))), (False, dump)):
                 monkeypatch.setattr(values, "FAST_PATH", fast)
                 buf = io.StringIO()
-                make_output({"probes": [], "maps": [meta]}, buf).print_map(meta, entries, top, div)
+                manifest = Manifest.from_json({"probes": [], "maps": [meta_json]})
+                make_output(manifest, buf).print_map(meta, entries, top, div)
                 outs.append(buf.getvalue())
             assert outs[0] == outs[1] == outs[2], (kind, top, div)
 
@@ -1230,7 +1241,7 @@ def _user_action(kind, fmt_, arg=None):
     if arg is not None:
         action["args"] = [{"offset": 8, "type": {"kind": "int", "signed": True}}]
         rec += u64(arg)
-    return action, rec
+    return act(action), rec
 
 
 def test_cat_and_system_text(tmp_path, capsys, monkeypatch):
@@ -1262,7 +1273,7 @@ def test_flush_every_record_follows_the_stream_and_buffering():
             Counting.flushes += 1
             super().flush()
 
-    action = {"kind": "printf", "format": "x\n", "args": []}
+    action = act({"kind": "printf", "format": "x\n", "args": []})
     s = Counting()
     o = make_output(MANIFEST, s, "text")
     assert o.flush_every_record is False          # not a terminal: the session flushes

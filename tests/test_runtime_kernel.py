@@ -17,6 +17,7 @@ from pytrace.runtime import syscall as S  # noqa: E402
 from pytrace.runtime import uapi as U  # noqa: E402
 from pytrace.runtime.errors import AttachError, LoadError  # noqa: E402
 from pytrace.runtime.events import LostCounter, RingBuffer  # noqa: E402
+from pytrace.runtime.manifest import AttachSpec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 
@@ -136,10 +137,9 @@ def test_perf_event_interval_and_profile():
         fd = obj.programs["prog_2"].fd
         aset = attach.AttachSet()
         try:
-            one = attach.attach_entry(fd, {"kind": "perf_event", "type": 1, "config": 0,
-                                           "period": 5_000_000, "freq": False,
-                                           "cpus": "one", "cookie": 1},
-                                      ["BEGIN", "interval:ms:5"])
+            one = attach.attach_entry(fd, AttachSpec.from_json(
+                {"kind": "perf_event", "type": 1, "config": 0, "period": 5_000_000,
+                 "freq": False, "cpus": "one", "cookie": 1}), ["BEGIN", "interval:ms:5"])
             aset.add(one)
             allc = attach.perf_event(fd, 1, 0, 1000, freq=True, cpus="all", cookie=2)
             aset.add(allc)
@@ -169,7 +169,7 @@ def test_attach_errors():
         with pytest.raises(AttachError, match="[kK]probe"):
             attach.kprobe(fd, "vfs_read")
         with pytest.raises(AttachError, match="kfunc"):
-            attach.attach_entry(fd, {"kind": "kfunc", "func": "vfs_read"})
+            attach.attach_entry(fd, AttachSpec.from_json({"kind": "kfunc", "func": "vfs_read"}))
 
 
 def test_raw_tracepoint_attach():

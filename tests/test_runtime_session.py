@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 
 
 class StubOutput:
-    """Stand-in for runtime.output: one plain line per call."""
+    """Stand-in for runtime.output: one plain line per call (given the manifest's
+    typed records, runtime.manifest)."""
 
     def __init__(self, manifest, stream, fmt="text"):
         self.m = manifest
@@ -37,14 +38,14 @@ class StubOutput:
         self.s.write(f"Lost {n} events\n")
 
     def record(self, action, rec):
-        assert action is self.m["async"][struct.unpack_from("<Q", rec)[0]]
-        self.s.write(f"{action['kind']} {struct.unpack_from('<q', rec, 8)[0]}\n")
+        assert action is self.m.actions[struct.unpack_from("<Q", rec)[0]]
+        self.s.write(f"{action.kind} {struct.unpack_from('<q', rec, 8)[0]}\n")
 
     def _total(self, entries):
         return sum(struct.unpack_from("<q", v)[0] for _, vals in entries for v in vals)
 
     def print_map(self, meta, entries, top=0, div=0):
-        self.s.write(f"map {meta['name']} {len(entries)} {self._total(entries)}\n")
+        self.s.write(f"map {meta.name} {len(entries)} {self._total(entries)}\n")
 
     def print_maps_at_exit(self, ms):
         for meta, entries in ms:

@@ -270,22 +270,23 @@ class FakeSyms:
 
 def test_output_stack_layout():
     import io
+    from pytrace.runtime.manifest import Manifest, UserMap
     from pytrace.runtime.output import make_output
     from pytrace.runtime.output.values import DecodeContext
     kdesc = {"kind": "kstack", "mode": "bpftrace", "limit": 127, "map": "stack_127"}
     pdesc = {"kind": "kstack", "mode": "perf", "limit": 127, "map": "stack_127"}
     udesc = {"kind": "ustack", "mode": "perf", "limit": 127, "map": "stack_127"}
-    manifest = {"probes": ["BEGIN"], "maps": []}
+    manifest = Manifest.from_json({"probes": ["BEGIN"], "maps": []})
     buf = io.StringIO()
     out = make_output(manifest, buf)
     out.ctx._symbols = FakeSyms()
     out.set_maps_reader(FakeMaps({("stack_127", 3): [0x1a1, 0x2b2], ("stack_127", 4): [0x7f01]}))
     key = struct.pack("<q", 3)
-    out.print_map({"name": "@", "kind": "count", "key": {"size": 8, "fields": [
-        {"offset": 0, "type": kdesc}]}, "value": {"kind": "int", "signed": False}},
+    out.print_map(UserMap.from_json({"name": "@", "kind": "count", "key": {"size": 8, "fields": [
+        {"offset": 0, "type": kdesc}]}, "value": {"kind": "int", "signed": False}}),
         [(key, [struct.pack("<Q", 2)])])
-    out.print_map({"name": "@v", "kind": "plain", "key": {"size": 8, "fields": []},
-                   "value": pdesc}, [(bytes(8), [struct.pack("<q", 3)])])
+    out.print_map(UserMap.from_json({"name": "@v", "kind": "plain", "key": {"size": 8, "fields": []},
+                                     "value": pdesc}), [(bytes(8), [struct.pack("<q", 3)])])
     out.print_value(udesc, struct.pack("<qQ", 4, 42))
     out.print_value(kdesc, struct.pack("<q", -14))        # a failed get_stackid: nothing
     assert buf.getvalue() == (

@@ -3,14 +3,16 @@
 Standard library only (the runtime never imports the compiler, lark or
 llvmlite).
 
-Public API::
+Public API (``manifest``, ``action`` and ``map_meta`` are the manifest's typed
+records, runtime.manifest: Manifest, AsyncAction, UserMap)::
 
     out = make_output(manifest, stream, fmt="text")   # or fmt="json"
     out.attached(n)                 # "Attaching N probes..."
     out.lost(n)                     # "Lost N events"
     out.record(action, record)      # one ring buffer record: printf,
                                     # print_value, time, join, system, cat,
-                                    # helper_error
+                                    # helper_error (runtime.actions names the
+                                    # method that compiles each kind)
     out.print_value(type_desc, raw) # print(value)
     out.print_map(map_meta, entries, top=0, div=0)
     out.print_maps_at_exit([(map_meta, entries), ...])
@@ -36,6 +38,9 @@ import time as _time
 
 from . import json as _json
 from . import text as _text
+from ..actions import output_method
+from ..manifest import (AsyncAction, FormattedAction, HelperErrorAction, JoinAction, Manifest,
+                        PrintValueAction, TimeAction, UserMap)
 from .printf import compile_format
 from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
                      make_record_decoder)
@@ -137,9 +142,9 @@ class Output:
 
     fmt = "text"
 
-    def __init__(self, manifest: dict, stream, usernames: UserNames | None = None):
-        self.manifest = manifest or {}
-        self.ctx = DecodeContext(self.manifest.get("probes", ()), usernames)
+    def __init__(self, manifest: Manifest, stream, usernames: UserNames | None = None):
+        self.manifest = manifest if manifest is not None else Manifest()
+        self.ctx = DecodeContext(self.manifest.probes, usernames)
         self._w = _Writer(stream)
         # -B line / none, or a terminal: each record is written out at once (else the
         # session flushes after each batch of records)
@@ -169,50 +174,39 @@ class Output:
         raise NotImplementedError
 
     # --------------------------------------------------------------- records
-    def _compile(self, action: dict):
-        """Per action: a function ``record -> None``.  Cached by identity."""
+    def _compile(self, action: AsyncAction):
+        """Per action: a function ``record -> None`` (the method runtime.actions
+        names for its kind).  Cached by identity."""
         hit = self._compiled.get(id(action))
         if hit is not None and hit[0] is action:
             return hit[1]
-        kind = action.get("kind")
-        if kind == "printf":
-            fn = self._compile_formatted(action, self._printf)
-        elif kind == "print_value":
-            arg = action["arg"]
-            dec = make_decoder(arg["type"], self.ctx)
-            off = int(arg["offset"])
-
-            def fn(rec, dec=dec, off=off):
-                self._value(dec(rec, off))
-        elif kind == "time":
-            fmt = action.get("format", "%H:%M:%S\n")
-
-            def fn(rec, fmt=fmt):
-                self._time(fmt)
-        elif kind == "join":
-            fn = self._compile_join(action)
-        elif kind == "system":
-            fn = self._compile_formatted(action, self._system)
-        elif kind == "cat":
-            fn = self._compile_formatted(action, self._cat)
-        elif kind == "helper_error":
-            fn = self._compile_helper_error(action)
-        else:
+        method = output_method(action.kind)
+        if method is None:
             raise ValueError("the output layer does not handle async action %r"
-                             % (kind,))
+                             % (action.kind,))
+        fn = getattr(self, method)(action)
         self._compiled[id(action)] = (action, fn)
         return fn
 
-    def record(self, action: dict, record) -> None:
+    def record(self, action: AsyncAction, record) -> None:
         """Handle one ring buffer record (``{u64 async_id; payload}``)."""
         self._compile(action)(record)
         self._after_record()
 
-    def _compile_formatted(self, action: dict, out):
+    def _compile_printf(self, action: FormattedAction):
+        return self._compile_formatted(action, self._printf)
+
+    def _compile_system(self, action: FormattedAction):
+        return self._compile_formatted(action, self._system)
+
+    def _compile_cat(self, action: FormattedAction):
+        return self._compile_formatted(action, self._cat)
+
+    def _compile_formatted(self, action: FormattedAction, out):
         """printf, system, cat: the format applied to the record's arguments, to `out`
         (bytes: the text printed, the command run, the file read)."""
-        fmt = compile_format(action["format"])
-        decode_args = make_record_decoder(list(action.get("args", ())), self.ctx)
+        fmt = compile_format(action.format)
+        decode_args = make_record_decoder(list(action.args), self.ctx)
         render = _text.value_text
         apply = fmt.apply
 
@@ -220,9 +214,24 @@ class Output:
             out(apply(decode_args(rec), render))
         return fn
 
-    def _compile_helper_error(self, action: dict):
+    def _compile_print_value(self, action: PrintValueAction):
+        dec = make_decoder(action.arg["type"], self.ctx)
+        off = int(action.arg["offset"])
+
+        def fn(rec):
+            self._value(dec(rec, off))
+        return fn
+
+    def _compile_time(self, action: TimeAction):
+        fmt = action.format
+
+        def fn(rec):
+            self._time(fmt)
+        return fn
+
+    def _compile_helper_error(self, action: HelperErrorAction):
         """-k: a helper failed; the record holds its (negative) result."""
-        offset = int(action["args"][0]["offset"])
+        offset = int(action.args[0]["offset"])
 
         def fn(rec):
             self._helper_error(action, _I64(rec, offset)[0])
@@ -231,7 +240,7 @@ class Output:
     def _system(self, command: bytes) -> None:
         """The command's standard output, through /bin/sh (popen() in bpftrace); its
         standard error is pytrace's."""
-        import subprocess    # only programs with system() need it
+        import subprocess    # lazy: start-up time (only programs with system() need it)
         self.flush()
         with subprocess.Popen(command, shell=True, stdout=subprocess.PIPE) as proc:
             try:
@@ -257,12 +266,12 @@ class Output:
             return
         self._message("cat", data)
 
-    def _compile_join(self, action: dict):
-        delim = action.get("delim", " ")
+    def _compile_join(self, action: JoinAction):
+        delim = action.delim
         if isinstance(delim, str):
             delim = delim.encode("utf-8", "surrogateescape")
-        max_args = int(action["max_args"])
-        arg_size = int(action["arg_size"])
+        max_args = action.max_args
+        arg_size = action.arg_size
 
         def fn(rec):
             count = min(_U64_COUNT(rec, 8)[0], max_args)
@@ -287,15 +296,15 @@ class Output:
         """``print(value)``: the value decoded from ``raw`` and a newline."""
         self._value(make_decoder(type_desc, self.ctx)(raw, 0))
 
-    def _model(self, map_meta: dict, entries, top: int = 0):
+    def _model(self, map_meta: UserMap, entries, top: int = 0):
         return build_map_model(map_meta, entries, self.ctx, top=top or 0)
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         raise NotImplementedError
 
     def print_maps_at_exit(self, maps) -> None:
         """Print every map, in bytewise name order (``@`` < ``@A`` < ``@a``)."""
-        for meta, entries in sorted(maps, key=lambda m: m[0]["name"].encode(
+        for meta, entries in sorted(maps, key=lambda m: m[0].name.encode(
                 "utf-8", "surrogateescape")):
             self.print_map(meta, entries)
 
@@ -316,7 +325,7 @@ class Output:
         """What system() ("syscall") or cat() ("cat") produced."""
         raise NotImplementedError
 
-    def _helper_error(self, action: dict, err: int) -> None:
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
         raise NotImplementedError
 
 
@@ -334,7 +343,7 @@ class TextOutput(Output):
     def _value(self, v) -> None:
         self._emit(_text.value_text(v) + "\n")
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         self._emit(_text.map_text(self._model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
@@ -349,10 +358,10 @@ class TextOutput(Output):
     def _message(self, mtype: str, data: bytes) -> None:
         self._w.write_bytes(data)
 
-    def _helper_error(self, action: dict, err: int) -> None:
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
         """`stdin:1:25-30: WARNING: Failed to map_update_elem: Argument list too long (-7)`,
         the source line and a caret: rendered by the compiler around the error text."""
-        before, after = action["message"]
+        before, after = action.message
         self._emit(f"{before}{os.strerror(-err)} ({err}){after}")
 
 
@@ -370,7 +379,7 @@ class JsonOutput(Output):
     def _value(self, v) -> None:
         self._emit(_json.value_json(v))
 
-    def print_map(self, map_meta: dict, entries, top: int = 0, div: int = 0) -> None:
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         self._emit(_json.map_json(self._model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
@@ -385,11 +394,11 @@ class JsonOutput(Output):
     def _message(self, mtype: str, data: bytes) -> None:
         self._emit(_json.message_json(mtype, _text.decode_str(data)))
 
-    def _helper_error(self, action: dict, err: int) -> None:
-        self._emit(_json.helper_error_json(action["helper"], err, action["line"], action["col"]))
+    def _helper_error(self, action: HelperErrorAction, err: int) -> None:
+        self._emit(_json.helper_error_json(action.helper, err, action.line, action.col))
 
 
-def make_output(manifest: dict, stream, fmt: str = "text",
+def make_output(manifest: Manifest, stream, fmt: str = "text",
                 usernames: UserNames | None = None) -> Output:
     """Create the output object for ``-f text`` (default) or ``-f json``.
 

@@ -135,7 +135,7 @@ def map_json(model: MapModel, div: int = 0) -> str:
             conv = lambda v: _hist_json(v, div)  # noqa: E731
         else:
             lh = model.lhist
-            lmin, lmax, step = int(lh["min"]), int(lh["max"]), int(lh["step"])
+            lmin, lmax, step = lh.min, lh.max, lh.step
             conv = lambda v: _lhist_json(v, lmin, lmax, step)  # noqa: E731
     elif model.is_stats_like:
         mtype = "stats"

@@ -284,8 +284,7 @@ def map_text(model: MapModel, div: int = 0) -> str:
             if model.kind == "hist":
                 rows = hist_rows(e.value, div)
             else:
-                rows = lhist_rows(e.value, int(lh["min"]), int(lh["max"]),
-                                  int(lh["step"]))
+                rows = lhist_rows(e.value, lh.min, lh.max, lh.step)
             elems.append(name + key_text(model, e.key) + ": \n" + rows)
         return "\n".join(elems) + "\n"
     if model.is_stats_like:

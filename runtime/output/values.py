@@ -22,7 +22,11 @@ for avg and stats, :class:`HistValue` for hist and lhist.
 
 from __future__ import annotations
 
+import os
 import struct
+import time
+
+from ..manifest import UserMap
 
 __all__ = [
     "Ptr", "Probe", "Username", "Stack", "Symbol", "Buffer", "ByteArray", "AvgValue", "HistValue", "MapEntry", "MapModel",
@@ -228,7 +232,7 @@ class DecodeContext:
     @property
     def symbols(self):
         if self._symbols is None:
-            from ..symbols import Symbolizer
+            from ..symbols import Symbolizer    # lazy: start-up time (only stacks, symbols)
             self._symbols = Symbolizer()
         return self._symbols
 
@@ -347,31 +351,29 @@ def make_decoder(desc: dict, ctx: DecodeContext):
 def _strftime(fmt: str, nsecs: int) -> str:
     """bpftrace's resolve_timestamp: boot-time nanoseconds as local time; %f is the
     microseconds (6 digits)."""
-    import time as _t
-    real = _t.clock_gettime_ns(_t.CLOCK_REALTIME)
-    boot = _t.clock_gettime_ns(_t.CLOCK_BOOTTIME)
+    real = time.clock_gettime_ns(time.CLOCK_REALTIME)
+    boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     base = real - boot
     total = base + nsecs
     secs = total // 1000000000
     us = (total % 1000000000) // 1000
     fmt = fmt.replace("%f", "%06d" % us)
     try:
-        out = _t.strftime(fmt, _t.localtime(secs))
+        out = time.strftime(fmt, time.localtime(secs))
     except (ValueError, OverflowError, OSError):
         return "(?)"
     return out if out else "(?)"
 
 
 def _errno_text(n: int) -> str:
-    import os as _os
     try:
-        return _os.strerror(n)
+        return os.strerror(n)
     except (ValueError, OverflowError):
         return "Unknown error %d" % n
 
 
 def _inet_text(af: int, raw: bytes) -> str:
-    import socket as _s
+    import socket as _s     # lazy: start-up time (only inet values need it)
     try:
         if af == _s.AF_INET:
             return _s.inet_ntop(_s.AF_INET, raw[:4])
@@ -392,6 +394,23 @@ def _value_decoder(desc: dict, ctx: "DecodeContext"):
     if kind == "ustack":
         return lambda buf, off: ctx.stack(desc, i64(buf, off)[0],
                                           u64(buf, off + 8)[0] & 0xFFFFFFFF)
+    if kind == "buf":
+        size = int(desc["size"])
+
+        def dec_buf(buf, off):
+            n = min(u64(buf, off)[0], size)
+            return Buffer(bytes(buf[off + 8:off + 8 + n]))
+        return dec_buf
+    if kind == "bytes":
+        count = int(desc["count"])
+        return lambda buf, off: ByteArray(bytes(buf[off:off + count]))
+    return _symbol_decoder(desc, ctx)
+
+
+def _symbol_decoder(desc: dict, ctx: "DecodeContext"):
+    """Decoders of the values printed as a text (a Symbol): symbols, addresses, errors."""
+    kind = desc["kind"]
+    u64 = _U64.unpack_from
     if kind == "ksym":
         def dec_ksym(buf, off):
             a = u64(buf, off)[0]
@@ -416,7 +435,7 @@ def _value_decoder(desc: dict, ctx: "DecodeContext"):
         return dec_mac
     if kind == "strerror":
         def dec_strerror(buf, off):
-            n = i64(buf, off)[0]
+            n = _I64.unpack_from(buf, off)[0]
             return Symbol(_errno_text(n), n)
         return dec_strerror
     if kind == "strftime":
@@ -426,16 +445,6 @@ def _value_decoder(desc: dict, ctx: "DecodeContext"):
             n = u64(buf, off)[0]
             return Symbol(_strftime(fmt, n), n)
         return dec_strftime
-    if kind == "buf":
-        size = int(desc["size"])
-
-        def dec_buf(buf, off):
-            n = min(u64(buf, off)[0], size)
-            return Buffer(bytes(buf[off + 8:off + 8 + n]))
-        return dec_buf
-    if kind == "bytes":
-        count = int(desc["count"])
-        return lambda buf, off: ByteArray(bytes(buf[off:off + count]))
     return None
 
 
@@ -564,14 +573,14 @@ class MapModel:
     packed = None        # ... or, for one integer key, sorted (value + bias) << 64 | key
     bias = 0
 
-    def __init__(self, meta: dict, entries: list):
+    def __init__(self, meta: UserMap, entries: list):
         self.meta = meta
-        self.name = meta["name"]
-        self.kind = meta["kind"]
-        self.fields = meta["key"]["fields"]
+        self.name = meta.name
+        self.kind = meta.kind
+        self.fields = meta.key.fields
         self.keyed = bool(self.fields)
         self._entries = entries
-        self.lhist = meta.get("lhist")
+        self.lhist = meta.lhist
 
     @property
     def entries(self) -> list:
@@ -587,7 +596,7 @@ class MapModel:
 
     @property
     def value_desc(self) -> dict:
-        return self.meta.get("value") or {"kind": "int", "signed": True}
+        return self.meta.value
 
     @property
     def is_stats_like(self) -> bool:
@@ -647,7 +656,7 @@ def _flat_key_unpacker(fields):
     return struct.Struct(fmt).unpack_from, strings
 
 
-def _reduced_counts(meta: dict, entries, single_int: bool):
+def _reduced_counts(meta: UserMap, entries, single_int: bool):
     """(keys, summed u64 values) of a count/sum map. From a bulk dump's flat buffers when
     there is one (runtime.maps.Dump): keys is then that buffer (one u64 per key when the
     key is one integer), else a list of key bytes, entry by entry."""
@@ -670,12 +679,12 @@ def _reduced_counts(meta: dict, entries, single_int: bool):
     return keys, totals
 
 
-def _scalar_map_model(meta: dict, entries, top: int) -> MapModel:
+def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
     """count/sum maps keyed by ints and strings, the common big maps: bulk reduction and a
     sort of plain ints or tuples, ~1 µs per entry. Same order as the general path: by
     value, then by key (ints unsigned, strings bytewise)."""
-    unpack, strings = _flat_key_unpacker(meta["key"]["fields"])
-    signed = meta["kind"] == "sum" and (meta.get("value") or {}).get("signed", True)
+    unpack, strings = _flat_key_unpacker(meta.key.fields)
+    signed = meta.kind == "sum" and meta.value.get("signed", True)
     keys, totals = _reduced_counts(meta, entries, strings == [False])
     totals = [t & _MASK64 for t in totals]
     if signed:
@@ -704,13 +713,13 @@ def _scalar_map_model(meta: dict, entries, top: int) -> MapModel:
     return model
 
 
-def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
+def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
     """Decode keys, reduce per-CPU values, sort as bpftrace and apply ``top``.
 
     ``entries``: iterable of ``(key_bytes, [value_bytes per CPU])``.
     """
-    kind = meta["kind"]
-    fields = meta["key"]["fields"]
+    kind = meta.kind
+    fields = meta.key.fields
     if FAST_PATH and kind in ("count", "sum") and fields \
             and all(f["type"]["kind"] in ("int", "str") for f in fields):
         return _scalar_map_model(meta, entries, top)
@@ -719,59 +728,83 @@ def build_map_model(meta: dict, entries, ctx: DecodeContext, top: int = 0) -> Ma
     def dkey(kb) -> tuple:
         return tuple(d(kb, o) for o, d in decoders)
 
-    def ksort(key):
-        return key_sort_key(fields, key)
-
-    value_desc = meta.get("value") or {"kind": "int", "signed": True}
-    plain_decoder = make_decoder(value_desc, ctx) if kind == "plain" else None
-    out: list = []
-
     if kind in ("hist", "lhist"):
-        bucket_off = int(meta["key"]["size"])
-        groups: dict = {}
-        for kb, slots in entries:
-            kb = bytes(kb)
-            user = kb[:bucket_off]
-            idx = _U64.unpack_from(kb, bucket_off)[0]
-            count = _reduce_add(slots, False)
-            h = groups.get(user)
-            if h is None:
-                h = groups[user] = HistValue()
-            h.counts[idx] = h.counts.get(idx, 0) + count
-        for user, h in groups.items():
-            out.append(MapEntry(dkey(user), h))
-        out.sort(key=lambda e: (e.value.total, ksort(e.key)))
+        out = _hist_entries(meta, entries, dkey)
     else:
-        for kb, slots in entries:
-            if kind == "count":
-                v = _reduce_add(slots, False)
-            elif kind == "sum":
-                v = _reduce_add(slots, value_desc.get("signed", True))
-            elif kind in ("min", "max"):
-                v = _reduce_minmax(slots, kind == "max")
-                if v is None:       # no CPU slot is set: the entry does not exist
-                    continue
-            elif kind in ("avg", "stats"):
-                v = _reduce_avg(slots)
-            elif kind == "plain":
-                v = plain_decoder(slots[0], 0)
-            else:
-                raise ValueError("unknown map kind %r" % (kind,))
-            out.append(MapEntry(dkey(kb), v))
-
-        if kind == "count" and not fields and not out:
-            # a keyless count() is a one-entry PERCPU_ARRAY: it always exists
-            out.append(MapEntry((), 0))
-
-        if kind in ("count", "sum", "min", "max") or (
-                kind == "plain" and value_desc["kind"] == "int"):
-            out.sort(key=lambda e: (e.value, ksort(e.key)))
-        elif kind in ("avg", "stats"):
-            out.sort(key=lambda e: (e.value.average, ksort(e.key)))
-        else:
-            out.sort(key=lambda e: ksort(e.key))
-
+        out = _value_entries(meta, entries, dkey, ctx)
+    out.sort(key=_entry_order(meta))
     # print(@m, top): keep the last `top` entries.  0.17 ignores top for stats.
     if top and kind != "stats" and len(out) > top:
         out = out[len(out) - top:]
     return MapModel(meta, out)
+
+
+def _hist_entries(meta: UserMap, entries, dkey) -> list:
+    """One HistValue per user key: the map key is the user key and a u64 bucket."""
+    bucket_off = meta.key.size
+    groups: dict = {}
+    for kb, slots in entries:
+        kb = bytes(kb)
+        user = kb[:bucket_off]
+        idx = _U64.unpack_from(kb, bucket_off)[0]
+        count = _reduce_add(slots, False)
+        h = groups.get(user)
+        if h is None:
+            h = groups[user] = HistValue()
+        h.counts[idx] = h.counts.get(idx, 0) + count
+    return [MapEntry(dkey(user), h) for user, h in groups.items()]
+
+
+def _reducer(meta: UserMap, ctx: DecodeContext):
+    """The function of an entry's per-CPU slots that gives its value (None for a
+    min/max entry no CPU has set), or None for an unknown map kind."""
+    kind = meta.kind
+    if kind == "count":
+        return lambda slots: _reduce_add(slots, False)
+    if kind == "sum":
+        signed = meta.value.get("signed", True)
+        return lambda slots: _reduce_add(slots, signed)
+    if kind in ("min", "max"):
+        is_max = kind == "max"
+        return lambda slots: _reduce_minmax(slots, is_max)
+    if kind in ("avg", "stats"):
+        return _reduce_avg
+    if kind == "plain":
+        plain_decoder = make_decoder(meta.value, ctx)
+        return lambda slots: plain_decoder(slots[0], 0)
+    return None
+
+
+def _value_entries(meta: UserMap, entries, dkey, ctx: DecodeContext) -> list:
+    kind = meta.kind
+    reduce = _reducer(meta, ctx)
+    out = []
+    for kb, slots in entries:
+        if reduce is None:
+            raise ValueError("unknown map kind %r" % (kind,))
+        v = reduce(slots)
+        if v is None and kind in ("min", "max"):
+            continue        # no CPU slot is set: the entry does not exist
+        out.append(MapEntry(dkey(kb), v))
+    if kind == "count" and not meta.key.fields and not out:
+        # a keyless count() is a one-entry PERCPU_ARRAY: it always exists
+        out.append(MapEntry((), 0))
+    return out
+
+
+def _entry_order(meta: UserMap):
+    """The sort key of a map's entries, as bpftrace prints them."""
+    kind = meta.kind
+    fields = meta.key.fields
+
+    def ksort(key):
+        return key_sort_key(fields, key)
+
+    if kind in ("hist", "lhist"):
+        return lambda e: (e.value.total, ksort(e.key))
+    if kind in ("count", "sum", "min", "max") or (
+            kind == "plain" and meta.value["kind"] == "int"):
+        return lambda e: (e.value, ksort(e.key))
+    if kind in ("avg", "stats"):
+        return lambda e: (e.value.average, ksort(e.key))
+    return lambda e: ksort(e.key)
