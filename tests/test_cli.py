@@ -374,10 +374,20 @@ def test_lost_events_are_counted_and_reported(no_leaks):
 
 @needs_root
 def test_tracefs_is_mounted_when_missing(no_leaks):
-    mounted = subprocess.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode == 0
-    if mounted and subprocess.run(["umount", "/sys/kernel/tracing"]).returncode != 0:
-        pytest.skip("tracefs is busy: cannot unmount it to test mounting")
-    r = run(["-c", "/bin/true", "-e", "tracepoint:sched:sched_process_exec /pid == cpid/ { @ = count(); }"])
+    # pytrace uses whichever tracefs is mounted, and debugfs (mounted by other tools,
+    # e.g. the conformance runner) brings one back at debug/tracing on access: all go,
+    # as on a fresh machine; debugfs is mounted again afterwards
+    debugfs = subprocess.run(["mountpoint", "-q", "/sys/kernel/debug"]).returncode == 0
+    for where in ("/sys/kernel/debug/tracing", "/sys/kernel/debug", "/sys/kernel/tracing"):
+        mounted = subprocess.run(["mountpoint", "-q", where]).returncode == 0
+        if mounted and subprocess.run(["umount", where]).returncode != 0:
+            pytest.skip(f"{where} is busy: cannot unmount it to test mounting")
+    try:
+        r = run(["-c", "/bin/true", "-e",
+                 "tracepoint:sched:sched_process_exec /pid == cpid/ { @ = count(); }"])
+    finally:
+        if debugfs:
+            subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"])
     assert subprocess.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode == 0
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Attaching 1 probe...\n\n\n@: 1\n"
