@@ -20,49 +20,73 @@ def test_cli_cache_hit_path_imports_no_compiler(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-RUNTIME = __import__("pathlib").Path(__file__).resolve().parent.parent / "runtime"
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+# package name -> folder (pyproject.toml's package-dir): the compiler and the runtime
+TREES = {"pytrace": ROOT / "trace", "pytrace.runtime": ROOT / "runtime"}
 
 
-def test_runtime_functions_are_short():
+def _sources():
+    """(module name, path, is a package) of every module of both trees."""
+    for package, folder in TREES.items():
+        for path in sorted(folder.rglob("*.py")):
+            rel = path.relative_to(folder)
+            if package == "pytrace" and rel.parts[0] in ("runtime", "grammar"):
+                continue            # (links to the other folders in a development tree)
+            parts = list(rel.with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            yield ".".join([package] + parts[:len(parts) - is_package]), path, is_package
+
+
+def test_functions_are_short():
     import ast
     long = []
-    for path in sorted(RUNTIME.rglob("*.py")):
+    for _name, path, _pkg in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1
                 if lines > 80:
-                    long.append(f"{path.relative_to(RUNTIME)}:{node.lineno} {node.name} ({lines})")
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
     assert long == []
 
 
-def test_runtime_modules_import_no_cycle():
-    """Module- and function-level imports among runtime modules form no cycle."""
+def _import_graph():
+    """Module -> the modules it imports (module- and function-level, relative or
+    absolute), within both trees."""
     import ast
-    modules = {}
-    for path in RUNTIME.rglob("*.py"):
-        parts = list(path.relative_to(RUNTIME).with_suffix("").parts)
-        package = parts[-1] == "__init__"
-        modules[".".join(["runtime"] + parts[:len(parts) - package])] = (path, package)
+    sources = {name: (path, pkg) for name, path, pkg in _sources()}
     graph = {}
-    for name, (path, package) in modules.items():
-        here = name.split(".") if package else name.split(".")[:-1]
+    for name, (path, is_package) in sources.items():
+        here = name.split(".") if is_package else name.split(".")[:-1]
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(here[:len(here) - node.level + 1] +
+                                    ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
                 for alias in node.names:
-                    deps.add(base + "." + alias.name if base + "." + alias.name in modules else base)
-        graph[name] = {d for d in deps if d in modules and d != name}
-    done, path_ = set(), []
+                    full = base + "." + alias.name
+                    deps.add(full if full in sources else base)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in sources and d != name}
+    return graph
+
+
+def test_modules_import_no_cycle():
+    """No import cycle among pytrace's modules, function-level imports included."""
+    graph = _import_graph()
+    done, stack = set(), []
 
     def visit(name):
-        assert name not in path_, "import cycle: " + " -> ".join(path_[path_.index(name):] + [name])
+        assert name not in stack, "import cycle: " + " -> ".join(stack[stack.index(name):] + [name])
         if name in done:
             return
-        path_.append(name)
+        stack.append(name)
         for dep in sorted(graph[name]):
             visit(dep)
-        path_.pop()
+        stack.pop()
         done.add(name)
 
     for name in sorted(graph):

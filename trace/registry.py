@@ -1076,6 +1076,3 @@ function("hist", "hist(n): log2 histogram.", _agg_check("hist"), "aggregation", 
 function("lhist", "lhist(n, min, max, step): linear histogram.", _agg_check("lhist"), "aggregation",
          "@m = lhist(n, min, max, step)")(_hist_lower("lhist"))
 
-
-# stacks, symbols and values formatted in user space: more entries of this registry
-from . import valuefuncs  # noqa: E402,F401

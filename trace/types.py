@@ -380,3 +380,18 @@ class StrftimeT(Type):
 
     def descriptor(self):
         return {"kind": "strftime", "format": self.format}
+
+
+def kind_name(t) -> str:
+    """The type class bpftrace 0.17 names in some messages (its `Type` enum)."""
+    if isinstance(t, IntT):
+        return "integer"
+    if isinstance(t, StrT):
+        return "string"
+    if isinstance(t, PtrT):
+        return "pointer"
+    if isinstance(t, TupleT):
+        return "tuple"
+    if isinstance(t, NoneT):
+        return "none"
+    return bpftrace_name(t)

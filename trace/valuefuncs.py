@@ -15,7 +15,7 @@ from .codegen.builder import const
 from .diagnostics import error
 from .registry import _printf_kind, function, int_arg, literal_int, nargs, reads_user, variable
 from .types import (UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
-                    StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, stack_map_symbol)
+                    StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
 from .runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
 GET_STACKID = 27
@@ -227,7 +227,6 @@ def _check_buf(ck, node):
     if len(node.args) == 1:
         size = _array_size(t)
         if size is None:
-            from .passes.typecheck import kind_name
             raise error(f"buf() expects a length argument for non-array type {kind_name(t)}",
                         node.span)
         node.const_len = min(size, BUF_MAX)

@@ -10,7 +10,9 @@ from typing import Dict, List
 from llvmlite import ir
 
 from .. import ast
+from ..builtins import lookup_builtin, lookup_function
 from ..diagnostics import error
+from ..registry import read_tracepoint_field, string_equal
 from ..types import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
                      pointee_size, pointer_of)
 
@@ -134,7 +136,6 @@ class Lowerer:
         if isinstance(target, ast.Map):
             info = self.maps[target.name]
             if isinstance(info.value, AggT):
-                from ..registry import lookup_function
                 entry = lookup_function(s.value.name)
                 self.loc = s.value.span
                 entry.lower(self, s.value, info, target)
@@ -328,7 +329,6 @@ class Lowerer:
         return self._expr(e)
 
     def _expr(self, e):
-        from ..registry import lookup_builtin, lookup_function
         b, fb = self.b, self.fb
         if isinstance(e, ast.Integer):
             return const(e.value)
@@ -411,7 +411,6 @@ class Lowerer:
         if hasattr(e, "kaccess"):
             from ..kernel_types import lower_field
             return lower_field(self, e)
-        from ..registry import read_tracepoint_field
         return read_tracepoint_field(self, e)
 
     def incdec(self, e):
@@ -481,7 +480,6 @@ class Lowerer:
             phi.add_incoming(right, rhs_end)
             return fb.from_bool(phi)
         if isinstance(e.left.type, StrT):
-            from ..registry import string_equal
             eq = string_equal(self, self.expr(e.left), e.left.type.size, self.expr(e.right),
                               e.right.type.size, None)
             return eq if e.op == "==" else b.xor(eq, const(1))

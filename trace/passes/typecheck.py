@@ -11,7 +11,8 @@ from typing import Dict, List, Optional
 from ..runtime.record import record, field
 from .. import ast
 from ..diagnostics import CompileError, Diagnostic, error
-from ..types import ArrayT, StructT
+from ..builtins import lookup_builtin, lookup_function
+from ..types import ArrayT, StructT, kind_name
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
@@ -19,21 +20,6 @@ from .desugar import op_span
 
 
 MAX_STRING = 64
-
-
-def kind_name(t) -> str:
-    """The type class bpftrace 0.17 names in some messages (its `Type` enum)."""
-    if isinstance(t, IntT):
-        return "integer"
-    if isinstance(t, StrT):
-        return "string"
-    if isinstance(t, PtrT):
-        return "pointer"
-    if isinstance(t, TupleT):
-        return "tuple"
-    if isinstance(t, NoneT):
-        return "none"
-    return bpftrace_name(t)
 
 
 def _same_kind(a, b) -> bool:
@@ -131,7 +117,6 @@ class Checker:
         if isinstance(s, ast.ExprStmt):
             e = s.expr
             if isinstance(e, ast.Call):
-                from ..registry import lookup_function
                 entry = lookup_function(e.name)
                 if entry is not None and entry.kind == "aggregation":
                     raise error(f"{e.name}() should be directly assigned to a map", e.span)
@@ -196,7 +181,6 @@ class Checker:
         if isinstance(target, ast.Map):
             info = self.map_keys(target)
             if s.op is None and isinstance(s.value, ast.Call):
-                from ..registry import lookup_function
                 entry = lookup_function(s.value.name)
                 if entry is not None and entry.kind == "aggregation":
                     t = entry.check(self, s.value)
@@ -355,182 +339,200 @@ class Checker:
         return t
 
     def _expr(self, e, statement):
-        from ..registry import lookup_builtin, lookup_function
-        if isinstance(e, ast.Integer):
-            if e.value >= 1 << 63:
-                return UINT64 if e.value < 1 << 64 else self._too_big(e)
-            if e.value < -(1 << 63):
-                return self._too_big(e)
-            return INT64
-        if isinstance(e, ast.String):
-            if len(e.value) > MAX_STRING:
-                raise error(f"String is too long (over {MAX_STRING} bytes): {e.value.decode(errors='replace')}",
-                            e.span)
-            return StrT(len(e.value) + 1)
-        if isinstance(e, ast.Builtin):
-            entry = lookup_builtin(e.name)
-            if entry is None:
-                from ..kernel_types import constant
-                value = constant(e.name, self.structs)
-                if value is not None:
-                    e.const_value = value
-                    return INT64
-                raise error(f"Unknown identifier: '{e.name}'", e.span)
-            return entry.check(self, e)
-        if isinstance(e, ast.Variable):
-            t = self.vars.get(e.name)
-            if t is None:
-                if self.lenient:
-                    return None
-                raise error(f"Undefined or undeclared variable: {e.name}", e.span)
-            return self.unit_vars().get(e.name, t)
-        if isinstance(e, ast.Map):
-            info = self.map_keys(e)
-            if info.value is None:
-                if self.lenient:
-                    return None
-                raise error(f"Undefined map: {e.name}", e.span)
-            return info.value
-        if isinstance(e, ast.Call):
-            entry = lookup_function(e.name)
-            if entry is None:
-                name_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.name))
-                raise error(f"Unknown function: {e.name}", name_span)
-            if entry.kind == "aggregation":
-                raise error(f"{e.name}() should be directly assigned to a map", e.span)
-            return entry.check(self, e)
-        if isinstance(e, ast.Binary):
-            return self.binary(e)
-        if isinstance(e, ast.Unary):
-            t = self.expr(e.operand)
-            if t is None:
-                return None
-            if e.op == "*":
-                from ..kernel_types import check_deref
-                kt = check_deref(self, e, pointer_of(e.operand) or t)
-                if kt is not None:
-                    return kt
-                if not isinstance(t, (PtrT, IntT)):
-                    raise error(f"Can not dereference type {bpftrace_name(t)}", e.span)
-                e.deref_size = 8
-                t = pointer_of(e.operand) or t
-                if isinstance(t, PtrT):
-                    if t.target.endswith("*"):
-                        # *argv: still a pointer, into the same address space
-                        return PtrT(t.target[:-1].strip(), user=t.user)
-                    from ..cstructs import SCALARS
-                    size = SCALARS.get(t.target)
-                    if size in (1, 2, 4):
-                        e.deref_size = size
-                        unsigned = t.target.startswith(("unsigned", "u", "__u", "bool", "_Bool"))
-                        return IntT(size * 8, not unsigned)
+        check = self._CHECKS.get(type(e))
+        if check is None:
+            raise error(f"unsupported expression {type(e).__name__}", e.span)
+        return check(self, e, statement)
+
+    def _check_integer(self, e, statement):
+        if e.value >= 1 << 63:
+            return UINT64 if e.value < 1 << 64 else self._too_big(e)
+        if e.value < -(1 << 63):
+            return self._too_big(e)
+        return INT64
+
+    def _check_string(self, e, statement):
+        if len(e.value) > MAX_STRING:
+            raise error(f"String is too long (over {MAX_STRING} bytes): {e.value.decode(errors='replace')}",
+                        e.span)
+        return StrT(len(e.value) + 1)
+
+    def _check_builtin(self, e, statement):
+        entry = lookup_builtin(e.name)
+        if entry is None:
+            from ..kernel_types import constant
+            value = constant(e.name, self.structs)
+            if value is not None:
+                e.const_value = value
                 return INT64
-            if not isinstance(t, (IntT, PtrT)):
-                # bpftrace underlines the operator token
-                op_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.op))
-                raise error(f"The {e.op} operator can not be used on expressions of type "
-                            f"'{bpftrace_name(t)}'", op_span)
-            if e.op == "!":
-                return UINT64
-            if e.op == "-":
-                return IntT(64, True)
-            # `~` keeps the operand's width: ~(uint8)5 is 250, ~(uint32)0 is 4294967295
-            return t if isinstance(t, IntT) else UINT64
-        if isinstance(e, ast.IncDec):
-            if isinstance(e.target, ast.Map):
-                info = self.map_keys(e.target)
-                if info.value is None:
-                    info.value = INT64
-                elif not isinstance(info.value, IntT):
-                    raise error(f"The {e.op} operator can not be used on expressions of type "
-                                f"'{bpftrace_name(info.value)}'", e.span)
-                e.target.type = info.value
-                return info.value
-            if isinstance(e.target, ast.Variable):
-                t = self.vars.get(e.target.name)
-                if t is None:
-                    if self.lenient:
-                        return None
-                    raise error(f"Undefined or undeclared variable: {e.target.name}", e.target.span)
-                if not isinstance(t, IntT):
-                    raise error(f"The {e.op} operator can not be used on expressions of type "
-                                f"'{bpftrace_name(t)}'", e.span)
-                e.target.type = t
-                return t
-            raise error(f"The {e.op} operator must be applied to a map or variable", e.span)
-        if isinstance(e, ast.Ternary):
-            self.condition(e.cond, "ternary", e.span)
-            a, b = self.expr(e.then, statement), self.expr(e.orelse, statement)
-            if a is None or b is None:
+            raise error(f"Unknown identifier: '{e.name}'", e.span)
+        return entry.check(self, e)
+
+    def _check_variable(self, e, statement):
+        t = self.vars.get(e.name)
+        if t is None:
+            if self.lenient:
                 return None
-            if isinstance(a, NoneT) and isinstance(b, NoneT):
-                return a
-            t = unify(a, b)
-            if t is None:
-                if _same_kind(a, b):
-                    raise error(f"Ternary operator must return the same type: have "
-                                f"'{bpftrace_name(a)}' and '{bpftrace_name(b)}'", e.span)
-                raise error(f"Ternary operator must return the same type: have '{kind_name(a)}' "
-                            f"and '{kind_name(b)}'", e.span)
-            return t
-        if isinstance(e, ast.Cast):
-            t = self.expr(e.operand)
-            target = INT_TYPES.get(e.type_name)
-            if target is None:
-                from ..kernel_types import check_cast
-                target = check_cast(self, e, t)
-                if target is not None:
-                    return target
-                raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
-            if t is not None and not isinstance(t, (IntT, PtrT)):
-                head = ast.Span(e.span.line, e.span.col, e.operand.span.line, e.operand.span.col)
-                if head.end_line != head.line:
-                    head = e.span
-                raise error(f"Casts are not supported for type: \"{bpftrace_name(t)}\"", head)
-            return target
-        if isinstance(e, ast.Tuple):
-            ts = [self.expr(x) for x in e.elements]
-            if any(t is None for t in ts):
+            raise error(f"Undefined or undeclared variable: {e.name}", e.span)
+        return self.unit_vars().get(e.name, t)
+
+    def _check_map(self, e, statement):
+        info = self.map_keys(e)
+        if info.value is None:
+            if self.lenient:
                 return None
-            for x, t in zip(e.elements, ts):
-                if isinstance(t, (NoneT, AggT, ArgsT)):
-                    raise error(f"Invalid tuple element type: {bpftrace_name(t)}", x.span)
-            return TupleT(tuple(IntT(64, t.signed) if isinstance(t, IntT) else t for t in ts))
-        if isinstance(e, ast.FieldAccess):
-            return self.field_access(e)
-        if isinstance(e, ast.Index):
-            t = self.expr(e.expr)
-            if isinstance(t, (PtrT, ArrayT)):
-                from ..kernel_types import check_index
-                return check_index(self, e, t)
-            raise error("The array index operator [] can only be used on arrays and pointers, found "
-                        f"{bpftrace_name(t) if t else 'unknown'}.", e.span)
-        if isinstance(e, ast.Sizeof):
-            if e.operand is not None:
-                t = self.expr(e.operand)
-                if t is None:
-                    return None
-                e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
-                if isinstance(t, StructT):
-                    e.value = t.struct_size
-                elif isinstance(t, ArrayT):
-                    e.value = t.count * t.elem_size
-                field_info = getattr(e.operand, "field_info", None)
-                if field_info is not None:      # a tracepoint field: its size in the record
-                    e.value = field_info.size
-            else:
-                t = INT_TYPES.get(e.type_name)
-                size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
-                if size is None:
-                    from ..kernel_types import sizeof_type
-                    size = sizeof_type(e.type_name)
-                if size is None:
-                    raise error(f"Unknown identifier: '{e.type_name}'", e.span)
-                e.value = size
+            raise error(f"Undefined map: {e.name}", e.span)
+        return info.value
+
+    def _check_call(self, e, statement):
+        entry = lookup_function(e.name)
+        if entry is None:
+            name_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.name))
+            raise error(f"Unknown function: {e.name}", name_span)
+        if entry.kind == "aggregation":
+            raise error(f"{e.name}() should be directly assigned to a map", e.span)
+        return entry.check(self, e)
+
+    def _check_binary(self, e, statement):
+        return self.binary(e)
+
+    def _check_unary(self, e, statement):
+        t = self.expr(e.operand)
+        if t is None:
+            return None
+        if e.op == "*":
+            from ..kernel_types import check_deref
+            kt = check_deref(self, e, pointer_of(e.operand) or t)
+            if kt is not None:
+                return kt
+            if not isinstance(t, (PtrT, IntT)):
+                raise error(f"Can not dereference type {bpftrace_name(t)}", e.span)
+            e.deref_size = 8
+            t = pointer_of(e.operand) or t
+            if isinstance(t, PtrT):
+                if t.target.endswith("*"):
+                    # *argv: still a pointer, into the same address space
+                    return PtrT(t.target[:-1].strip(), user=t.user)
+                from ..cstructs import SCALARS
+                size = SCALARS.get(t.target)
+                if size in (1, 2, 4):
+                    e.deref_size = size
+                    unsigned = t.target.startswith(("unsigned", "u", "__u", "bool", "_Bool"))
+                    return IntT(size * 8, not unsigned)
+            return INT64
+        if not isinstance(t, (IntT, PtrT)):
+            # bpftrace underlines the operator token
+            op_span = ast.Span(e.span.line, e.span.col, e.span.line, e.span.col + len(e.op))
+            raise error(f"The {e.op} operator can not be used on expressions of type "
+                        f"'{bpftrace_name(t)}'", op_span)
+        if e.op == "!":
             return UINT64
-        if isinstance(e, (ast.Positional, ast.PositionalCount)):
-            raise error("positional parameter was not resolved", e.span)
-        raise error(f"unsupported expression {type(e).__name__}", e.span)
+        if e.op == "-":
+            return IntT(64, True)
+        # `~` keeps the operand's width: ~(uint8)5 is 250, ~(uint32)0 is 4294967295
+        return t if isinstance(t, IntT) else UINT64
+
+    def _check_inc_dec(self, e, statement):
+        if isinstance(e.target, ast.Map):
+            info = self.map_keys(e.target)
+            if info.value is None:
+                info.value = INT64
+            elif not isinstance(info.value, IntT):
+                raise error(f"The {e.op} operator can not be used on expressions of type "
+                            f"'{bpftrace_name(info.value)}'", e.span)
+            e.target.type = info.value
+            return info.value
+        if isinstance(e.target, ast.Variable):
+            t = self.vars.get(e.target.name)
+            if t is None:
+                if self.lenient:
+                    return None
+                raise error(f"Undefined or undeclared variable: {e.target.name}", e.target.span)
+            if not isinstance(t, IntT):
+                raise error(f"The {e.op} operator can not be used on expressions of type "
+                            f"'{bpftrace_name(t)}'", e.span)
+            e.target.type = t
+            return t
+        raise error(f"The {e.op} operator must be applied to a map or variable", e.span)
+
+    def _check_ternary(self, e, statement):
+        self.condition(e.cond, "ternary", e.span)
+        a, b = self.expr(e.then, statement), self.expr(e.orelse, statement)
+        if a is None or b is None:
+            return None
+        if isinstance(a, NoneT) and isinstance(b, NoneT):
+            return a
+        t = unify(a, b)
+        if t is None:
+            if _same_kind(a, b):
+                raise error(f"Ternary operator must return the same type: have "
+                            f"'{bpftrace_name(a)}' and '{bpftrace_name(b)}'", e.span)
+            raise error(f"Ternary operator must return the same type: have '{kind_name(a)}' "
+                        f"and '{kind_name(b)}'", e.span)
+        return t
+
+    def _check_cast(self, e, statement):
+        t = self.expr(e.operand)
+        target = INT_TYPES.get(e.type_name)
+        if target is None:
+            from ..kernel_types import check_cast
+            target = check_cast(self, e, t)
+            if target is not None:
+                return target
+            raise error(f"Cannot resolve unknown type \"{e.type_name}\"", e.span)
+        if t is not None and not isinstance(t, (IntT, PtrT)):
+            head = ast.Span(e.span.line, e.span.col, e.operand.span.line, e.operand.span.col)
+            if head.end_line != head.line:
+                head = e.span
+            raise error(f"Casts are not supported for type: \"{bpftrace_name(t)}\"", head)
+        return target
+
+    def _check_tuple(self, e, statement):
+        ts = [self.expr(x) for x in e.elements]
+        if any(t is None for t in ts):
+            return None
+        for x, t in zip(e.elements, ts):
+            if isinstance(t, (NoneT, AggT, ArgsT)):
+                raise error(f"Invalid tuple element type: {bpftrace_name(t)}", x.span)
+        return TupleT(tuple(IntT(64, t.signed) if isinstance(t, IntT) else t for t in ts))
+
+    def _check_field_access(self, e, statement):
+        return self.field_access(e)
+
+    def _check_index(self, e, statement):
+        t = self.expr(e.expr)
+        if isinstance(t, (PtrT, ArrayT)):
+            from ..kernel_types import check_index
+            return check_index(self, e, t)
+        raise error("The array index operator [] can only be used on arrays and pointers, found "
+                    f"{bpftrace_name(t) if t else 'unknown'}.", e.span)
+
+    def _check_sizeof(self, e, statement):
+        if e.operand is not None:
+            t = self.expr(e.operand)
+            if t is None:
+                return None
+            e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
+            if isinstance(t, StructT):
+                e.value = t.struct_size
+            elif isinstance(t, ArrayT):
+                e.value = t.count * t.elem_size
+            field_info = getattr(e.operand, "field_info", None)
+            if field_info is not None:      # a tracepoint field: its size in the record
+                e.value = field_info.size
+        else:
+            t = INT_TYPES.get(e.type_name)
+            size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
+            if size is None:
+                from ..kernel_types import sizeof_type
+                size = sizeof_type(e.type_name)
+            if size is None:
+                raise error(f"Unknown identifier: '{e.type_name}'", e.span)
+            e.value = size
+        return UINT64
+
+    def _check_positional(self, e, statement):
+        raise error("positional parameter was not resolved", e.span)
 
     def _too_big(self, e):
         raise error(f"Integer literal is too big: {e.value}", e.span)
@@ -602,3 +604,25 @@ def check(units: List[Unit], options: Options, structs=None):
         e.diagnostics[:0] = checker.warnings
         raise
     return checker.maps, checker.warnings
+
+
+# the check of each expression node type
+Checker._CHECKS = {
+    ast.Integer: Checker._check_integer,
+    ast.String: Checker._check_string,
+    ast.Builtin: Checker._check_builtin,
+    ast.Variable: Checker._check_variable,
+    ast.Map: Checker._check_map,
+    ast.Call: Checker._check_call,
+    ast.Binary: Checker._check_binary,
+    ast.Unary: Checker._check_unary,
+    ast.IncDec: Checker._check_inc_dec,
+    ast.Ternary: Checker._check_ternary,
+    ast.Cast: Checker._check_cast,
+    ast.Tuple: Checker._check_tuple,
+    ast.FieldAccess: Checker._check_field_access,
+    ast.Index: Checker._check_index,
+    ast.Sizeof: Checker._check_sizeof,
+    ast.Positional: Checker._check_positional,
+    ast.PositionalCount: Checker._check_positional,
+}
