@@ -1,8 +1,11 @@
 """The pytrace AST: record nodes with source spans, and a stable printer.
 
-Every node has a `span` (Span) pointing into the source text. Passes annotate
-expression nodes in place: `type` (a pytrace.types.Type) is set by the type
-checker. The printer (`dump`) gives a stable text form for golden tests.
+Every node has a `span` (Span) pointing into the source text. What the checking
+passes decide about an expression lives in declared fields that the lowering
+reads (`CHECKED` lists them; None until a pass sets them): `type` (a
+pytrace.types.Type) on every expression, and per node type the constant, field,
+read size and address-space facts below. The printer (`dump`) gives a stable
+text form for golden tests and leaves the checked facts out (but `type`).
 """
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ class Span:
 NOSPAN = Span(0, 0, 0, 0)
 
 
+def _checked():
+    """A field that a checking pass fills (None until then)."""
+    return field(default=None, repr=False, compare=False, kw_only=True)
+
+
 @record(eq=False)
 class Node:
     span: Span = field(default=NOSPAN, repr=False, compare=False, kw_only=True)
@@ -37,7 +45,9 @@ class Node:
 
 @record(eq=False)
 class Expr(Node):
-    type: object = field(default=None, repr=False, compare=False, kw_only=True)
+    type: object = _checked()
+    # a pointer this integer stands for (kptr/uptr, ptr ± n): PtrT
+    ptr_base: object = _checked()
 
 
 @record(eq=False)
@@ -48,12 +58,15 @@ class Integer(Expr):
 @record(eq=False)
 class String(Expr):
     value: bytes          # escapes already decoded, no trailing NUL
+    from_positional: bool = field(default=False, repr=False, compare=False, kw_only=True)
 
 
 @record(eq=False)
 class Builtin(Expr):
     """A bare identifier: pid, comm, args, arg0, retval, curtask, ..."""
     name: str
+    const_value: object = _checked()     # an enum/macro constant: its int value
+    ctx_slot: object = _checked()        # kfunc retval: its u64 context slot
 
 
 @record(eq=False)
@@ -85,6 +98,16 @@ class Map(Expr):
 class Call(Expr):
     name: str
     args: List[Expr] = field(default_factory=list)
+    # what an entry's check decided for its lowering (trace/registry.py, valuefuncs.py)
+    top_div: object = _checked()         # print(@m, top, div): [top, div]
+    signal: object = _checked()          # signal(): the constant signal number
+    reg_offset: object = _checked()      # reg(): the pt_regs offset
+    resolved: object = _checked()        # uaddr(): the resolved symbol
+    limit: object = _checked()           # strncmp(): n
+    addr: object = _checked()            # kaddr(): the address
+    const_len: object = _checked()       # buf(): a constant length
+    addr_bytes: object = _checked()      # pton(): the address bytes
+    inode: object = _checked()           # cgroupid(): the cgroup's inode
 
 
 @record(eq=False)
@@ -92,13 +115,15 @@ class Binary(Expr):
     op: str               # + - * / % & | ^ << >> == != < <= > >= && ||
     left: Expr
     right: Expr
-    op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
+    op_span: Optional[Span] = _checked()
 
 
 @record(eq=False)
 class Unary(Expr):
     op: str               # - ! ~ * (deref)
     operand: Expr
+    deref_size: object = _checked()      # *p of a plain pointer: bytes read
+    kderef: object = _checked()          # *p of a typed pointer: kernel_types.Access
 
 
 @record(eq=False)
@@ -132,12 +157,16 @@ class FieldAccess(Expr):
     expr: Expr
     field: str
     arrow: bool = False
+    field_info: object = _checked()      # args->f of a tracepoint: its format field
+    kaccess: object = _checked()         # a struct member: kernel_types.Access
+    ctx_slot: object = _checked()        # args->f over BTF parameters: its u64 context slot
 
 
 @record(eq=False)
 class Index(Expr):
     expr: Expr
     index: Expr
+    kaccess: object = _checked()         # a constant index into a typed array: kernel_types.Access
 
 
 @record(eq=False)
@@ -145,6 +174,7 @@ class Sizeof(Expr):
     """sizeof(type) has type_name set; sizeof(expr) has operand set."""
     type_name: Optional[str] = None
     operand: Optional[Expr] = None
+    size: object = _checked()   # checked
 
 
 # ---------------------------------------------------------------- statements
@@ -165,7 +195,7 @@ class Assign(Stmt):
     target: Expr          # Map or Variable
     value: Expr
     op: Optional[str] = None
-    op_span: Optional[Span] = field(default=None, repr=False, compare=False, kw_only=True)
+    op_span: Optional[Span] = _checked()
 
 
 @record(eq=False)
@@ -230,10 +260,18 @@ class Program(Node):
 
 # ---------------------------------------------------------------- traversal
 
+# the fields the checking passes fill (not children, not printed by dump)
+CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
+                     "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
+                     "addr_bytes", "inode", "deref_size", "kderef", "field_info", "kaccess",
+                     "size"})
+_NOT_SHOWN = CHECKED | {"span", "type", "op_span"}
+
+
 def children(node: Node):
     """Yield the direct child nodes, in source order."""
     for f in fields(node):
-        if f.name in ("span", "type", "op_span"):
+        if f.name in _NOT_SHOWN:
             continue
         value = getattr(node, f.name)
         if isinstance(value, Node):
@@ -260,7 +298,7 @@ def dump(node, indent: int = 0) -> str:
     scalars = []
     subtrees = []
     for f in fields(node):
-        if f.name in ("span", "type", "op_span"):
+        if f.name in _NOT_SHOWN:
             continue
         value = getattr(node, f.name)
         if isinstance(value, Node):
@@ -271,7 +309,7 @@ def dump(node, indent: int = 0) -> str:
             continue
         else:
             scalars.append(f"{f.name}={value!r}")
-    ty = getattr(node, "type", None)
+    ty = node.type if isinstance(node, Expr) else None
     if ty is not None:
         scalars.append(f": {ty}")
     out = f"{pad}{name}" + (" " + " ".join(scalars) if scalars else "") + "\n"

@@ -597,7 +597,7 @@ def _check_str(ck, node):
     t = ck.expr(node.args[0])
     if len(node.args) == 2:
         int_arg(ck, node, 1)
-    if isinstance(t, StrT) and (getattr(node.args[0], "from_positional", False)
+    if isinstance(t, StrT) and ((isinstance(node.args[0], ast.String) and node.args[0].from_positional)
                                 or isinstance(node.args[0], ast.FieldAccess)):
         # str($1, len) with a non-literal len: the parameter's text; str(args->f) of a
         # __data_loc or char[] tracepoint field (0.17 scripts wrap those in str())

@@ -233,7 +233,7 @@ def pointer_of(node) -> Optional["PtrT"]:
     t = getattr(node, "type", None)
     if isinstance(t, PtrT):
         return t
-    return getattr(node, "ptr_base", None)
+    return node.ptr_base
 
 
 def pointee_size(p: "PtrT") -> int:

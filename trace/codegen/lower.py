@@ -337,7 +337,7 @@ class Lowerer:
             fb.store_bytes(buf, e.value + b"\0")
             return buf
         if isinstance(e, ast.Builtin):
-            if hasattr(e, "const_value"):          # an enum/macro constant (kernel_types)
+            if e.const_value is not None:          # an enum/macro constant (kernel_types)
                 return const(e.const_value)
             return lookup_builtin(e.name).lower(self, e)
         if isinstance(e, ast.Call):
@@ -360,7 +360,7 @@ class Lowerer:
                 return b.not_(v)
             if e.op == "!":
                 return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
-            if e.op == "*" and hasattr(e, "kderef"):
+            if e.op == "*" and e.kderef is not None:
                 from ..kernel_types import read
                 return read(self, v, e.type, e.kderef)
             if e.op == "*":
@@ -370,7 +370,7 @@ class Lowerer:
                 user = ptr_t.user if isinstance(ptr_t, PtrT) else \
                     self.unit.provider.user_space   # uprobe/usdt: user memory
                 helper = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
-                size = getattr(e, "deref_size", 8)
+                size = e.deref_size or 8
                 fb.helper(helper, buf, const(size, B.I32), b.inttoptr(v, B.PTR))
                 if size == 8:
                     return fb.load(buf, 0)
@@ -396,8 +396,8 @@ class Lowerer:
         if isinstance(e, ast.FieldAccess):
             return self.field_access(e)
         if isinstance(e, ast.Sizeof):
-            return const(e.value)
-        if isinstance(e, ast.Index) and hasattr(e, "kaccess"):
+            return const(e.size)
+        if isinstance(e, ast.Index) and e.kaccess is not None:
             from ..kernel_types import lower_index
             return lower_index(self, e)
         raise error(f"cannot lower {type(e).__name__}", e.span)
@@ -408,7 +408,7 @@ class Lowerer:
             base = self.expr(e.expr)
             i = int(e.field)
             return self.load_value(e.type, base, e.expr.type.offsets[i])
-        if hasattr(e, "kaccess"):
+        if e.kaccess is not None:
             from ..kernel_types import lower_field
             return lower_field(self, e)
         return read_tracepoint_field(self, e)
@@ -484,7 +484,7 @@ class Lowerer:
                               e.right.type.size, None)
             return eq if e.op == "==" else b.xor(eq, const(1))
         left, right = self.expr(e.left), self.expr(e.right)
-        base = getattr(e, "ptr_base", None)
+        base = e.ptr_base
         if base is not None and pointee_size(base) != 1:
             scale = const(pointee_size(base))
             if pointer_of(e.left) is base:

@@ -512,14 +512,14 @@ class Checker:
             t = self.expr(e.operand)
             if t is None:
                 return None
-            e.value = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
+            e.size = t.size if not isinstance(t, IntT) else max(1, t.bits // 8)
             if isinstance(t, StructT):
-                e.value = t.struct_size
+                e.size = t.struct_size
             elif isinstance(t, ArrayT):
-                e.value = t.count * t.elem_size
-            field_info = getattr(e.operand, "field_info", None)
+                e.size = t.count * t.elem_size
+            field_info = e.operand.field_info if isinstance(e.operand, ast.FieldAccess) else None
             if field_info is not None:      # a tracepoint field: its size in the record
-                e.value = field_info.size
+                e.size = field_info.size
         else:
             t = INT_TYPES.get(e.type_name)
             size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
@@ -528,7 +528,7 @@ class Checker:
                 size = sizeof_type(e.type_name)
             if size is None:
                 raise error(f"Unknown identifier: '{e.type_name}'", e.span)
-            e.value = size
+            e.size = size
         return UINT64
 
     def _check_positional(self, e, statement):
