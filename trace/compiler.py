@@ -9,6 +9,7 @@ import json
 import re
 from typing import Callable, List, Optional
 
+from .runtime.manifest import MANIFEST_VERSION, Manifest
 from .runtime.record import record, field
 from . import ast
 from .passes import desugar, typecheck
@@ -25,7 +26,6 @@ from .runtime.uapi import (BPF_MAP_TYPE_ARRAY as MAP_TYPE_ARRAY, BPF_MAP_TYPE_HA
 # little and starts faster with 1 MiB. BPFTRACE_PERF_RB_PAGES overrides it at run time.
 RINGBUF_BYTES = 1 << 24
 RINGBUF_BYTES_BEGIN_END = 1 << 20
-MANIFEST_VERSION = 1
 
 
 @record
@@ -188,8 +188,10 @@ def codegen_pass(st: State):
         "async": res.async_actions,
     })
     B.add_section_bytes(module, "_license", "license", b"GPL\0")
+    # written through the runtime's typed records: the contract is declared once, there
+    contract = Manifest.from_json(st.manifest).to_json()
     B.add_section_bytes(module, "_manifest", ".pytrace",
-                        json.dumps(st.manifest, separators=(",", ":")).encode())
+                        json.dumps(contract, separators=(",", ":")).encode())
     st.llvm_ir = str(module)
 
 

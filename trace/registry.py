@@ -15,11 +15,10 @@ from . import ast
 from .codegen import builder as B
 from .codegen.builder import I64, const
 from .diagnostics import CompileError, error
-from .types import (INT64, UINT32, UINT64, AggT, ArgsT, BufT, InetT, IntT, KsymT, MacT, NoneT,
+from .types import (STRLEN, INT64, UINT32, UINT64, AggT, ArgsT, BufT, InetT, IntT, KsymT, MacT, NoneT,
                     ProbeT, PtrT, StackT, StrerrorT, StrftimeT, StrT, TupleT, UsernameT, UsymT,
                     bpftrace_name, pointer_of)
 
-STRLEN = 64
 JOIN_MAX_ARGS = 16
 
 

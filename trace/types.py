@@ -9,6 +9,9 @@ from typing import Optional, Tuple
 
 from .runtime.record import record, field
 
+# BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
+STRLEN = 64
+
 
 class Type:
     """Base of all types. `size` is the storage size in bytes."""

@@ -14,7 +14,7 @@ from .codegen import builder as B
 from .codegen.builder import const
 from .diagnostics import error
 from .registry import _printf_kind, function, int_arg, literal_int, nargs, reads_user, variable
-from .types import (UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
+from .types import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
 from .runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
@@ -24,7 +24,7 @@ STACK_MODES = ("bpftrace", "perf", "raw")
 DEFAULT_STACK_LIMIT = 127
 MAX_STACK_LIMIT = 1024          # bpftrace 0.17's MAX_STACK_SIZE
 STACK_MAP_ENTRIES = 4096
-BUF_MAX = 64                    # BPFTRACE_STRLEN
+BUF_MAX = STRLEN
 
 
 def _quoted(ck, node, i=0):

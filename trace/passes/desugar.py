@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import List
 
 from .. import ast
+from ..types import STRLEN
 from ..diagnostics import error
 
 
@@ -31,7 +32,7 @@ def _number(text: str) -> int:
         return int(text, 10)
 
 
-STR_MAX = 63   # str() keeps at most BPFTRACE_STRLEN - 1 characters
+STR_MAX = STRLEN - 1   # str() keeps at most BPFTRACE_STRLEN - 1 characters
 
 
 def op_span(node) -> ast.Span:

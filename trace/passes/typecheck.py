@@ -12,14 +12,14 @@ from ..runtime.record import record, field
 from .. import ast
 from ..diagnostics import CompileError, Diagnostic, error
 from ..builtins import lookup_builtin, lookup_function
-from ..types import ArrayT, StructT, kind_name
+from ..types import STRLEN, ArrayT, StructT, kind_name
 from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
 from .desugar import op_span
 
 
-MAX_STRING = 64
+MAX_STRING = STRLEN
 
 
 def _same_kind(a, b) -> bool:

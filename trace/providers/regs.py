@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..diagnostics import error
-from ..types import UINT64, PtrT, StrT
+from ..types import STRLEN, UINT64, PtrT, StrT
 from . import PROG_KPROBE, Provider
 from .elf import read_elf
 
@@ -24,7 +24,6 @@ REG_OFFSETS = {
 ARG_REGS = ("di", "si", "dx", "cx", "r8", "r9")            # the function-call ABI
 SYSCALL_ARG_REGS = ("di", "si", "dx", "r10", "r8", "r9")   # the system-call ABI
 MAX_ARG = len(ARG_REGS) - 1
-STRLEN = 64
 
 
 class RegsProvider(Provider):
