@@ -98,7 +98,7 @@ class Map(Expr):
 class Call(Expr):
     name: str
     args: List[Expr] = field(default_factory=list)
-    # what an entry's check decided for its lowering (trace/registry.py, valuefuncs.py)
+    # what an entry's check decided for its lowering (trace/builtins/)
     top_div: object = _checked()         # print(@m, top, div): [top, div]
     signal: object = _checked()          # signal(): the constant signal number
     reg_offset: object = _checked()      # reg(): the pt_regs offset

@@ -34,6 +34,7 @@ def _code_fingerprint() -> str:
     here = os.path.dirname(os.path.realpath(__file__))
     newest = 0
     for d in (here, os.path.join(here, "passes"), os.path.join(here, "codegen"),
+              os.path.join(here, "builtins"),
               os.path.join(here, "providers"), os.path.join(here, "grammar"),
               os.path.join(os.path.dirname(here), "grammar")):
         try:

@@ -12,7 +12,8 @@ from llvmlite import ir
 from .. import ast
 from ..builtins import lookup_builtin, lookup_function
 from ..diagnostics import error
-from ..registry import read_tracepoint_field, string_equal
+from ..builtins.context import read_tracepoint_field
+from ..builtins.strings import string_equal
 from ..types import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
                      pointee_size, pointer_of)
 

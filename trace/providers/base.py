@@ -119,7 +119,7 @@ class Provider:
     def read_field(self, lw, e) -> Optional[object]:
         """The value of `args->NAME` (typed by args_field). None (the default): the field
         is read from the context at its tracepoint-format offset
-        (registry.read_tracepoint_field)."""
+        (builtins.context.read_tracepoint_field)."""
         return None
 
     def lower_register_builtin(self, lw, node):

@@ -100,7 +100,7 @@ class RawTracepoint(Provider):
                     lines.append(f"    {vmlinux().type_name(tid)} {name}")
         return lines
 
-    # -------------------------------------------------- builtins (see registry._RegisterArgs)
+    # -------------------------------------------------- builtins (see builtins.context._RegisterArgs)
     def check_register_builtin(self, ck, node):
         name = node.name
         if name.startswith("arg") and name[3:].isdigit():

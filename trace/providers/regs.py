@@ -45,7 +45,7 @@ class RegsProvider(Provider):
                 out.append(entry)
         return out
 
-    # -------------------------------------------------- builtins (see registry._RegisterArgs)
+    # -------------------------------------------------- builtins (see builtins.context._RegisterArgs)
     def check_register_builtin(self, ck, node):
         name = node.name
         if name == "retval":

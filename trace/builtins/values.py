@@ -3,21 +3,21 @@
 kstack / ustack (builtins and functions), ksym, usym, kaddr, buf, ntop, pton, bswap,
 strerror, cgroupid, macaddr, strftime. Each is one registry entry (typing rule, lowering,
 doc); the value types they return (trace/types.py) carry the descriptors that the runtime's
-output layer decodes (docs/object-contract.md). Imported by trace/registry.py.
+output layer decodes (docs/object-contract.md). Imported by pytrace.builtins.
 """
 from __future__ import annotations
 
 import os
 
-from . import ast
-from .codegen import builder as B
-from .codegen.builder import const
-from .diagnostics import error
-from .registry import _printf_kind, function, int_arg, literal_int, nargs, reads_user, variable
-from .types import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
+from .. import ast
+from ..codegen import builder as B
+from ..codegen.builder import const
+from ..diagnostics import error
+from .registry import function, int_arg, literal_int, nargs, printf_kind, reads_user, variable
+from ..types import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
-from .runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
+from ..runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
 GET_STACKID = 27
 BPF_F_USER_STACK = 1 << 8
 STACK_MODES = ("bpftrace", "perf", "raw")
@@ -32,7 +32,7 @@ def _quoted(ck, node, i=0):
     a = node.args[i]
     if not isinstance(a, ast.String):
         t = ck.expr(a)
-        raise error(f"{node.name}() expects a string literal ({_printf_kind(t) if t else 'none'} "
+        raise error(f"{node.name}() expects a string literal ({printf_kind(t) if t else 'none'} "
                     f"provided)", node.span)
     ck.expr(a)
     return a.value.decode("utf-8", "surrogateescape")
@@ -68,7 +68,7 @@ def _check_stack(ck, node):
                 limit = literal_int(ck, node, 1)
         elif len(args) == 2:
             t = ck.expr(first)
-            raise error(f"{node.name}() expects a stack mode literal ({_printf_kind(t)} provided)",
+            raise error(f"{node.name}() expects a stack mode literal ({printf_kind(t)} provided)",
                         node.span)
         elif args:
             limit = literal_int(ck, node, 0)

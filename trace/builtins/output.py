@@ -1,0 +1,171 @@
+"""Entries that print: printf, system, cat (one printf-like path), print, time, exit."""
+from __future__ import annotations
+
+import re
+
+from .. import ast
+from ..codegen.builder import const
+from ..diagnostics import error
+from ..types import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
+from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind)
+from .registry import _STRINGLIKE
+
+
+# ---------------------------------------------------------------- printf and friends
+
+# bpftrace 0.17: %[-][width][.prec][length]conversion
+FORMAT_SPEC = re.compile(r"%(-?)(\d*)(?:\.(\d+))?(hh|h|ll|l|j|z|t)?(rx|rh|r|s|c|d|u|o|x|X|p)")
+
+
+def format_specs(fmt: str):
+    """The conversions of a format string, ignoring %% pairs."""
+    specs, i = [], 0
+    while i < len(fmt):
+        if fmt[i] != "%":
+            i += 1
+            continue
+        if fmt.startswith("%%", i):
+            i += 2
+            continue
+        m = FORMAT_SPEC.match(fmt, i)
+        if m:
+            specs.append(m.group(5))
+            i = m.end()
+        else:
+            i += 1
+    return specs
+
+
+def check_format(ck, node, func_name, first=0):
+    if not node.args or not isinstance(node.args[first], ast.String):
+        if not node.args:
+            raise error(f"{func_name}() requires at least one argument (0 provided)", node.span)
+        t = ck.expr(node.args[first])
+        raise error(f"{func_name}() expects a string literal ({printf_kind(t) if t else 'none'} "
+                    f"provided)", node.span)
+    node.args[first].type = StrT(len(node.args[first].value) + 1)   # formats may exceed 64 bytes
+    fmt = node.args[first].value.decode("utf-8", "replace")
+    specs = format_specs(fmt)
+    args = node.args[first + 1:]
+    types = [ck.expr(a) for a in args]
+    if len(args) < len(specs):
+        raise error(f"{func_name}: Not enough arguments for format string ({len(args)} supplied, "
+                    f"{len(specs)} expected)", node.span)
+    if len(args) > len(specs):
+        raise error(f"{func_name}: Too many arguments for format string ({len(args)} supplied, "
+                    f"{len(specs)} expected)", node.span)
+    for conv, t, a in zip(specs, types, args):
+        if t is None:
+            continue
+        if conv == "s":
+            if not isinstance(t, _STRINGLIKE):
+                raise error(f"{func_name}: %s specifier expects a value of type string "
+                            f"({printf_kind(t)} supplied)", node.span)
+        elif conv in ("r", "rx", "rh"):
+            if isinstance(t, BufT):
+                continue
+            raise error(f"{func_name}: %{conv} specifier expects a value of type buffer "
+                        f"({printf_kind(t)} supplied)", node.span)
+        else:
+            if not isinstance(t, (IntT, PtrT)):
+                raise error(f"{func_name}: %{conv} specifier expects a value of type integer "
+                            f"({printf_kind(t)} supplied)", node.span)
+    return fmt, types
+
+
+
+def formatted_check(name, unsafe=False):
+    """The typing rule of printf-like calls: a literal format and its arguments."""
+    def check(ck, node):
+        if unsafe:
+            check_unsafe(ck, node)
+        check_format(ck, node, name)
+        return NoneT()
+    return check
+
+
+def formatted_record(kind):
+    """The lowering of printf-like calls: the format and its arguments in one ring
+    buffer record, acted on in user space."""
+    def lower(lw, node):
+        fmt = node.args[0].value.decode("utf-8", "replace")
+        lw.emit_record({"kind": kind, "format": fmt, "args": []},
+                       [(a.type, lw.expr(a)) for a in node.args[1:]])
+        return const(0)
+    return lower
+
+
+
+function("printf", "printf(fmt, ...): print formatted output (asynchronously, via the ring buffer).",
+         formatted_check("printf"), signature="printf(fmt, ...)")(formatted_record("printf"))
+function("system", "system(fmt, ...): run a shell command (user space, --unsafe); its "
+         "standard output joins the trace output.", formatted_check("system", unsafe=True),
+         signature="system(fmt, ...)")(formatted_record("system"))
+function("cat", "cat(fmt, ...): print the contents of a file (read in user space).",
+         formatted_check("cat"), signature="cat(fmt, ...)")(formatted_record("cat"))
+
+
+def _check_print(ck, node):
+    nargs(node, 1, 3)
+    first = node.args[0]
+    if isinstance(first, ast.Map) and first.keys is None:
+        ck.map_ref(first, call_to_map_span(node, first))
+        node.top_div = [literal_int(ck, node, i) for i in range(1, len(node.args))] + [0, 0]
+        info = ck.maps[first.name]
+        if len(node.args) > 1 and getattr(info.value, "kind", "") == "stats":
+            ck.warn("print()'s top and div arguments are ignored when used on stats() maps.", node.span)
+        return NoneT()
+    if len(node.args) > 1:
+        raise error(f"Non-map print() only takes 1 argument, {len(node.args)} found", node.span)
+    t = ck.expr(first)
+    if isinstance(t, AggT):
+        # print(@m[k]) of a plain map is newer bpftrace (0.21); an aggregation's element
+        # can not be read in the kernel here, so give 0.17's error
+        raise error("The map passed to print() should not be indexed by a key", node.span)
+    if t is not None and isinstance(t, (NoneT, ArgsT)):
+        raise error(f"print() cannot print a value of type {bpftrace_name(t)}", first.span)
+    return NoneT()
+
+
+@function("print", "print(@map[, top[, div]]) prints a map now; print(value) prints a value.",
+          _check_print, signature="print(@map | value[, top[, div]])")
+def _print(lw, node):
+    first = node.args[0]
+    if isinstance(first, ast.Map) and first.keys is None:
+        top, div = node.top_div[:2]
+        lw.emit_record({"kind": "print_map", "map": first.name, "top": top, "div": div}, [])
+        return const(0)
+    lw.emit_record({"kind": "print_value", "arg": None}, [(first.type, lw.expr(first))])
+    return const(0)
+
+
+def _check_time(ck, node):
+    nargs(node, 0, 1)
+    if node.args:
+        if not isinstance(node.args[0], ast.String):
+            t = ck.expr(node.args[0])
+            raise error(f"time() expects a string literal ({printf_kind(t) if t else 'none'} provided)",
+                        node.span)
+        ck.expr(node.args[0])
+    return NoneT()
+
+
+@function("time", "time([fmt]): print the current local time (strftime format, default %H:%M:%S\\n).",
+          _check_time, signature="time([fmt])")
+def _time(lw, node):
+    fmt = node.args[0].value.decode() if node.args else "%H:%M:%S\n"
+    lw.emit_record({"kind": "time", "format": fmt}, [])
+    return const(0)
+
+
+def _check_exit(ck, node):
+    nargs(node, 0)
+    return NoneT()
+
+
+@function("exit", "exit(): stop tracing (ends the current probe too).", _check_exit, signature="exit()")
+def _exit(lw, node):
+    lw.emit_record({"kind": "exit"}, [])
+    lw.b.branch(lw.fb.exit_block)
+    lw.b.position_at_end(lw.fb.new_block("after_exit"))
+    return const(0)
