@@ -163,13 +163,18 @@ def string_equal(lw, a, a_size, b_ptr, b_size, limit):
     return fb.load(result, 0)
 
 
-def _check_strncmp(ck, node):
-    nargs(node, 3)
+def _string_args(ck, node):
+    """The first two arguments of strncmp/strcontains: strings."""
     for i in (0, 1):
         t = ck.expr(node.args[i])
         if t is not None and not isinstance(t, StrT):
-            raise error(f"strncmp() only supports string arguments ({printf_kind(t)} provided)",
-                        node.span)
+            raise error(f"{node.name}() only supports string arguments ({printf_kind(t)} "
+                        f"provided)", node.span)
+
+
+def _check_strncmp(ck, node):
+    nargs(node, 3)
+    _string_args(ck, node)
     v = literal_int(ck, node, 2)
     if v < 0:
         raise error("strncmp() expects a integer literal (integer provided)", node.span)
@@ -187,11 +192,7 @@ def _strncmp(lw, node):
 
 def _check_strcontains(ck, node):
     nargs(node, 2)
-    for i in (0, 1):
-        t = ck.expr(node.args[i])
-        if t is not None and not isinstance(t, StrT):
-            raise error(f"strcontains() only supports string arguments ({printf_kind(t)} provided)",
-                        node.span)
+    _string_args(ck, node)
     return UINT64
 
 
