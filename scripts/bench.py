@@ -935,6 +935,7 @@ def package_dirs(pyproject: str) -> dict:
     except (ImportError, OSError, KeyError, ValueError):
         pass
     return {"pytrace": "trace", "pytrace.passes": "trace/passes",
+            "pytrace.language": "trace/language", "pytrace.types": "trace/types",
             "pytrace.codegen": "trace/codegen", "pytrace.providers": "trace/providers",
             "pytrace.runtime": "runtime", "pytrace.runtime.output": "runtime/output",
             "pytrace.grammar": "grammar"}

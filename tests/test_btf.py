@@ -1,4 +1,4 @@
-"""The BTF reader (pytrace.btf) against the kernel's /sys/kernel/btf/vmlinux and what
+"""The BTF reader (pytrace.types.btf) against the kernel's /sys/kernel/btf/vmlinux and what
 `bpftool btf dump file ... format raw` says about it."""
 import os
 import re
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pytrace import btf
+from pytrace.types import btf
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 pytestmark = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="no kernel BTF")

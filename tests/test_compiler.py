@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from pytrace import ast
+from pytrace.language import ast
 from pytrace.compiler import CompileOptions, compile_source
-from pytrace.diagnostics import CompileError, render
+from pytrace.language.diagnostics import CompileError, render
 from pytrace.runtime import objfile
 
 

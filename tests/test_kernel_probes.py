@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pytrace import btf
+from pytrace.types import btf
 from test_cli import PYTRACE, bpf_ids, no_leaks  # noqa: F401  (fixture)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loads BPF programs: needs root")

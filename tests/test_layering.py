@@ -6,7 +6,7 @@ import sys
 def test_runtime_imports_no_compiler():
     code = ("import sys, pytrace.runtime.session, pytrace.runtime.output, pytrace.runtime.maps; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lark', 'llvmlite') or "
-            "m in ('pytrace.compiler', 'pytrace.builtins', 'pytrace.parser', 'pytrace.passes')); "
+            "m in ('pytrace.compiler', 'pytrace.builtins', 'pytrace.language.parser', 'pytrace.passes')); "
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Tests for pytrace.parser (grammar/pytrace.lark + trace/parser.py).
+"""Tests for pytrace.language.parser (grammar/pytrace.lark + trace/language/parser.py).
 
 Expected behaviour comes from bpftrace 0.17 (`bpftrace -d -e ...` on this machine):
 precedence, AST shapes and error messages were compared against it.
@@ -11,10 +11,10 @@ import textwrap
 
 import pytest
 
-from pytrace import ast as A
-from pytrace.ast import Span, dump
-from pytrace.diagnostics import CompileError, render
-from pytrace.parser import parse
+from pytrace.language import ast as A
+from pytrace.language.ast import Span, dump
+from pytrace.language.diagnostics import CompileError, render
+from pytrace.language.parser import parse
 
 
 # ------------------------------------------------------------------ helpers
@@ -1050,13 +1050,13 @@ def _run(code, env_extra=None):
 
 
 def test_import_is_cheap_and_lark_is_lazy():
-    r = _run("import sys, pytrace.parser; print('lark' in sys.modules)")
+    r = _run("import sys, pytrace.language.parser; print('lark' in sys.modules)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
 
 
 def test_cache_is_written_and_reused(tmp_path):
-    code = ("import pytrace.parser as P; p = P.parse('BEGIN { @x = 1 }'); "
+    code = ("import pytrace.language.parser as P; p = P.parse('BEGIN { @x = 1 }'); "
             "print(len(p.probes))")
     r = _run(code, {"XDG_CACHE_HOME": str(tmp_path)})
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
@@ -1072,14 +1072,14 @@ def test_cache_is_written_and_reused(tmp_path):
 def test_unwritable_cache_falls_back_silently(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    code = "import pytrace.parser as P; print(len(P.parse('BEGIN { @x = 1 }').probes))"
+    code = "import pytrace.language.parser as P; print(len(P.parse('BEGIN { @x = 1 }').probes))"
     r = _run(code, {"XDG_CACHE_HOME": str(blocker)})
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
     assert r.stderr == ""
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
-    code = "import pytrace.parser as P; print(len(P.parse('BEGIN { @x = 1 }').probes))"
+    code = "import pytrace.language.parser as P; print(len(P.parse('BEGIN { @x = 1 }').probes))"
     r = _run(code, {"XDG_CACHE_HOME": str(tmp_path)})
     (cache,) = list((tmp_path / "pytrace").glob("parser-*.lark"))
     cache.write_bytes(b"garbage")
@@ -1088,7 +1088,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 
 def test_parser_is_built_once():
-    import pytrace.parser as P
+    import pytrace.language.parser as P
     parse("BEGIN {}")
     first = P._get_parser()
     parse("END {}")

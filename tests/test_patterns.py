@@ -1,8 +1,8 @@
-"""trace/patterns.py: regular expressions whose compiled form persists between runs."""
+"""trace/language/patterns.py: regular expressions whose compiled form persists between runs."""
 import re
 
-from pytrace import parser
-from pytrace.patterns import PatternCache
+from pytrace.language import parser
+from pytrace.language.patterns import PatternCache
 
 PATTERNS = [
     r"(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)|(?P<INT>0[xX][0-9a-fA-F]+|[0-9]+)|(?P<WS>[ \t\n]+)",

@@ -143,7 +143,7 @@ def test_what_the_compiler_writes_round_trips(src, options, request):
     if "{workload}" in src:
         src = src.replace("{workload}", request.getfixturevalue("workload"))
     from pytrace.compiler import CompileOptions, compile_source
-    from pytrace.diagnostics import CompileError
+    from pytrace.language.diagnostics import CompileError
     try:
         st = compile_source(src, "stdin", CompileOptions(**options))
     except CompileError as e:       # a probe this machine lacks (BTF, a binary)

@@ -1,5 +1,5 @@
 """Type model: sizes, layouts, unification and manifest descriptors."""
-from pytrace.types import (INT64, UINT64, AggT, IntT, PtrT, StrT, TupleT, bpftrace_name, unify)
+from pytrace.types.model import (INT64, UINT64, AggT, IntT, PtrT, StrT, TupleT, bpftrace_name, unify)
 
 
 def test_sizes_and_tuple_layout():

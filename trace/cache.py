@@ -33,16 +33,15 @@ def _code_fingerprint() -> str:
     """pytrace's own code: the newest modification time among its source files."""
     here = os.path.dirname(os.path.realpath(__file__))
     newest = 0
-    for d in (here, os.path.join(here, "passes"), os.path.join(here, "codegen"),
-              os.path.join(here, "builtins"),
-              os.path.join(here, "providers"), os.path.join(here, "grammar"),
-              os.path.join(os.path.dirname(here), "grammar")):
-        try:
-            for entry in os.scandir(d):
-                if entry.name.endswith((".py", ".lark")):
-                    newest = max(newest, entry.stat().st_mtime_ns)
-        except OSError:
-            pass
+    for d in (here, os.path.join(os.path.dirname(here), "grammar")):
+        for root, dirs, files in os.walk(d):
+            dirs[:] = [x for x in dirs if x != "__pycache__"]
+            for name in files:
+                if name.endswith((".py", ".lark")):
+                    try:
+                        newest = max(newest, os.stat(os.path.join(root, name)).st_mtime_ns)
+                    except OSError:
+                        pass
     return str(newest)
 
 

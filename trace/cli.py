@@ -184,7 +184,7 @@ def _main(argv) -> int:
 
 def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args) -> int:
     from .compiler import CompileOptions, PASS_NAMES, compile_source
-    from .diagnostics import CompileError, render
+    from .language.diagnostics import CompileError, render
 
     dump_after = args.dump_after
     if dump_after and dump_after not in PASS_NAMES:
@@ -246,7 +246,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:
-        from .diagnostics import Diagnostic, render
+        from .language.diagnostics import Diagnostic, render
         e.elf = elf
         span = _failure_span(e, manifest)
         sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
@@ -267,7 +267,7 @@ def _set_process_name(name: bytes):
 
 
 def _failure_span(e, manifest):
-    from .ast import Span
+    from .language.ast import Span
     if manifest is None:
         from .runtime import objfile
         try:

@@ -11,7 +11,7 @@ from typing import Callable, List, Optional
 
 from .runtime.manifest import MANIFEST_VERSION, Manifest
 from .runtime.record import record, field
-from . import ast
+from .language import ast
 from .passes import desugar, typecheck
 from .passes.typecheck import Options
 from .passes.units import build_units
@@ -54,7 +54,7 @@ class State:
 
 
 def parse_pass(st: State):
-    from .parser import parse
+    from .language.parser import parse
     st.program = parse(st.source, st.filename)
 
 
@@ -68,8 +68,8 @@ def units_pass(st: State):
 
 
 def typecheck_pass(st: State):
-    from .cstructs import StructTable
-    from .diagnostics import CompileError
+    from .types.cdecl import StructTable
+    from .language.diagnostics import CompileError
     try:
         structs = StructTable(st.program.c_definitions)
     except CompileError as e:
@@ -134,7 +134,7 @@ def map_manifest(info) -> dict:
     entry = {"name": info.name, "symbol": info.symbol, "kind": info.kind, "percpu": info.percpu,
              "key": {"size": info.user_key_size, "fields": fields},
              "value_size": info.value_size}
-    from .types import AggT
+    from .types.model import AggT
     if isinstance(info.value, AggT):
         entry["value"] = {"kind": "int", "signed": info.value.signed}
         if info.value.lhist:
@@ -198,7 +198,7 @@ def codegen_pass(st: State):
 def _helper_error_message(st: State, span, helper: str):
     """The warning a failing helper prints, as [before, after] the error it got
     ("Argument list too long (-7)"): the runtime has neither source nor renderer."""
-    from .diagnostics import Diagnostic, render
+    from .language.diagnostics import Diagnostic, render
     marker = "\0"
     text = render(Diagnostic(f"Failed to {helper}: {marker}", ast.Span(*span), "WARNING"),
                   st.source, st.filename)
@@ -213,7 +213,7 @@ def _program_name(unit) -> str:
 
 
 def emit_pass(st: State):
-    from .diagnostics import error
+    from .language.diagnostics import error
     if st.options.emitter is not None:
         emit_object = st.options.emitter.emit
     else:

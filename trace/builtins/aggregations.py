@@ -3,8 +3,8 @@ from __future__ import annotations
 
 
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..types import (AggT, IntT, PtrT)
+from ..language.diagnostics import error
+from ..types.model import (AggT, IntT, PtrT)
 from .registry import (function, nargs, printf_kind)
 
 

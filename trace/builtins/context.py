@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..codegen import builder as B
 from ..codegen.builder import I64, const
-from ..diagnostics import error
-from ..types import (UINT32, UINT64, ArgsT, IntT, ProbeT, PtrT, StrT, UsernameT)
+from ..language.diagnostics import error
+from ..types.model import (UINT32, UINT64, ArgsT, IntT, ProbeT, PtrT, StrT, UsernameT)
 from .registry import (variable)
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 
-from .. import ast
+from ..language import ast
 from ..codegen.builder import I64, const
-from ..diagnostics import error
-from ..types import (NoneT)
+from ..language.diagnostics import error
+from ..types.model import (NoneT)
 from .registry import (call_to_map_span, function, nargs)
 
 

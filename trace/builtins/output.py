@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 
-from .. import ast
+from ..language import ast
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..types import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
+from ..language.diagnostics import error
+from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind)
 from .registry import _STRINGLIKE
 

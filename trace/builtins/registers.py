@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..types import (UINT64)
+from ..types.model import (UINT64)
 from .registry import (function, string_literal_arg)
 
 

@@ -13,9 +13,9 @@ import re
 from typing import Callable, Dict, Optional
 
 from ..runtime.record import record
-from .. import ast
-from ..diagnostics import CompileError, error
-from ..types import (BufT, InetT, IntT, KsymT, MacT,
+from ..language import ast
+from ..language.diagnostics import CompileError, error
+from ..types.model import (BufT, InetT, IntT, KsymT, MacT,
                       NoneT, ProbeT, PtrT, StackT, StrerrorT, StrftimeT, StrT, TupleT, UsernameT,
                       UsymT, bpftrace_name, pointer_of)
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 
-from .. import ast
+from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..types import (STRLEN, UINT64, IntT, NoneT, PtrT, StrT, bpftrace_name)
+from ..language.diagnostics import error
+from ..types.model import (STRLEN, UINT64, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (function, int_arg, literal_int, nargs, printf_kind, reads_user)
 
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 
-from .. import ast
+from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import I64, const
-from ..diagnostics import error
-from ..types import (IntT, NoneT)
+from ..language.diagnostics import error
+from ..types.model import (IntT, NoneT)
 from .registry import (check_unsafe, function, int_arg, nargs)
 from .output import check_format, format_specs
 

@@ -2,19 +2,19 @@
 
 kstack / ustack (builtins and functions), ksym, usym, kaddr, buf, ntop, pton, bswap,
 strerror, cgroupid, macaddr, strftime. Each is one registry entry (typing rule, lowering,
-doc); the value types they return (trace/types.py) carry the descriptors that the runtime's
+doc); the value types they return (trace/types/model.py) carry the descriptors that the runtime's
 output layer decodes (docs/object-contract.md). Imported by pytrace.builtins.
 """
 from __future__ import annotations
 
 import os
 
-from .. import ast
+from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
-from ..diagnostics import error
+from ..language.diagnostics import error
 from .registry import function, int_arg, literal_int, nargs, printf_kind, reads_user, variable
-from ..types import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
+from ..types.model import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
 from ..runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE

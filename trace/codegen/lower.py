@@ -9,12 +9,12 @@ from typing import Dict, List
 
 from llvmlite import ir
 
-from .. import ast
+from ..language import ast
 from ..builtins import lookup_builtin, lookup_function
-from ..diagnostics import error
+from ..language.diagnostics import error
 from ..builtins.context import read_tracepoint_field
 from ..builtins.strings import string_equal
-from ..types import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
+from ..types.model import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
                      pointee_size, pointer_of)
 
 MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT)
@@ -338,7 +338,7 @@ class Lowerer:
             fb.store_bytes(buf, e.value + b"\0")
             return buf
         if isinstance(e, ast.Builtin):
-            if e.const_value is not None:          # an enum/macro constant (kernel_types)
+            if e.const_value is not None:          # an enum/macro constant (types/kernel.py)
                 return const(e.const_value)
             return lookup_builtin(e.name).lower(self, e)
         if isinstance(e, ast.Call):
@@ -362,7 +362,7 @@ class Lowerer:
             if e.op == "!":
                 return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
             if e.op == "*" and e.kderef is not None:
-                from ..kernel_types import read
+                from ..types.kernel import read
                 return read(self, v, e.type, e.kderef)
             if e.op == "*":
                 buf = fb.scratch("deref", 8)
@@ -399,7 +399,7 @@ class Lowerer:
         if isinstance(e, ast.Sizeof):
             return const(e.size)
         if isinstance(e, ast.Index) and e.kaccess is not None:
-            from ..kernel_types import lower_index
+            from ..types.kernel import lower_index
             return lower_index(self, e)
         raise error(f"cannot lower {type(e).__name__}", e.span)
 
@@ -410,7 +410,7 @@ class Lowerer:
             i = int(e.field)
             return self.load_value(e.type, base, e.expr.type.offsets[i])
         if e.kaccess is not None:
-            from ..kernel_types import lower_field
+            from ..types.kernel import lower_field
             return lower_field(self, e)
         return read_tracepoint_field(self, e)
 

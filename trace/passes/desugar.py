@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import List
 
-from .. import ast
-from ..types import STRLEN
-from ..diagnostics import error
+from ..language import ast
+from ..types.model import STRLEN
+from ..language.diagnostics import error
 
 
 def filters_to_if(program: ast.Program) -> ast.Program:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
-from .. import ast
-from ..diagnostics import CompileError, Diagnostic, error
+from ..language import ast
+from ..language.diagnostics import CompileError, Diagnostic, error
 from ..builtins import lookup_builtin, lookup_function
-from ..types import STRLEN, ArrayT, StructT, kind_name
-from ..types import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
+from ..types.model import STRLEN, ArrayT, StructT, kind_name
+from ..types.model import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
 from .desugar import op_span
@@ -65,7 +65,7 @@ class Options:
 
 class Checker:
     def __init__(self, units: List[Unit], options: Options, structs=None):
-        from ..cstructs import StructTable
+        from ..types.cdecl import StructTable
         self.structs = structs or StructTable([])
         self.units = units
         self.options = options
@@ -360,7 +360,7 @@ class Checker:
     def _check_builtin(self, e, statement):
         entry = lookup_builtin(e.name)
         if entry is None:
-            from ..kernel_types import constant
+            from ..types.kernel import constant
             value = constant(e.name, self.structs)
             if value is not None:
                 e.const_value = value
@@ -401,7 +401,7 @@ class Checker:
         if t is None:
             return None
         if e.op == "*":
-            from ..kernel_types import check_deref
+            from ..types.kernel import check_deref
             kt = check_deref(self, e, pointer_of(e.operand) or t)
             if kt is not None:
                 return kt
@@ -413,7 +413,7 @@ class Checker:
                 if t.target.endswith("*"):
                     # *argv: still a pointer, into the same address space
                     return PtrT(t.target[:-1].strip(), user=t.user)
-                from ..cstructs import SCALARS
+                from ..types.cdecl import SCALARS
                 size = SCALARS.get(t.target)
                 if size in (1, 2, 4):
                     e.deref_size = size
@@ -475,7 +475,7 @@ class Checker:
         t = self.expr(e.operand)
         target = INT_TYPES.get(e.type_name)
         if target is None:
-            from ..kernel_types import check_cast
+            from ..types.kernel import check_cast
             target = check_cast(self, e, t)
             if target is not None:
                 return target
@@ -502,7 +502,7 @@ class Checker:
     def _check_index(self, e, statement):
         t = self.expr(e.expr)
         if isinstance(t, (PtrT, ArrayT)):
-            from ..kernel_types import check_index
+            from ..types.kernel import check_index
             return check_index(self, e, t)
         raise error("The array index operator [] can only be used on arrays and pointers, found "
                     f"{bpftrace_name(t) if t else 'unknown'}.", e.span)
@@ -524,7 +524,7 @@ class Checker:
             t = INT_TYPES.get(e.type_name)
             size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
             if size is None:
-                from ..kernel_types import sizeof_type
+                from ..types.kernel import sizeof_type
                 size = sizeof_type(e.type_name)
             if size is None:
                 raise error(f"Unknown identifier: '{e.type_name}'", e.span)
@@ -588,7 +588,7 @@ class Checker:
         if isinstance(base, ArgsT):
             return self.unit.provider.args_field(self, e)      # tracefs format, BTF (kfunc)
         if isinstance(base, (PtrT, StructT)):
-            from ..kernel_types import check_field
+            from ..types.kernel import check_field
             return check_field(self, e, base)
         raise error(f"Can not access field '{e.field}' on expression of type '{bpftrace_name(base)}'",
                     e.span)

@@ -11,8 +11,8 @@ import copy
 from typing import Dict, List
 
 from ..runtime.record import record, field
-from .. import ast
-from ..diagnostics import error
+from ..language import ast
+from ..language.diagnostics import error
 from ..providers import ExpandedProbe, Provider, expand_attach_point
 
 

@@ -18,7 +18,7 @@ import fnmatch
 import importlib
 from typing import Dict, List, Optional
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from .base import ExpandedProbe, Provider  # noqa: F401  (the interface, for providers and passes)
 
 from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  (for providers)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
-from ..diagnostics import error
+from ..language.diagnostics import error
 
 
 @record

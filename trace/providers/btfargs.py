@@ -3,11 +3,11 @@ of kfunc/kretfunc (the function's parameters) and rawtracepoint (the tracepoint'
 """
 from __future__ import annotations
 
-from ..btf import vmlinux
+from ..types.btf import vmlinux
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..kernel_types import from_btf
-from ..types import IntT, PtrT
+from ..language.diagnostics import error
+from ..types.kernel import from_btf
+from ..types.model import IntT, PtrT
 
 
 def btf_arg_field(e, params, what):

@@ -11,7 +11,7 @@ import subprocess
 from typing import Dict, List, Optional, Tuple
 
 from ..runtime.record import record, field
-from ..diagnostics import error
+from ..language.diagnostics import error
 
 
 # ------------------------------------------------------------------ ELF files

@@ -9,8 +9,8 @@ in one line.
 """
 from __future__ import annotations
 
-from ..diagnostics import error
-from ..types import PtrT
+from ..language.diagnostics import error
+from ..types.model import PtrT
 from ..runtime.uapi import BPF_TRACE_ITER
 from . import PROG_TRACING, ExpandedProbe, Provider, register, split_attach_point
 
@@ -18,7 +18,7 @@ ITERATORS = ("task", "task_file", "task_vma")
 
 
 def _btf():
-    from ..btf import vmlinux    # lazy: start-up time (-l lists the iterators without BTF)
+    from ..types.btf import vmlinux    # lazy: start-up time (-l lists the iterators without BTF)
     return vmlinux()
 
 

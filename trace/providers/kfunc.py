@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import List
 
-from ..btf import vmlinux
-from ..diagnostics import error
-from ..kernel_types import from_btf
-from ..types import UINT64, IntT, PtrT
+from ..types.btf import vmlinux
+from ..language.diagnostics import error
+from ..types.kernel import from_btf
+from ..types.model import UINT64, IntT, PtrT
 from ..runtime.uapi import BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
 from . import PROG_TRACING, ExpandedProbe, Provider, glob_match, register, split_attach_point
 from .btfargs import btf_arg_field, read_ctx_arg

@@ -16,7 +16,7 @@ import functools
 import re
 from typing import List, Tuple
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .regs import RegsProvider
 

@@ -1,7 +1,7 @@
 """Perf-event probes: interval, profile, software, hardware."""
 from __future__ import annotations
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
 
 from ..runtime.uapi import PERF_COUNT_SW_CPU_CLOCK as SW_CPU_CLOCK

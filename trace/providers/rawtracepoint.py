@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 from typing import List, Optional, Tuple
 
-from ..btf import FUNC_PROTO, PTR, vmlinux
-from ..diagnostics import error
-from ..types import UINT64
+from ..types.btf import FUNC_PROTO, PTR, vmlinux
+from ..language.diagnostics import error
+from ..types.model import UINT64
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, glob_match, register, split_attach_point
 from .btfargs import btf_arg_field, read_ctx_arg
 from .tpformat import all_events as tracepoint_events

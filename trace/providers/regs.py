@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..codegen import builder as B
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..types import STRLEN, UINT64, PtrT, StrT
+from ..language.diagnostics import error
+from ..types.model import STRLEN, UINT64, PtrT, StrT
 from . import PROG_KPROBE, Provider
 from .elf import read_elf
 

@@ -1,5 +1,5 @@
 """BEGIN and END: raw-tracepoint programs run once with BPF_PROG_TEST_RUN."""
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, register
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 import os
 
-from ..cstructs import SCALARS
-from ..diagnostics import error
-from ..types import IntT, PtrT, StrT
+from ..types.cdecl import SCALARS
+from ..language.diagnostics import error
+from ..types.model import IntT, PtrT, StrT
 from . import Provider
 
 

@@ -3,7 +3,7 @@
 """
 from __future__ import annotations
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import PROG_TRACEPOINT, ExpandedProbe, glob_match, register, split_attach_point
 from .tpformat import (TracepointProvider, all_events, event_exists, format_field,
                        tracepoint_format)

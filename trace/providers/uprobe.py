@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .elf import binary_for, listing_binary
 from .regs import RegsProvider

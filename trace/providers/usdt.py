@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from ..codegen.builder import const
-from ..diagnostics import error
-from ..types import UINT64
+from ..language.diagnostics import error
+from ..types.model import UINT64
 from . import ExpandedProbe, glob_match, register, split_attach_point
 from .elf import binary_for, listing_binary
 from .regs import MAX_ARG, RegsProvider, read_reg, read_user_u64

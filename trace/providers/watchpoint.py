@@ -10,7 +10,7 @@ In address form asyncwatchpoint behaves as watchpoint.
 """
 from __future__ import annotations
 
-from ..diagnostics import error
+from ..language.diagnostics import error
 from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
 
 BP_TYPES = {"r": 1, "w": 2, "x": 4}

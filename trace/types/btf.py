@@ -7,7 +7,7 @@ indexes the names of the named types; the index is cached on disk (keyed by
 the kernel build and the file's size), so a later open only reads the file.
 Types are decoded on demand.
 
-    from pytrace.btf import vmlinux
+    from pytrace.types.btf import vmlinux
     btf = vmlinux()
     t = btf.struct("task_struct")          # a Type (kind STRUCT)
     m = btf.member(t, "pid")               # a Member: name, type id, bit offset, bitfield size
@@ -28,7 +28,7 @@ import tempfile
 import zlib
 from typing import Dict, List, Optional, Tuple
 
-from .runtime.record import record, field
+from ..runtime.record import record, field
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 MAGIC = 0xEB9F

@@ -1,9 +1,9 @@
-"""The pytrace parser: bpftrace 0.17 (classic syntax) source text -> pytrace.ast.Program.
+"""The pytrace parser: bpftrace 0.17 (classic syntax) source text -> pytrace.language.ast.Program.
 
-    from pytrace.parser import parse
+    from pytrace.language.parser import parse
     program = parse('BEGIN { @x = count(); }')
 
-`parse()` raises `pytrace.diagnostics.CompileError` (one Diagnostic with a Span) for every
+`parse()` raises `pytrace.language.diagnostics.CompileError` (one Diagnostic with a Span) for every
 lexical or syntax error; no lark exception ever escapes.  Syntax errors read like bpftrace's
 bison messages: ``syntax error, unexpected ;`` or ``syntax error, unexpected end of file,
 expecting }``.
@@ -566,7 +566,7 @@ def _ignored_token_span(tok) -> Span:
 
 def _cache_files(grammar_text: str, lark_version: str):
     """Where to cache the analysed grammar and the lexer's compiled patterns
-    (see trace/patterns.py), or (None, None) if there is no writable cache directory."""
+    (see trace/language/patterns.py), or (None, None) if there is no writable cache directory."""
     import hashlib
     from .patterns import interpreter_key
 
@@ -604,7 +604,7 @@ def _import_lark():
 
 
 def _build():
-    from . import grammar
+    from .. import grammar
     lark = _import_lark()
 
     with open(os.path.join(os.path.dirname(grammar.__file__), "pytrace.lark"), encoding="utf-8") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Optional
 
-from .diagnostics import error
+from ..language.diagnostics import error
 
 SCALARS = {
     "char": 1, "signed char": 1, "unsigned char": 1, "bool": 1, "_Bool": 1,

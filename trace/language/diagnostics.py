@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from .runtime.record import record
+from ..runtime.record import record
 from .ast import Span
 
 

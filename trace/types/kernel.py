@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .runtime.record import record
+from ..runtime.record import record
 from . import btf as B_
-from .diagnostics import error
-from .types import ArrayT, INT64, IntT, PtrT, StrT, StructT, Type, bpftrace_name
+from ..language.diagnostics import error
+from .model import ArrayT, INT64, IntT, PtrT, StrT, StructT, Type, bpftrace_name
 
 # macro constants the bpftrace tools take from headers that BTF does not carry
 MACROS = {
@@ -93,7 +93,7 @@ def _pointee_name(b, tid: int) -> str:
 
 
 def _c_scalar(name: str) -> Optional[IntT]:
-    from .cstructs import SCALARS
+    from .cdecl import SCALARS
     name = " ".join(name.replace("const", " ").replace("volatile", " ").split())
     size = SCALARS.get(name)
     if size is None:
@@ -109,7 +109,7 @@ def pointee(ptr: PtrT) -> Optional[Type]:
         return PtrT(target[:-1].strip(), user=ptr.user)
     if target in ("void", ""):
         return None
-    from .types import INT_TYPES
+    from .model import INT_TYPES
     if target in INT_TYPES:
         return INT_TYPES[target]
     scalar = _c_scalar(target)
@@ -292,8 +292,8 @@ def constant(name: str, structs=None) -> Optional[int]:
 
 def read(lw, addr, t: Type, acc: Access):
     """Read a value of type t at address `addr` (i64) as `acc` says."""
-    from .codegen import builder as B
-    from .codegen.builder import const
+    from ..codegen import builder as B
+    from ..codegen.builder import const
     fb, b = lw.fb, lw.b
     if acc.offset:
         addr = b.add(addr, const(acc.offset))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from .runtime.record import record, field
+from ..runtime.record import record, field
 
 # BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
 STRLEN = 64
@@ -62,7 +62,7 @@ class PtrT(Type):
 @record(frozen=True)
 class StructT(Type):
     """A struct/union value in kernel (or user) memory, held as its address (an i64):
-    fields are read when accessed (see kernel_types). `struct_size` is sizeof()."""
+    fields are read when accessed (see types/kernel.py). `struct_size` is sizeof()."""
     name: str = ""
     user: bool = False
     struct_size: int = field(default=0, compare=False)
@@ -243,7 +243,7 @@ def pointee_size(p: "PtrT") -> int:
     """Bytes per element when a pointer is offset (bpftrace scales pointer arithmetic)."""
     if p.target.endswith("*"):
         return 8
-    from .cstructs import SCALARS
+    from .cdecl import SCALARS
     return SCALARS.get(p.target, 1)
 
 

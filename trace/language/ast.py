@@ -3,7 +3,7 @@
 Every node has a `span` (Span) pointing into the source text. What the checking
 passes decide about an expression lives in declared fields that the lowering
 reads (`CHECKED` lists them; None until a pass sets them): `type` (a
-pytrace.types.Type) on every expression, and per node type the constant, field,
+pytrace.types.model.Type) on every expression, and per node type the constant, field,
 read size and address-space facts below. The printer (`dump`) gives a stable
 text form for golden tests and leaves the checked facts out (but `type`).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from .runtime.record import record, field, fields
+from ..runtime.record import record, field, fields
 
 
 @record(frozen=True)
@@ -123,7 +123,7 @@ class Unary(Expr):
     op: str               # - ! ~ * (deref)
     operand: Expr
     deref_size: object = _checked()      # *p of a plain pointer: bytes read
-    kderef: object = _checked()          # *p of a typed pointer: kernel_types.Access
+    kderef: object = _checked()          # *p of a typed pointer: types.kernel.Access
 
 
 @record(eq=False)
@@ -158,7 +158,7 @@ class FieldAccess(Expr):
     field: str
     arrow: bool = False
     field_info: object = _checked()      # args->f of a tracepoint: its format field
-    kaccess: object = _checked()         # a struct member: kernel_types.Access
+    kaccess: object = _checked()         # a struct member: types.kernel.Access
     ctx_slot: object = _checked()        # args->f over BTF parameters: its u64 context slot
 
 
@@ -166,7 +166,7 @@ class FieldAccess(Expr):
 class Index(Expr):
     expr: Expr
     index: Expr
-    kaccess: object = _checked()         # a constant index into a typed array: kernel_types.Access
+    kaccess: object = _checked()         # a constant index into a typed array: types.kernel.Access
 
 
 @record(eq=False)
