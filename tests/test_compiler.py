@@ -165,3 +165,15 @@ def test_provider_module_table_matches_registrations():
     assert set(providers._PROVIDERS) == set(providers.MODULES)
     for name, provider in providers._PROVIDERS.items():
         assert provider.__module__.rsplit(".", 1)[1] == providers.MODULES[name]
+
+
+@pytest.mark.parametrize("fmt, args", [("%ls %d", "1"), ("%5%d", ""), ("%%d %hhx", "1"),
+                                       ("%-5.2s%rx", '"ab", buf("x", 1)')])
+def test_printf_arguments_are_counted_with_the_runtime_grammar(fmt, args):
+    from pytrace.runtime.output.printf import count_specifiers
+    n = count_specifiers(fmt)
+    assert n == len([a for a in args.split(", ") if a])
+    src = f'BEGIN {{ printf("{fmt}"{", " + args if args else ""}); }}'
+    compile_ok(src)
+    too_many = compile_error(src.replace("); }", ", 1); }"))
+    assert f"Too many arguments for format string ({n + 1} supplied, {n} expected)" in too_many

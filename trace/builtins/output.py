@@ -1,10 +1,9 @@
 """Entries that print: printf, system, cat (one printf-like path), print, time, exit."""
 from __future__ import annotations
 
-import re
-
 from ..language import ast
 from ..codegen.builder import const
+from ..runtime.output.printf import parse_format
 from ..language.diagnostics import error
 from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind)
@@ -13,27 +12,10 @@ from .registry import _STRINGLIKE
 
 # ---------------------------------------------------------------- printf and friends
 
-# bpftrace 0.17: %[-][width][.prec][length]conversion
-FORMAT_SPEC = re.compile(r"%(-?)(\d*)(?:\.(\d+))?(hh|h|ll|l|j|z|t)?(rx|rh|r|s|c|d|u|o|x|X|p)")
-
-
 def format_specs(fmt: str):
-    """The conversions of a format string, ignoring %% pairs."""
-    specs, i = [], 0
-    while i < len(fmt):
-        if fmt[i] != "%":
-            i += 1
-            continue
-        if fmt.startswith("%%", i):
-            i += 2
-            continue
-        m = FORMAT_SPEC.match(fmt, i)
-        if m:
-            specs.append(m.group(5))
-            i = m.end()
-        else:
-            i += 1
-    return specs
+    """The conversions of a format string: the runtime's printf grammar, so the
+    compiler counts and types exactly the arguments the runtime will format."""
+    return [spec.conv for _, spec in parse_format(fmt)[0]]
 
 
 def check_format(ck, node, func_name, first=0):

@@ -18,8 +18,6 @@ from ..types.model import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
 from ..runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
-GET_STACKID = 27
-BPF_F_USER_STACK = 1 << 8
 STACK_MODES = ("bpftrace", "perf", "raw")
 DEFAULT_STACK_LIMIT = 127
 MAX_STACK_LIMIT = 1024          # bpftrace 0.17's MAX_STACK_SIZE
@@ -100,8 +98,8 @@ def stack_map(lw, limit):
 def _lower_stack(lw, node):
     t = node.type
     fb = lw.fb
-    flags = BPF_F_USER_STACK if t.user else 0
-    sid = fb.helper(GET_STACKID, fb.ctx, fb.map_ptr(stack_map(lw, t.limit)), const(flags))
+    flags = B.BPF_F_USER_STACK if t.user else 0
+    sid = fb.helper(B.GET_STACKID, fb.ctx, fb.map_ptr(stack_map(lw, t.limit)), const(flags))
     if not t.user:
         return sid
     buf = fb.temp(16)

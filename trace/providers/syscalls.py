@@ -24,7 +24,6 @@ from .tpformat import TracepointProvider, event_fields
 # first member of task_struct on x86-64; status follows flags and syscall_work (5.11+).
 THREAD_INFO_STATUS = 16
 TS_COMPAT = 0x0002
-GET_CURRENT_TASK_BTF = 158
 
 
 def syscall_number(event: str):
@@ -89,7 +88,7 @@ class RawSyscall(TracepointProvider):
         fb, b = lw.fb, lw.b
         if os.path.exists("/sys/kernel/btf/vmlinux"):
             # a BTF task pointer is read directly: ~1 ns where bpf_probe_read costs ~10
-            task = b.inttoptr(fb.helper(GET_CURRENT_TASK_BTF), B.PTR)
+            task = b.inttoptr(fb.helper(B.GET_CURRENT_TASK_BTF), B.PTR)
             status = fb.load(task, THREAD_INFO_STATUS, bits=32, align=4)
         else:
             task = fb.helper(B.GET_CURRENT_TASK)
