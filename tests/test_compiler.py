@@ -167,12 +167,11 @@ def test_provider_module_table_matches_registrations():
         assert provider.__module__.rsplit(".", 1)[1] == providers.MODULES[name]
 
 
-@pytest.mark.parametrize("fmt, args", [("%ls %d", "1"), ("%5%d", ""), ("%%d %hhx", "1"),
-                                       ("%-5.2s%rx", '"ab", buf("x", 1)')])
-def test_printf_arguments_are_counted_with_the_runtime_grammar(fmt, args):
+@pytest.mark.parametrize("fmt, n, args", [("%ls %d", 1, "1"), ("%5%d", 0, ""), ("%%d %hhx", 1, "1"),
+                                          ("%-5.2s%rx", 2, '"ab", buf("x", 1)')])
+def test_printf_arguments_are_counted_with_the_runtime_grammar(fmt, n, args):
     from pytrace.runtime.output.printf import count_specifiers
-    n = count_specifiers(fmt)
-    assert n == len([a for a in args.split(", ") if a])
+    assert count_specifiers(fmt) == n
     src = f'BEGIN {{ printf("{fmt}"{", " + args if args else ""}); }}'
     compile_ok(src)
     too_many = compile_error(src.replace("); }", ", 1); }"))
