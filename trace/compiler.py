@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 from .runtime.manifest import MANIFEST_VERSION, Manifest
 from .runtime.record import record, field
 from .language import ast
-from .passes import desugar, typecheck
+from .passes import desugar, fold, typecheck
 from .passes.typecheck import Options
 from .passes.units import build_units
 
@@ -46,6 +46,7 @@ class State:
     options: CompileOptions
     program: Optional[ast.Program] = None
     units: list = field(default_factory=list)
+    structs: object = None          # the C declarations (types/cdecl.StructTable)
     maps: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
@@ -67,16 +68,24 @@ def units_pass(st: State):
     st.units = build_units(st.program)
 
 
-def typecheck_pass(st: State):
+def declarations_pass(st: State):
+    """The C declarations before the probes: types, sizes and #defines."""
     from .types.cdecl import StructTable
     from .language.diagnostics import CompileError
     try:
-        structs = StructTable(st.program.c_definitions)
+        st.structs = StructTable(st.program.c_definitions)
     except CompileError as e:
         for d in e.diagnostics:
             d.span = d.span or (st.program.probes[0].span if st.program.probes else None)
         raise
-    st.maps, st.warnings = typecheck.check(st.units, st.options, structs)
+
+
+def fold_pass(st: State):
+    fold.fold(st.units, st.structs)
+
+
+def typecheck_pass(st: State):
+    st.maps, st.warnings = typecheck.check(st.units, st.options, st.structs)
 
 
 def resources_pass(st: State):
@@ -236,6 +245,8 @@ PIPELINE = [
     ("parse", parse_pass),
     ("desugar", desugar_pass),
     ("units", units_pass),
+    ("declarations", declarations_pass),
+    ("fold", fold_pass),
     ("typecheck", typecheck_pass),
     ("resources", resources_pass),
     ("codegen", codegen_pass),

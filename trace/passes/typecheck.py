@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..runtime.record import record, field
+from ..runtime.record import record
 from ..language import ast
 from ..language.diagnostics import CompileError, Diagnostic, error
 from ..builtins import lookup_builtin, lookup_function
@@ -17,6 +17,7 @@ from ..types.model import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, 
                      bpftrace_name, pointer_of, unify, INT_TYPES)
 from .units import Unit
 from .desugar import op_span
+from . import fold
 
 
 MAX_STRING = STRLEN
@@ -128,14 +129,7 @@ class Checker:
             self.block(s.then)
             if s.orelse:
                 self.block(s.orelse)
-        elif isinstance(s, ast.Unroll):
-            n = self.const_int(s.count, "unroll")
-            head = ast.Span(s.span.line, s.span.col, s.count.span.end_line, s.count.span.end_col + 1)
-            if n > 100:
-                raise error("unroll maximum value is 100", head)
-            if n < 1:
-                raise error("unroll minimum value is 1", head)
-            s.count = ast.Integer(n, span=s.count.span)
+        elif isinstance(s, ast.Unroll):           # its count: folded (passes/fold.py)
             self.block(s.body)
         elif isinstance(s, ast.While):
             self.condition(s.cond, "while()", s.cond.span)
@@ -156,25 +150,9 @@ class Checker:
         if t is not None and not isinstance(t, (IntT, PtrT)):
             raise error(f"Invalid condition in {where}: {kind_name(t)}", span)
 
-    def const_int(self, e, what) -> int:
-        v = self.fold(e)
-        if v is None:
-            raise error(f"{what} expects an integer literal", e.span)
-        return v
-
     def fold(self, e) -> Optional[int]:
-        """Value of an integer-literal expression (literals, unary minus, + - *), else None."""
-        if isinstance(e, ast.Integer):
-            return e.value
-        if isinstance(e, ast.Unary) and e.op == "-":
-            v = self.fold(e.operand)
-            return None if v is None else -v
-        if isinstance(e, ast.Binary) and e.op in ("+", "-", "*"):
-            a, b = self.fold(e.left), self.fold(e.right)
-            if a is None or b is None:
-                return None
-            return {"+": a + b, "-": a - b, "*": a * b}[e.op]
-        return None
+        """Value of an integer-literal expression, else None (for the entries' checks)."""
+        return fold.integer(e)
 
     def assign(self, s: ast.Assign):
         target = s.target
@@ -360,10 +338,7 @@ class Checker:
     def _check_builtin(self, e, statement):
         entry = lookup_builtin(e.name)
         if entry is None:
-            from ..types.kernel import constant
-            value = constant(e.name, self.structs)
-            if value is not None:
-                e.const_value = value
+            if e.const_value is not None:         # folded (passes/fold.py)
                 return INT64
             raise error(f"Unknown identifier: '{e.name}'", e.span)
         return entry.check(self, e)
@@ -520,15 +495,8 @@ class Checker:
             field_info = e.operand.field_info if isinstance(e.operand, ast.FieldAccess) else None
             if field_info is not None:      # a tracepoint field: its size in the record
                 e.size = field_info.size
-        else:
-            t = INT_TYPES.get(e.type_name)
-            size = t.bits // 8 if t is not None else self.structs.size_of(e.type_name)
-            if size is None:
-                from ..types.kernel import sizeof_type
-                size = sizeof_type(e.type_name)
-            if size is None:
-                raise error(f"Unknown identifier: '{e.type_name}'", e.span)
-            e.size = size
+        elif e.size is None:                        # sizeof(TYPE): folded (passes/fold.py)
+            raise error(f"Unknown identifier: '{e.type_name}'", e.span)
         return UINT64
 
     def _check_positional(self, e, statement):
