@@ -12,20 +12,10 @@ from typing import Callable, List, Optional
 from .runtime.manifest import MANIFEST_VERSION, Manifest
 from .runtime.record import record, field
 from .language import ast
-from .passes import desugar, fold, typecheck
+from .types.model import AggT, packed
+from .passes import desugar, fold, resources, typecheck
 from .passes.typecheck import Options
 from .passes.units import build_units
-
-from .runtime.uapi import (BPF_MAP_TYPE_ARRAY as MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH as MAP_TYPE_HASH,
-                           BPF_MAP_TYPE_PERCPU_ARRAY as MAP_TYPE_PERCPU_ARRAY,
-                           BPF_MAP_TYPE_PERCPU_HASH as MAP_TYPE_PERCPU_HASH,
-                           BPF_MAP_TYPE_RINGBUF as MAP_TYPE_RINGBUF)
-
-# The ring buffer holds the records that wait for the reader (Python: ~300k records/s):
-# 16 MiB absorbs a burst of ~400k small printf records; a BEGIN/END-only program needs
-# little and starts faster with 1 MiB. BPFTRACE_PERF_RB_PAGES overrides it at run time.
-RINGBUF_BYTES = 1 << 24
-RINGBUF_BYTES_BEGIN_END = 1 << 20
 
 
 @record
@@ -47,6 +37,7 @@ class State:
     program: Optional[ast.Program] = None
     units: list = field(default_factory=list)
     structs: object = None          # the C declarations (types/cdecl.StructTable)
+    resources: object = None        # passes/resources.Resources
     maps: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
@@ -89,61 +80,15 @@ def typecheck_pass(st: State):
 
 
 def resources_pass(st: State):
-    """Name every program and map, and list the probes for the manifest."""
-    probes = []
-    used_sections = set()
-    for i, unit in enumerate(st.units):
-        unit.cookies = []
-        for p in unit.probes:
-            unit.cookies.append(len(probes))
-            probes.append(p.name)
-        unit.symbol = f"prog_{i}"
-        section = unit.provider.section(unit.probes[0])
-        if section in used_sections:
-            section = f"{section}/{i}"
-        used_sections.add(section)
-        unit.section = section
-    st.manifest["probes"] = probes
-    for i, info in enumerate(sorted(st.maps.values(), key=lambda m: m.name.encode())):
-        info.symbol = _kernel_name(f"m{i}_{info.name[1:]}")
-        layout_map(info, st.options.max_map_keys)
-
-
-def _kernel_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)[:15]
-
-
-def layout_map(info, max_entries):
-    """Key/value sizes and kernel map type of one user map (see docs/object-contract.md)."""
-    keys = info.keys or []
-    user_key = sum((k.size + 7) & ~7 for k in keys) if keys else 8
-    info.user_key_size = user_key
-    kind = info.kind
-    info.kernel_key_size = user_key + (8 if kind in ("hist", "lhist") else 0)
-    info.value_size = info.value.size
-    info.percpu = kind != "plain"
-    info.max_entries = max_entries
-    if kind == "count" and not keys:
-        info.map_type, info.max_entries = MAP_TYPE_PERCPU_ARRAY, 1
-        info.kernel_key_size = 4
-    elif info.percpu:
-        info.map_type = MAP_TYPE_PERCPU_HASH
-    else:
-        info.map_type = MAP_TYPE_HASH
-    if not keys and kind not in ("hist", "lhist") and info.map_type != MAP_TYPE_PERCPU_ARRAY:
-        info.max_entries = 1
+    st.resources = resources.allocate(st)
 
 
 def map_manifest(info) -> dict:
     keys = info.keys or []
-    fields, off = [], 0
-    for k in keys:
-        fields.append({"offset": off, "type": k.descriptor()})
-        off += (k.size + 7) & ~7
+    fields = [{"offset": off, "type": k.descriptor()} for off, k in zip(packed(keys)[0], keys)]
     entry = {"name": info.name, "symbol": info.symbol, "kind": info.kind, "percpu": info.percpu,
              "key": {"size": info.user_key_size, "fields": fields},
              "value_size": info.value_size}
-    from .types.model import AggT
     if isinstance(info.value, AggT):
         entry["value"] = {"kind": "int", "signed": info.value.signed}
         if info.value.lhist:
@@ -156,20 +101,17 @@ def map_manifest(info) -> dict:
 
 def codegen_pass(st: State):
     from .codegen import builder as B
-    from .codegen.lower import GLOBALS, Lowerer, Resources
+    from .codegen.lower import Lowerer
     module = B.new_module()
-    res = Resources()
+    res = st.resources
     for info in st.maps.values():
         info.gv = B.add_map(module, info.symbol, info.map_type, info.kernel_key_size,
                             info.value_size, info.max_entries)
-    begin_end_only = all(p.name in ("BEGIN", "END") for u in st.units for p in u.probes)
-    res.internal["ringbuf"] = B.add_map(module, "ringbuf", MAP_TYPE_RINGBUF, 0, 0,
-                                        RINGBUF_BYTES_BEGIN_END if begin_end_only else RINGBUF_BYTES)
-    res.internal["lost"] = B.add_map(module, "lost_events", MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)
-    res.internal["globals"] = B.add_map(module, "globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
+    gvs = {role: B.add_map(module, m.symbol, m.map_type, m.key_size, m.value_size, m.max_entries)
+           for role, m in res.internal.items()}
     programs = []
     for unit in st.units:
-        Lowerer(module, unit, st.maps, res, st.options).run()
+        Lowerer(module, unit, st.maps, res, gvs, st.options).run()
         first = unit.probe.attach_points[0].span
         attach = unit.provider.attach_specs(unit.probes, unit.cookies)
         if st.options.pid is not None:
@@ -178,12 +120,12 @@ def codegen_pass(st: State):
                     entry["pid"] = st.options.pid
         programs.append({
             "symbol": unit.symbol, "section": unit.section, "prog_type": unit.provider.prog_type,
-            "name": _kernel_name(_program_name(unit)),
+            "name": resources.kernel_name(_program_name(unit)),
             "attach": attach,
             "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
         })
         programs[-1].update(unit.provider.program_fields(unit.probes))   # kfunc, iter: attach BTF
-    for action in res.async_actions:
+    for action in res.actions:
         if action["kind"] == "helper_error":
             span = action.pop("span")
             action["message"] = _helper_error_message(st, span, action["helper"])
@@ -193,8 +135,8 @@ def codegen_pass(st: State):
         "programs": programs,
         "maps": [map_manifest(m) for m in sorted(st.maps.values(), key=lambda m: m.name.encode())],
         "internal": {"ringbuf": "ringbuf", "lost": "lost_events", "globals": "globals"},
-        "globals": dict(GLOBALS),
-        "async": res.async_actions,
+        "globals": dict(resources.GLOBALS),
+        "async": res.actions,
     })
     B.add_section_bytes(module, "_license", "license", b"GPL\0")
     # written through the runtime's typed records: the contract is declared once, there

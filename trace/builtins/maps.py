@@ -62,14 +62,16 @@ def _check_whole_map(ck, node):
 
 
 @function("clear", "clear(@map): delete every element (asynchronously).", _check_whole_map,
-          signature="clear(@m)")
+          signature="clear(@m)",
+          action=lambda node: {"kind": "clear", "map": node.args[0].name})
 def _clear(lw, node):
-    lw.emit_record({"kind": "clear", "map": node.args[0].name}, [])
+    lw.send(node, [])
     return const(0)
 
 
 @function("zero", "zero(@map): set every value to zero (asynchronously).", _check_whole_map,
-          signature="zero(@m)")
+          signature="zero(@m)",
+          action=lambda node: {"kind": "zero", "map": node.args[0].name})
 def _zero(lw, node):
-    lw.emit_record({"kind": "zero", "map": node.args[0].name}, [])
+    lw.send(node, [])
     return const(0)

@@ -6,7 +6,8 @@ from ..codegen.builder import const
 from ..runtime.output.printf import parse_format
 from ..language.diagnostics import error
 from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
-from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind)
+from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind,
+                       record_layout)
 from .registry import _STRINGLIKE
 
 
@@ -66,25 +67,29 @@ def formatted_check(name, unsafe=False):
     return check
 
 
-def formatted_record(kind):
-    """The lowering of printf-like calls: the format and its arguments in one ring
-    buffer record, acted on in user space."""
-    def lower(lw, node):
+def formatted_action(kind):
+    """The async action of printf-like calls: the format and its arguments' layout."""
+    def action(node):
         fmt = node.args[0].value.decode("utf-8", "replace")
-        lw.emit_record({"kind": kind, "format": fmt, "args": []},
-                       [(a.type, lw.expr(a)) for a in node.args[1:]])
-        return const(0)
-    return lower
+        return record_layout([a.type for a in node.args[1:]], {"kind": kind, "format": fmt, "args": []})
+    return action
 
+
+def send_args(lw, node):
+    """The lowering of printf-like calls: the arguments in one ring buffer record,
+    acted on in user space."""
+    lw.send(node, [(a.type, lw.expr(a)) for a in node.args[1:]])
+    return const(0)
 
 
 function("printf", "printf(fmt, ...): print formatted output (asynchronously, via the ring buffer).",
-         formatted_check("printf"), signature="printf(fmt, ...)")(formatted_record("printf"))
+         formatted_check("printf"), signature="printf(fmt, ...)",
+         action=formatted_action("printf"))(send_args)
 function("system", "system(fmt, ...): run a shell command (user space, --unsafe); its "
          "standard output joins the trace output.", formatted_check("system", unsafe=True),
-         signature="system(fmt, ...)")(formatted_record("system"))
+         signature="system(fmt, ...)", action=formatted_action("system"))(send_args)
 function("cat", "cat(fmt, ...): print the contents of a file (read in user space).",
-         formatted_check("cat"), signature="cat(fmt, ...)")(formatted_record("cat"))
+         formatted_check("cat"), signature="cat(fmt, ...)", action=formatted_action("cat"))(send_args)
 
 
 def _check_print(ck, node):
@@ -109,15 +114,22 @@ def _check_print(ck, node):
     return NoneT()
 
 
-@function("print", "print(@map[, top[, div]]) prints a map now; print(value) prints a value.",
-          _check_print, signature="print(@map | value[, top[, div]])")
-def _print(lw, node):
+def _print_action(node):
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
         top, div = node.top_div[:2]
-        lw.emit_record({"kind": "print_map", "map": first.name, "top": top, "div": div}, [])
-        return const(0)
-    lw.emit_record({"kind": "print_value", "arg": None}, [(first.type, lw.expr(first))])
+        return {"kind": "print_map", "map": first.name, "top": top, "div": div}
+    return record_layout([first.type], {"kind": "print_value", "arg": None})
+
+
+@function("print", "print(@map[, top[, div]]) prints a map now; print(value) prints a value.",
+          _check_print, signature="print(@map | value[, top[, div]])", action=_print_action)
+def _print(lw, node):
+    first = node.args[0]
+    if isinstance(first, ast.Map) and first.keys is None:
+        lw.send(node, [])
+    else:
+        lw.send(node, [(first.type, lw.expr(first))])
     return const(0)
 
 
@@ -132,11 +144,14 @@ def _check_time(ck, node):
     return NoneT()
 
 
+def _time_action(node):
+    return {"kind": "time", "format": node.args[0].value.decode() if node.args else "%H:%M:%S\n"}
+
+
 @function("time", "time([fmt]): print the current local time (strftime format, default %H:%M:%S\\n).",
-          _check_time, signature="time([fmt])")
+          _check_time, signature="time([fmt])", action=_time_action)
 def _time(lw, node):
-    fmt = node.args[0].value.decode() if node.args else "%H:%M:%S\n"
-    lw.emit_record({"kind": "time", "format": fmt}, [])
+    lw.send(node, [])
     return const(0)
 
 
@@ -145,9 +160,10 @@ def _check_exit(ck, node):
     return NoneT()
 
 
-@function("exit", "exit(): stop tracing (ends the current probe too).", _check_exit, signature="exit()")
+@function("exit", "exit(): stop tracing (ends the current probe too).", _check_exit, signature="exit()",
+          action=lambda node: {"kind": "exit"})
 def _exit(lw, node):
-    lw.emit_record({"kind": "exit"}, [])
+    lw.send(node, [])
     lw.b.branch(lw.fb.exit_block)
     lw.b.position_at_end(lw.fb.new_block("after_exit"))
     return const(0)

@@ -17,7 +17,18 @@ from ..language import ast
 from ..language.diagnostics import CompileError, error
 from ..types.model import (BufT, InetT, IntT, KsymT, MacT,
                       NoneT, ProbeT, PtrT, StackT, StrerrorT, StrftimeT, StrT, TupleT, UsernameT,
-                      UsymT, bpftrace_name, pointer_of)
+                      UsymT, bpftrace_name, packed, pointer_of)
+
+
+@record(frozen=True)
+class InternalMap:
+    """A map the program needs besides the script's: the resources pass allocates
+    each once (by symbol) and codegen defines it."""
+    symbol: str
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
 
 
 @record
@@ -28,6 +39,8 @@ class Entry:
     check: Callable
     lower: Callable
     signature: str = ""
+    action: Optional[Callable] = None   # node -> the async action its record asks for
+    maps: Optional[Callable] = None     # (node, options) -> the internal maps it needs
 
 
 _VARIABLES: Dict[str, Entry] = {}
@@ -48,22 +61,35 @@ def all_entries():
     return sorted(list(_VARIABLES.values()) + list(_FUNCTIONS.values()), key=lambda e: e.name)
 
 
-def variable(name, doc, type_=None):
+def variable(name, doc, type_=None, maps=None):
     """Register a builtin variable. With type_, the typing rule is that constant type."""
     def deco(fn):
         if type_ is not None:
-            _VARIABLES[name] = Entry(name, "variable", doc, lambda ck, node: type_, fn)
+            _VARIABLES[name] = Entry(name, "variable", doc, lambda ck, node: type_, fn, maps=maps)
         else:
-            _VARIABLES[name] = Entry(name, "variable", doc, fn.check, fn.lower)
+            _VARIABLES[name] = Entry(name, "variable", doc, fn.check, fn.lower, maps=maps)
         return fn
     return deco
 
 
-def function(name, doc, check, kind="function", signature=""):
+def function(name, doc, check, kind="function", signature="", action=None, maps=None):
+    """Register a function: its typing rule `check`, the decorated lowering, and
+    what the resources pass allocates for a call: its async `action`, its `maps`."""
     def deco(lower):
-        _FUNCTIONS[name] = Entry(name, kind, doc, check, lower, signature)
+        _FUNCTIONS[name] = Entry(name, kind, doc, check, lower, signature, action, maps)
         return lower
     return deco
+
+
+def record_layout(types, action: dict) -> dict:
+    """The action with the offsets of its arguments in the record ({u64 id; args...})."""
+    offsets, _ = packed(types, 8)
+    layout = [{"offset": off, "type": t.descriptor()} for off, t in zip(offsets, types)]
+    if "args" in action:
+        action["args"] = layout
+    elif "arg" in action:
+        action["arg"] = layout[0]
+    return action
 
 
 # ---------------------------------------------------------------- argument checks

@@ -93,17 +93,19 @@ def _check_join(ck, node):
     return NoneT()
 
 
+def _join_action(node):
+    delim = node.args[1].value.decode() if len(node.args) == 2 else " "
+    return {"kind": "join", "delim": delim, "max_args": JOIN_MAX_ARGS, "arg_size": STRLEN}
+
+
 @function("join", "join(char *arr[][, delim]): print the strings of a NULL-terminated array.",
-          _check_join, signature="join(argv[, delim])")
+          _check_join, signature="join(argv[, delim])", action=_join_action)
 def _join(lw, node):
     fb, b = lw.fb, lw.b
-    delim = node.args[1].value.decode() if len(node.args) == 2 else " "
     argv = lw.expr(node.args[0])
     user = reads_user(lw, node.args[0])
     read = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
     read_str = B.PROBE_READ_USER_STR if user else B.PROBE_READ_KERNEL_STR
-    async_id = lw.res.add_async({"kind": "join", "delim": delim, "max_args": JOIN_MAX_ARGS,
-                                 "arg_size": STRLEN})
     size = 16 + JOIN_MAX_ARGS * STRLEN
     ptr_buf = fb.scratch("join_ptr", 8)
 
@@ -125,7 +127,7 @@ def _join(lw, node):
         b.branch(done)
         b.position_at_end(done)
 
-    lw.write_record(async_id, [], size, extra=fill)
+    lw.write_record(node.async_id, [], size, extra=fill)
     return const(0)
 
 

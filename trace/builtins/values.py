@@ -13,7 +13,7 @@ from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..language.diagnostics import error
-from .registry import function, int_arg, literal_int, nargs, printf_kind, reads_user, variable
+from .registry import InternalMap, function, int_arg, literal_int, nargs, printf_kind, reads_user, variable
 from ..types.model import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
                     StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
 
@@ -84,22 +84,18 @@ def _check_stack(ck, node):
     return StackT(user, mode, limit)
 
 
-def stack_map(lw, limit):
-    """The STACK_TRACE map for stacks of `limit` frames (created on first use)."""
-    sym = stack_map_symbol(limit)
-    gv = lw.res.internal.get(sym)
-    if gv is None:
-        entries = getattr(lw.options, "max_map_keys", STACK_MAP_ENTRIES) or STACK_MAP_ENTRIES
-        gv = lw.res.internal[sym] = B.add_map(lw.module, sym, MAP_TYPE_STACK_TRACE, 4, 8 * limit,
-                                              entries)
-    return gv
+def _stack_maps(node, options):
+    """The STACK_TRACE map for stacks of the node's depth (one per depth)."""
+    limit = node.type.limit
+    entries = getattr(options, "max_map_keys", STACK_MAP_ENTRIES) or STACK_MAP_ENTRIES
+    return [InternalMap(stack_map_symbol(limit), MAP_TYPE_STACK_TRACE, 4, 8 * limit, entries)]
 
 
 def _lower_stack(lw, node):
     t = node.type
     fb = lw.fb
     flags = B.BPF_F_USER_STACK if t.user else 0
-    sid = fb.helper(B.GET_STACKID, fb.ctx, fb.map_ptr(stack_map(lw, t.limit)), const(flags))
+    sid = fb.helper(B.GET_STACKID, fb.ctx, fb.map_ptr(lw.gvs[stack_map_symbol(t.limit)]), const(flags))
     if not t.user:
         return sid
     buf = fb.temp(16)
@@ -113,13 +109,13 @@ class _KStack:
     lower = staticmethod(_lower_stack)
 
 
-variable("kstack", "The kernel stack (same as kstack()).")(_KStack)
-variable("ustack", "The user stack (same as ustack()).")(_KStack)
+variable("kstack", "The kernel stack (same as kstack()).", maps=_stack_maps)(_KStack)
+variable("ustack", "The user stack (same as ustack()).", maps=_stack_maps)(_KStack)
 function("kstack", "kstack([mode,] [limit]): the kernel stack; mode bpftrace (default) or perf, "
          "limit the number of frames (default 127).", _check_stack,
-         signature="kstack([mode,] [limit])")(_lower_stack)
+         signature="kstack([mode,] [limit])", maps=_stack_maps)(_lower_stack)
 function("ustack", "ustack([mode,] [limit]): the user stack, symbolized in user space while the "
-         "process lives.", _check_stack, signature="ustack([mode,] [limit])")(_lower_stack)
+         "process lives.", _check_stack, signature="ustack([mode,] [limit])", maps=_stack_maps)(_lower_stack)
 
 
 # ---------------------------------------------------------------- symbols

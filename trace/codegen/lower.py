@@ -5,7 +5,7 @@ and tuples are i8* pointers to memory holding `type.size` bytes.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict
 
 from llvmlite import ir
 
@@ -15,26 +15,14 @@ from ..language.diagnostics import error
 from ..builtins.context import read_tracepoint_field
 from ..builtins.strings import string_equal
 from ..types.model import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
-                     pointee_size, pointer_of)
+                     packed, pointee_size, pointer_of, slot)
 
 MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT)
 from . import builder as B
 from .builder import I64, const
+from ..passes.resources import GLOBALS, Resources
+from ..builtins.registry import record_layout
 
-
-class Resources:
-    """What codegen hands to the manifest: async actions, map globals, the globals map."""
-
-    def __init__(self):
-        self.async_actions: List[dict] = []
-        self.internal: Dict[str, ir.GlobalVariable] = {}
-
-    def add_async(self, action: dict) -> int:
-        self.async_actions.append(action)
-        return len(self.async_actions) - 1
-
-
-GLOBALS = {"start_ns": 0, "cpid": 8}
 
 # -k checks these helpers' results (-kk: also the reads), as bpftrace: (level, name)
 CHECKED_HELPERS = {
@@ -46,11 +34,12 @@ CHECKED_HELPERS = {
 
 
 class Lowerer:
-    def __init__(self, module, unit, maps, res: Resources, options):
+    def __init__(self, module, unit, maps, res: Resources, gvs, options):
         self.module = module
         self.unit = unit
         self.maps = maps
-        self.res = res
+        self.res = res                # the allocation (passes/resources.py)
+        self.gvs = gvs                # its internal maps' globals, by role or symbol
         self.options = options
         self.fb = B.FunctionBuilder(module, unit.symbol, unit.section)
         self.b = self.fb.b
@@ -67,9 +56,11 @@ class Lowerer:
             return
         loc, self.loc = self.loc, None       # the record's own helpers are not checked
         with self.b.if_then(self.b.icmp_signed("<", result, const(0))):
-            self.emit_record({"kind": "helper_error", "helper": name,
-                              "span": [loc.line, loc.col, loc.end_line, loc.end_col],
-                              "args": []}, [(IntT(64, True), result)])
+            action = {"kind": "helper_error", "helper": name,
+                      "span": [loc.line, loc.col, loc.end_line, loc.end_col], "args": []}
+            types = [IntT(64, True)]
+            async_id = self.res.add_action(record_layout(types, action))
+            self.write_record(async_id, list(zip(types, [result])))
         self.loc = loc
 
     # ------------------------------------------------------------ driver
@@ -215,7 +206,7 @@ class Lowerer:
         off = 0
         for k, v, kt in zip(keys, values, info.keys):
             self.materialize(kt, k.type, v, buf, off)
-            off += (kt.size + 7) & ~7
+            off += slot(kt)
         if bucket is not None:
             fb.store(buf, info.user_key_size, bucket)
         return buf
@@ -260,24 +251,18 @@ class Lowerer:
         return out
 
     # ------------------------------------------------------------ records
-    def emit_record(self, action: dict, args):
-        """Reserve a ring buffer record {u64 id; args...}, fill it, submit it.
-        args: list of (type, value). Adds arg offsets to the action."""
-        fb, b = self.fb, self.b
-        layout, off = [], 8
-        for t, _ in args:
-            layout.append({"offset": off, "type": t.descriptor()})
-            off += (t.size + 7) & ~7
-        if "args" in action:
-            action["args"] = layout
-        elif "arg" in action:
-            action["arg"] = layout[0]
-        async_id = self.res.add_async(action)
-        return self.write_record(async_id, args, off)
+    def send(self, node, args):
+        """Send the record of a call whose action the resources pass allocated
+        (`node.async_id`): {u64 id; args...}. args: list of (type, value)."""
+        self.write_record(node.async_id, args)
 
-    def write_record(self, async_id, args, size, extra=None):
+    def write_record(self, async_id, args, size=None, extra=None):
+        """Reserve a ring buffer record {u64 id; args...} (`size` bytes: by default
+        the args' packed size), fill it (and `extra(rec)`), submit it."""
         fb, b = self.fb, self.b
-        rb = self.res.internal["ringbuf"]
+        if size is None:
+            size = packed([t for t, _ in args], 8)[1]
+        rb = self.gvs["ringbuf"]
         rec = b.inttoptr(fb.helper(B.RINGBUF_RESERVE, fb.map_ptr(rb), const(size), const(0)), B.PTR)
         with b.if_else(fb.is_null(rec)) as (missing, present):
             with missing:
@@ -290,7 +275,7 @@ class Lowerer:
                         fb.store(rec, off, v)
                     else:
                         self.materialize(t, t, v, rec, off)
-                    off += (t.size + 7) & ~7
+                    off += slot(t)
                 if extra is not None:
                     extra(rec)
                 fb.helper(B.RINGBUF_SUBMIT, rec, const(0))
@@ -299,7 +284,7 @@ class Lowerer:
         fb = self.fb
         key = fb.scratch("lost_key", 8)
         fb.store(key, 0, const(0))
-        p = fb.map_lookup(self.res.internal["lost"], key)
+        p = fb.map_lookup(self.gvs["lost"], key)
         with self.b.if_then(self.b.not_(fb.is_null(p))):
             fb.store(p, 0, self.b.add(fb.load(p, 0), const(1)))
 
@@ -307,7 +292,7 @@ class Lowerer:
         fb = self.fb
         key = fb.scratch("globals_key", 8)
         fb.store(key, 0, const(0))
-        p = fb.map_lookup(self.res.internal["globals"], key)
+        p = fb.map_lookup(self.gvs["globals"], key)
         b = self.b
         start = b.block
         with b.if_then(b.not_(fb.is_null(p))):
@@ -404,7 +389,6 @@ class Lowerer:
         raise error(f"cannot lower {type(e).__name__}", e.span)
 
     def field_access(self, e):
-        fb = self.fb
         if isinstance(e.expr.type, TupleT):
             base = self.expr(e.expr)
             i = int(e.field)

@@ -108,6 +108,7 @@ class Call(Expr):
     const_len: object = _checked()       # buf(): a constant length
     addr_bytes: object = _checked()      # pton(): the address bytes
     inode: object = _checked()           # cgroupid(): the cgroup's inode
+    async_id: object = _checked()        # a call that sends a record: its action (resources pass)
 
 
 @record(eq=False)
@@ -264,7 +265,7 @@ class Program(Node):
 CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
                      "addr_bytes", "inode", "deref_size", "kderef", "field_info", "kaccess",
-                     "size"})
+                     "size", "async_id"})
 _NOT_SHOWN = CHECKED | {"span", "type", "op_span"}
 
 

@@ -15,7 +15,6 @@ from typing import List, Optional
 from ..builtins import lookup_builtin
 from ..language import ast
 from ..language.diagnostics import error
-from ..types import kernel
 from ..types.model import INT_TYPES
 from .units import Unit
 
@@ -66,12 +65,14 @@ def _sizeof(e: ast.Sizeof, structs):
     t = INT_TYPES.get(e.type_name)
     size = t.bits // 8 if t is not None else structs.size_of(e.type_name)
     if size is None:
+        from ..types import kernel      # start-up: the BTF reader only when a type is named
         size = kernel.sizeof_type(e.type_name)
     e.size = size
 
 
 def _identifier(e: ast.Builtin, structs):
     if lookup_builtin(e.name) is None:
+        from ..types import kernel      # start-up: the BTF reader only when a constant is named
         e.const_value = kernel.constant(e.name, structs)
 
 

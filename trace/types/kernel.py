@@ -18,7 +18,7 @@ from typing import Optional
 from ..runtime.record import record
 from . import btf as B_
 from ..language.diagnostics import error
-from .model import ArrayT, INT64, IntT, PtrT, StrT, StructT, Type, bpftrace_name
+from .model import ArrayT, IntT, PtrT, StrT, StructT, Type, bpftrace_name
 
 # macro constants the bpftrace tools take from headers that BTF does not carry
 MACROS = {

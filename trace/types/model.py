@@ -105,8 +105,19 @@ class StrT(Type):
         return {"kind": "str", "size": self.length}
 
 
-def _align8(n: int) -> int:
-    return (n + 7) & ~7
+def slot(t: "Type") -> int:
+    """The bytes a value takes as a field of a tuple, a map key or an output record:
+    its size rounded up to 8 (every field starts 8-byte aligned)."""
+    return (t.size + 7) & ~7
+
+
+def packed(types, start: int = 0):
+    """(offsets, end) of values laid out one after another in 8-byte slots."""
+    offsets, off = [], start
+    for t in types:
+        offsets.append(off)
+        off += slot(t)
+    return offsets, off
 
 
 @record(frozen=True)
@@ -115,15 +126,11 @@ class TupleT(Type):
 
     @property
     def offsets(self):
-        out, off = [], 0
-        for t in self.elements:
-            out.append(off)
-            off += _align8(t.size)
-        return out
+        return packed(self.elements)[0]
 
     @property
     def size(self):
-        return sum(_align8(t.size) for t in self.elements)
+        return packed(self.elements)[1]
 
     def __str__(self):
         return "(" + ",".join(str(t) for t in self.elements) + ")"
