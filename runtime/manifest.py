@@ -162,6 +162,9 @@ class AttachSpec(_Json):
         kind = obj["kind"] if isinstance(obj, dict) and "kind" in obj else None
         return (_ATTACH_CLASSES[kind] if kind in _ATTACH_CLASSES else UnknownAttach).from_json(obj)
 
+    def for_process(self, pid: int) -> None:
+        """-p PID: restrict an entry that can target one process to it."""
+
 
 @record
 class RunOnceAttach(AttachSpec):
@@ -235,6 +238,10 @@ class UprobeAttach(AttachSpec):
     _convert = {"offset": int, "pid": int, "ref_ctr_offset": int, "retprobe": bool}
     _sparse = ("ref_ctr_offset", "retprobe")
 
+    def for_process(self, pid: int) -> None:
+        if self.pid == -1:
+            self.pid = pid
+
     @property
     def is_return(self) -> bool:
         return self.kind == "uretprobe" or self.retprobe
@@ -249,6 +256,10 @@ class WatchpointAttach(AttachSpec):
     pid: int = -1
     KINDS = ("watchpoint",)
     _convert = {"addr": int, "len": int, "bp_type": int, "pid": int}
+
+    def for_process(self, pid: int) -> None:
+        if self.pid == -1:
+            self.pid = pid
 
 
 @record

@@ -115,13 +115,12 @@ def codegen_pass(st: State):
         first = unit.probe.attach_points[0].span
         attach = unit.provider.attach_specs(unit.probes, unit.cookies)
         if st.options.pid is not None:
-            for entry in attach:
-                if entry.get("pid") == -1:      # process-targetable (uprobe, usdt)
-                    entry["pid"] = st.options.pid
+            for spec in attach:
+                spec.for_process(st.options.pid)
         programs.append({
             "symbol": unit.symbol, "section": unit.section, "prog_type": unit.provider.prog_type,
             "name": resources.kernel_name(_program_name(unit)),
-            "attach": attach,
+            "attach": [spec.to_json() for spec in attach],
             "span": [unit.probe.span.line, unit.probe.span.col, first.end_line, first.end_col],
         })
         programs[-1].update(unit.provider.program_fields(unit.probes))   # kfunc, iter: attach BTF

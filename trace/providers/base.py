@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
 from ..language.diagnostics import error
+from ..runtime.manifest import AttachSpec
 
 
 @record
@@ -57,11 +58,11 @@ class Provider:
         """The ELF section of the program serving probe."""
         raise NotImplementedError
 
-    def attach_spec(self, probe: ExpandedProbe, cookie: int) -> dict:
-        """The manifest attach entry of one probe."""
+    def attach_spec(self, probe: ExpandedProbe, cookie: int) -> AttachSpec:
+        """The manifest attach entry of one probe (a runtime.manifest record)."""
         raise NotImplementedError
 
-    def attach_specs(self, probes, cookies) -> List[dict]:
+    def attach_specs(self, probes, cookies) -> List[AttachSpec]:
         """The manifest attach entries of one program serving these probes.
         Default: attach_spec of each probe."""
         return [self.attach_spec(p, c) for p, c in zip(probes, cookies)]

@@ -13,6 +13,7 @@ from ..language.diagnostics import error
 from ..types.model import PtrT
 from ..runtime.uapi import BPF_TRACE_ITER
 from . import PROG_TRACING, ExpandedProbe, Provider, register, split_attach_point
+from ..runtime.manifest import IterAttach
 
 ITERATORS = ("task", "task_file", "task_vma")
 
@@ -49,7 +50,7 @@ class Iter(Provider):
         return f"iter/{probe.target}"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": "iter", "iterator": probe.target, "pin": probe.func, "cookie": cookie}
+        return IterAttach(kind="iter", iterator=probe.target, pin=probe.func, cookie=cookie)
 
     def program_fields(self, probes):
         return {"expected_attach_type": BPF_TRACE_ITER, "attach_btf_id": probes[0].params["btf_id"]}

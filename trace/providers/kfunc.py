@@ -22,6 +22,7 @@ from ..types.model import UINT64, IntT, PtrT
 from ..runtime.uapi import BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
 from . import PROG_TRACING, ExpandedProbe, Provider, glob_match, register, split_attach_point
 from .btfargs import btf_arg_field, read_ctx_arg
+from ..runtime.manifest import KfuncAttach
 
 
 class Kfunc(Provider):
@@ -64,8 +65,8 @@ class Kfunc(Provider):
         return f"{'fexit' if self.retprobe else 'fentry'}/{probe.func}"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": self.name, "func": probe.func, "btf_id": probe.params["btf_id"],
-                "cookie": cookie}
+        return KfuncAttach(kind=self.name, func=probe.func, btf_id=probe.params["btf_id"],
+                           cookie=cookie)
 
     def context_key(self, probe):
         return probe.func

@@ -19,6 +19,7 @@ from typing import List, Tuple
 from ..language.diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .regs import RegsProvider
+from ..runtime.manifest import KprobeAttach
 
 KALLSYMS = "/proc/kallsyms"
 
@@ -90,8 +91,8 @@ class Kprobe(RegsProvider):
         return f"{self.name}/{probe.func}"
 
     def attach_specs(self, probes, cookies):
-        return [{"kind": self.attach_kind, "func": p.func, "offset": p.params["offset"],
-                 "cookie": c} for p, c in zip(probes, cookies)]
+        return [KprobeAttach(kind=self.attach_kind, func=p.func, offset=p.params["offset"], cookie=c)
+                for p, c in zip(probes, cookies)]
 
     def context_key(self, probe):
         return None      # pt_regs: the same layout everywhere

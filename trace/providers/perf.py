@@ -6,6 +6,7 @@ from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_p
 
 from ..runtime.uapi import PERF_COUNT_SW_CPU_CLOCK as SW_CPU_CLOCK
 from ..runtime.uapi import PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE
+from ..runtime.manifest import PerfEventAttach
 
 UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
 
@@ -79,8 +80,8 @@ class Timer(Provider):
         return "perf_event"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": "perf_event", "type": PERF_TYPE_SOFTWARE, "config": SW_CPU_CLOCK,
-                "cpus": self.cpus, "cookie": cookie, **probe.params}
+        return PerfEventAttach(kind="perf_event", type=PERF_TYPE_SOFTWARE, config=SW_CPU_CLOCK,
+                               cpus=self.cpus, cookie=cookie, **probe.params)
 
 
 class Counter(Provider):
@@ -108,8 +109,8 @@ class Counter(Provider):
         return "perf_event"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": "perf_event", "type": self.perf_type, "config": probe.params["config"],
-                "period": probe.params["period"], "freq": False, "cpus": "all", "cookie": cookie}
+        return PerfEventAttach(kind="perf_event", type=self.perf_type, config=probe.params["config"],
+                               period=probe.params["period"], freq=False, cpus="all", cookie=cookie)
 
     def listing(self, verbose, target=None):
         if self.name == "software":

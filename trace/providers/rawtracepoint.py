@@ -17,6 +17,7 @@ from ..types.model import UINT64
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, glob_match, register, split_attach_point
 from .btfargs import btf_arg_field, read_ctx_arg
 from .tpformat import all_events as tracepoint_events
+from ..runtime.manifest import RawTracepointAttach
 
 MAX_ARGS = 12
 
@@ -86,7 +87,7 @@ class RawTracepoint(Provider):
         return f"raw_tracepoint/{probe.func}"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": "raw_tracepoint", "name": probe.func, "cookie": cookie}
+        return RawTracepointAttach(kind="raw_tracepoint", name=probe.func, cookie=cookie)
 
     def context_key(self, probe):
         return probe.func

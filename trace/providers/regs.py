@@ -14,6 +14,7 @@ from ..language.diagnostics import error
 from ..types.model import STRLEN, UINT64, PtrT, StrT
 from . import PROG_KPROBE, Provider
 from .elf import read_elf
+from ..runtime.manifest import UprobeAttach
 
 # struct pt_regs (x86-64) offsets, by bpftrace's register names
 REG_OFFSETS = {
@@ -38,11 +39,8 @@ class RegsProvider(Provider):
         out = []
         for p, c in zip(probes, cookies):
             for loc in p.params.get("locations", [p.params]):
-                entry = {"kind": self.attach_kind, "path": p.target, "offset": loc["offset"],
-                         "pid": -1, "cookie": c}
-                if loc.get("ref_ctr_offset"):
-                    entry["ref_ctr_offset"] = loc["ref_ctr_offset"]
-                out.append(entry)
+                out.append(UprobeAttach(kind=self.attach_kind, path=p.target, offset=loc["offset"],
+                                        ref_ctr_offset=loc.get("ref_ctr_offset") or 0, cookie=c))
         return out
 
     # -------------------------------------------------- builtins (see builtins.context._RegisterArgs)

@@ -1,6 +1,7 @@
 """BEGIN and END: raw-tracepoint programs run once with BPF_PROG_TEST_RUN."""
 from ..language.diagnostics import error
 from . import PROG_RAW_TRACEPOINT, ExpandedProbe, Provider, register
+from ..runtime.manifest import RunOnceAttach
 
 
 class Special(Provider):
@@ -19,7 +20,7 @@ class Special(Provider):
         return f"raw_tracepoint/{self.name.lower()}"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": self.name.lower()}
+        return RunOnceAttach(kind=self.name.lower())
 
 
 

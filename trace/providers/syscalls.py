@@ -17,6 +17,7 @@ from . import PROG_RAW_TRACEPOINT, ExpandedProbe
 from .regs import REG_OFFSETS, SYSCALL_ARG_REGS
 from .syscall_table import X86_64
 from .tpformat import TracepointProvider, event_fields
+from ..runtime.manifest import RawTracepointAttach
 
 # An ia32 system call (a 32-bit process, or int $0x80) has its own numbers, and the
 # syscalls:* tracepoints ignore it (trace_get_syscall_nr: in_32bit_syscall()), so the
@@ -52,7 +53,7 @@ class RawSyscall(TracepointProvider):
         return f"raw_tracepoint/{self.raw_name}"
 
     def attach_specs(self, probes, cookies):
-        return [{"kind": "raw_tracepoint", "name": self.raw_name, "cookie": cookies[0]}]
+        return [RawTracepointAttach(kind="raw_tracepoint", name=self.raw_name, cookie=cookies[0])]
 
     # -------------------------------------------------------- codegen hooks
     def prologue(self, lw):

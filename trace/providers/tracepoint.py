@@ -7,6 +7,7 @@ from ..language.diagnostics import error
 from . import PROG_TRACEPOINT, ExpandedProbe, glob_match, register, split_attach_point
 from .tpformat import (TracepointProvider, all_events, event_exists, format_field,
                        tracepoint_format)
+from ..runtime.manifest import TracepointAttach
 
 
 class Tracepoint(TracepointProvider):
@@ -37,7 +38,7 @@ class Tracepoint(TracepointProvider):
         return f"tracepoint/{probe.target}/{probe.func}"
 
     def attach_spec(self, probe, cookie):
-        return {"kind": "tracepoint", "category": probe.target, "event": probe.func, "cookie": cookie}
+        return TracepointAttach(kind="tracepoint", category=probe.target, event=probe.func, cookie=cookie)
 
     def listing(self, verbose, target=None):
         lines = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..language.diagnostics import error
 from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
+from ..runtime.manifest import WatchpointAttach
 
 BP_TYPES = {"r": 1, "w": 2, "x": 4}
 
@@ -56,8 +57,8 @@ class Watchpoint(Provider):
 
     def attach_spec(self, probe, cookie):
         p = probe.params
-        return {"kind": "watchpoint", "addr": p["addr"], "len": p["len"], "bp_type": p["bp_type"],
-                "pid": -1, "cookie": cookie}
+        return WatchpointAttach(kind="watchpoint", addr=p["addr"], len=p["len"], bp_type=p["bp_type"],
+                                cookie=cookie)
 
     def listing(self, verbose, target=None):
         return []
