@@ -9,6 +9,9 @@ they are unchanged. Set PYTRACE_NO_CACHE=1 to bypass it; PYTRACE_CACHE_DIR moves
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
+
+from . import __version__
 
 try:    # hashlib's own BLAKE2, without hashlib loading OpenSSL (2.5 ms of a 60 ms run)
     from _blake2 import blake2b
@@ -47,7 +50,6 @@ def _code_fingerprint() -> str:
 
 def _llvm_version() -> str:
     """llvmlite's installed files (a new version rewrites them), without importing it."""
-    from importlib.util import find_spec
     try:
         spec = find_spec("llvmlite")
         return f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"
@@ -66,7 +68,6 @@ def _tracepoints_fingerprint() -> str:
 
 
 def key(source: str, *options) -> str:
-    from . import __version__
     h = blake2b(digest_size=32)
     for part in (FORMAT, __version__, _code_fingerprint(), _llvm_version(), os.uname().release,
                  _tracepoints_fingerprint(), source, *map(repr, options)):

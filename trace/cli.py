@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import shlex
+import signal
 import sys
 
-from . import __version__
+from . import __version__, cache
 
 USAGE = """USAGE:
     pytrace [options] filename
@@ -103,7 +106,6 @@ def main(argv=None) -> int:
 def _end_by_sigpipe():
     """End quietly, killed by SIGPIPE as bpftrace is (status 141 in a shell); stdout
     goes to /dev/null first so nothing complains about the unflushed rest."""
-    import signal
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
@@ -126,6 +128,7 @@ def _main(argv) -> int:
         print(f"pytrace v{__version__}")
         return 0
     if args.list:
+        # lazy: start-up time (only -l lists probes)
         from .listing import list_probes
         pattern = args.rest[0] if args.rest else (args.program or "")
         return list_probes(pattern, args.verbose)
@@ -157,7 +160,6 @@ def _main(argv) -> int:
 
     max_map_keys = _env_int("BPFTRACE_MAP_KEYS_MAX", 4096)
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
-    from . import cache
     cache_key = None
     if plain_run and cache.enabled():
         cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid,
@@ -170,6 +172,7 @@ def _main(argv) -> int:
 
     emitter = None
     if not (args.dump_after or args.dump_all):
+        # lazy: start-up time (only when compiling)
         from .codegen.emit import BackgroundEmitter
         try:
             emitter = BackgroundEmitter(meanwhile=_import_runtime)
@@ -183,7 +186,10 @@ def _main(argv) -> int:
 
 
 def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args) -> int:
-    from .compiler import CompileOptions, PASS_NAMES, compile_source
+    # lazy: start-up time (a cached object needs no compiler)
+    from .compiler import PASS_NAMES, CompileOptions, compile_source
+
+    # lazy: start-up time (with the compiler)
     from .language.diagnostics import CompileError, render
 
     dump_after = args.dump_after
@@ -218,20 +224,19 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
         return 0
     files = _probed_files(st.manifest)
     if cache_key is not None and not (files and args.pid):   # -p: process-specific
-        from . import cache
         cache.store(cache_key, st.elf, warnings, files)
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
 def _import_runtime():
-    from .runtime import session, output   # noqa: F401  (what run_object needs)
+    from .runtime import output, session  # noqa: F401  (what run_object needs)
 
 
 def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> int:
     if os.geteuid() != 0:
         sys.stderr.write("ERROR: pytrace currently only supports running as the root user.\n")
         return 1
-    import shlex
+    # lazy: start-up time (-l, --help and --emit-elf run nothing)
     from .runtime import errors
     from .runtime.session import RunOptions, run
 
@@ -246,6 +251,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:
+        # lazy: start-up time (only to print a diagnostic)
         from .language.diagnostics import Diagnostic, render
         e.elf = elf
         span = _failure_span(e, manifest)
@@ -258,7 +264,6 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
 
 def _set_process_name(name: bytes):
     """comm is `pytrace` in BEGIN/END however we were started (python -m, a shim)."""
-    import ctypes
     PR_SET_NAME = 15
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
@@ -267,8 +272,10 @@ def _set_process_name(name: bytes):
 
 
 def _failure_span(e, manifest):
+    # lazy: start-up time (only to print a diagnostic)
     from .language.ast import Span
     if manifest is None:
+        # lazy: start-up time (only to run a .o file)
         from .runtime import objfile
         try:
             manifest = objfile.parse(e.elf).manifest if getattr(e, "elf", None) else {}
@@ -301,6 +308,7 @@ def _env_int(name, default):
 
 
 def _usage():
+    # lazy: start-up time (only for --help)
     from .compiler import PASS_NAMES
     return USAGE.replace("{passes}", ", ".join(PASS_NAMES))
 

@@ -9,13 +9,16 @@ import json
 import re
 from typing import Callable, List, Optional
 
-from .runtime.manifest import MANIFEST_VERSION, Manifest
-from .runtime.record import record, field
 from .language import ast
-from .types.model import AggT, packed
+from .language.diagnostics import CompileError, Diagnostic, error, render
+from .language.parser import parse
 from .passes import desugar, fold, resources, typecheck
 from .passes.typecheck import Options
 from .passes.units import build_units
+from .runtime.manifest import MANIFEST_VERSION, Manifest
+from .runtime.record import field, record
+from .types.cdecl import StructTable
+from .types.model import AggT, packed
 
 
 @record
@@ -46,7 +49,6 @@ class State:
 
 
 def parse_pass(st: State):
-    from .language.parser import parse
     st.program = parse(st.source, st.filename)
 
 
@@ -61,8 +63,6 @@ def units_pass(st: State):
 
 def declarations_pass(st: State):
     """The C declarations before the probes: types, sizes and #defines."""
-    from .types.cdecl import StructTable
-    from .language.diagnostics import CompileError
     try:
         st.structs = StructTable(st.program.c_definitions)
     except CompileError as e:
@@ -100,6 +100,7 @@ def map_manifest(info) -> dict:
 
 
 def codegen_pass(st: State):
+    # lazy: start-up time (llvmlite only once the program checks)
     from .codegen import builder as B
     from .codegen.lower import Lowerer
     module = B.new_module()
@@ -148,7 +149,6 @@ def codegen_pass(st: State):
 def _helper_error_message(st: State, span, helper: str):
     """The warning a failing helper prints, as [before, after] the error it got
     ("Argument list too long (-7)"): the runtime has neither source nor renderer."""
-    from .language.diagnostics import Diagnostic, render
     marker = "\0"
     text = render(Diagnostic(f"Failed to {helper}: {marker}", ast.Span(*span), "WARNING"),
                   st.source, st.filename)
@@ -163,11 +163,10 @@ def _program_name(unit) -> str:
 
 
 def emit_pass(st: State):
-    from .language.diagnostics import error
     if st.options.emitter is not None:
         emit_object = st.options.emitter.emit
     else:
-        from .codegen.emit import emit_object
+        from .codegen.emit import emit_object   # lazy: start-up time (llvmlite)
     try:
         st.elf = emit_object(st.llvm_ir)
     except RuntimeError as e:

@@ -1,21 +1,20 @@
 """signal(), debugf(), override(): actions on the traced system."""
 from __future__ import annotations
 
+import signal
 
-from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import I64, const
+from ..language import ast
 from ..language.diagnostics import error
-from ..types.model import (IntT, NoneT)
-from .registry import (check_unsafe, function, int_arg, nargs)
+from ..types.model import IntT, NoneT
 from .output import check_format, format_specs
-
+from .registry import check_unsafe, function, int_arg, nargs
 
 # ---------------------------------------------------------------- unsafe actions
 
 def signal_number(name: str):
     """A signal name ("KILL", "SIGKILL", any case) as its number, or None."""
-    import signal
     name = name.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name

@@ -8,16 +8,44 @@ output layer decodes (docs/object-contract.md). Imported by pytrace.builtins.
 from __future__ import annotations
 
 import os
+import socket
 
-from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
+from ..language import ast
 from ..language.diagnostics import error
-from .registry import InternalMap, function, int_arg, literal_int, nargs, printf_kind, reads_user, variable
-from ..types.model import (STRLEN, UINT64, ArrayT, BufT, ByteArrayT, InetT, IntT, KsymT, MacT, PtrT, StackT,
-                    StrerrorT, StrftimeT, StrT, UsymT, bpftrace_name, kind_name, stack_map_symbol)
-
 from ..runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
+from ..types.model import (
+    STRLEN,
+    UINT64,
+    ArrayT,
+    BufT,
+    ByteArrayT,
+    InetT,
+    IntT,
+    KsymT,
+    MacT,
+    PtrT,
+    StackT,
+    StrerrorT,
+    StrftimeT,
+    StrT,
+    UsymT,
+    bpftrace_name,
+    kind_name,
+    stack_map_symbol,
+)
+from .registry import (
+    InternalMap,
+    function,
+    int_arg,
+    literal_int,
+    nargs,
+    printf_kind,
+    reads_user,
+    variable,
+)
+
 STACK_MODES = ("bpftrace", "perf", "raw")
 DEFAULT_STACK_LIMIT = 127
 MAX_STACK_LIMIT = 1024          # bpftrace 0.17's MAX_STACK_SIZE
@@ -296,7 +324,6 @@ def _ntop(lw, node):
     if len(node.args) == 2:
         af = lw.expr(node.args[0])
     else:
-        import socket
         af = const(socket.AF_INET if size == 4 else socket.AF_INET6)
     fb.store(out, 0, af)
     if isinstance(t, (IntT, PtrT)):
@@ -309,7 +336,6 @@ def _ntop(lw, node):
 def _check_pton(ck, node):
     nargs(node, 1)
     text = _quoted(ck, node)
-    import socket
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
         node.addr_bytes = socket.inet_pton(family, text)

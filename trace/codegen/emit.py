@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import sys
+
+from ..runtime.objfile import join
 
 
 @functools.lru_cache(maxsize=None)
 def _target_machine():
+    # lazy: start-up time (LLVM's shared library, loaded in the emitting process only)
     import llvmlite.binding as llvm
     llvm.initialize_all_targets()
     llvm.initialize_all_asmprinters()
@@ -25,6 +30,7 @@ def _target_machine():
 
 def emit_object(llvm_ir: str) -> bytes:
     """Raises RuntimeError (llvmlite's error) if LLVM rejects the module."""
+    # lazy: start-up time (LLVM's shared library, loaded in the emitting process only)
     import llvmlite.binding as llvm
     tm = _target_machine()
     mod = llvm.parse_assembly(llvm_ir)
@@ -98,7 +104,6 @@ class BackgroundEmitter:
     def _work(ir_read: int, result_write: int, stderr: int):
         status = 0
         try:
-            import signal
             # Ctrl-C reaches the whole process group: the parent decides what ends.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -130,7 +135,6 @@ class BackgroundEmitter:
     def _emit_in_two(self, parts) -> bytes:
         """A large module: half its functions here, half in a second worker forked now
         (after this one has its IR, so that it holds none of this one's pipes)."""
-        from ..runtime.objfile import join
         first, second = parts
         self._submit(first)
         try:
@@ -164,7 +168,6 @@ class BackgroundEmitter:
         self.close()
         if answer[:1] == _OK:
             if llvm_said:
-                import sys
                 sys.stderr.write(llvm_said)
             return answer[1:]
         if answer[:1] == _LLVM_ERROR:

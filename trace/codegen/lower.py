@@ -9,20 +9,34 @@ from typing import Dict
 
 from llvmlite import ir
 
-from ..language import ast
 from ..builtins import lookup_builtin, lookup_function
-from ..language.diagnostics import error
 from ..builtins.context import read_tracepoint_field
 from ..builtins.strings import string_equal
-from ..types.model import (AggT, BufT, ByteArrayT, InetT, IntT, PtrT, StackT, StrT, TupleT, Type, UsymT,
-                     packed, pointee_size, pointer_of, slot)
+from ..language import ast
+from ..language.diagnostics import error
+from ..types.model import (
+    AggT,
+    BufT,
+    ByteArrayT,
+    InetT,
+    IntT,
+    PtrT,
+    StackT,
+    StrT,
+    TupleT,
+    Type,
+    UsymT,
+    packed,
+    pointee_size,
+    pointer_of,
+    slot,
+)
 
 MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT)
+from ..builtins.registry import record_layout
+from ..passes.resources import GLOBALS, Resources
 from . import builder as B
 from .builder import I64, const
-from ..passes.resources import GLOBALS, Resources
-from ..builtins.registry import record_layout
-
 
 # -k checks these helpers' results (-kk: also the reads), as bpftrace: (level, name)
 CHECKED_HELPERS = {
@@ -347,6 +361,7 @@ class Lowerer:
             if e.op == "!":
                 return fb.from_bool(b.icmp_unsigned("==", v, const(0)))
             if e.op == "*" and e.kderef is not None:
+                # lazy: start-up time (the BTF reader only for typed kernel data)
                 from ..types.kernel import read
                 return read(self, v, e.type, e.kderef)
             if e.op == "*":
@@ -384,6 +399,7 @@ class Lowerer:
         if isinstance(e, ast.Sizeof):
             return const(e.size)
         if isinstance(e, ast.Index) and e.kaccess is not None:
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import lower_index
             return lower_index(self, e)
         raise error(f"cannot lower {type(e).__name__}", e.span)
@@ -394,6 +410,7 @@ class Lowerer:
             i = int(e.field)
             return self.load_value(e.type, base, e.expr.type.offsets[i])
         if e.kaccess is not None:
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import lower_field
             return lower_field(self, e)
         return read_tracepoint_field(self, e)

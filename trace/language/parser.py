@@ -50,12 +50,40 @@ import sys
 import threading
 from collections import Counter
 
+from .. import grammar
 from .ast import (
-    Assign, AttachPoint, Break, Builtin, Call, Cast, Continue, ExprStmt, FieldAccess, If,
-    IncDec, Index, Integer, Map, Positional, PositionalCount, Probe, Program, Return, Sizeof,
-    Span, String, Ternary, Tuple, Unary, Unroll, Variable, While, Binary,
+    Assign,
+    AttachPoint,
+    Binary,
+    Break,
+    Builtin,
+    Call,
+    Cast,
+    Continue,
+    ExprStmt,
+    FieldAccess,
+    If,
+    IncDec,
+    Index,
+    Integer,
+    Map,
+    Positional,
+    PositionalCount,
+    Probe,
+    Program,
+    Return,
+    Sizeof,
+    Span,
+    String,
+    Ternary,
+    Tuple,
+    Unary,
+    Unroll,
+    Variable,
+    While,
 )
 from .diagnostics import CompileError, error
+from .patterns import PatternCache, interpreter_key
 
 __all__ = ["parse"]
 
@@ -567,8 +595,8 @@ def _ignored_token_span(tok) -> Span:
 def _cache_files(grammar_text: str, lark_version: str):
     """Where to cache the analysed grammar and the lexer's compiled patterns
     (see trace/language/patterns.py), or (None, None) if there is no writable cache directory."""
+    # lazy: start-up time (loads OpenSSL; with lark, when the parser is built)
     import hashlib
-    from .patterns import interpreter_key
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     directory = os.path.join(base, "pytrace")
@@ -596,6 +624,7 @@ def _import_lark():
     if hide:
         sys.modules["regex"] = None     # makes `import regex` raise ImportError
     try:
+        # lazy: start-up time (importing the parser module does not load lark)
         import lark
     finally:
         if hide:
@@ -604,7 +633,6 @@ def _import_lark():
 
 
 def _build():
-    from .. import grammar
     lark = _import_lark()
 
     with open(os.path.join(os.path.dirname(grammar.__file__), "pytrace.lark"), encoding="utf-8") as f:
@@ -631,7 +659,6 @@ def _use_pattern_cache(parser, path):
     """Make lark's per-state lexers compile their terminal alternations through a
     PatternCache, which keeps them between runs.  Returns the cache (None if lark's
     lexers are not laid out as expected: they then compile with `re` as usual)."""
-    from .patterns import PatternCache
 
     contextual = getattr(getattr(parser, "parser", None), "lexer", None)
     lexers = getattr(contextual, "lexers", None)
@@ -670,6 +697,7 @@ def _terminal_display(parser, name: str):
 def _expected_after_default_reductions(e):
     """Like bison (default reductions, no LAC): reduce by each state's most common rule
     until reaching a state with only shifts; its terminals are what was expected."""
+    # lazy: start-up time (lark)
     from lark.parsers.lalr_analysis import Reduce, Shift
 
     pstate = e.state
@@ -771,6 +799,7 @@ def parse(source: str, filename: str = "stdin") -> Program:
         nl = text.find("\n")
         text = " " * (len(text) if nl < 0 else nl) + ("" if nl < 0 else text[nl:])
     parser = _get_parser()
+    # lazy: start-up time (lark)
     from lark.exceptions import LarkError
 
     try:
@@ -785,6 +814,7 @@ def parse(source: str, filename: str = "stdin") -> Program:
 
 
 def _lark_error(parser, e, text: str) -> CompileError:
+    # lazy: start-up time (lark)
     from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
     if isinstance(e, UnexpectedToken):

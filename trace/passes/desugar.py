@@ -1,11 +1,13 @@
 """Desugaring: filters become `if`, positional parameters become literals."""
 from __future__ import annotations
 
+import re
 from typing import List
 
 from ..language import ast
-from ..types.model import STRLEN
 from ..language.diagnostics import error
+from ..runtime.record import fields
+from ..types.model import STRLEN
 
 
 def filters_to_if(program: ast.Program) -> ast.Program:
@@ -108,7 +110,6 @@ def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
     for probe in program.probes:
         for ap in probe.attach_points:      # `uprobe:$1:func`, `i:ms:$2`: the parameter's text
             if "$" in ap.raw:
-                import re
                 ap.raw = re.sub(r"\$(\d+)", lambda m: param(int(m.group(1))) or "", ap.raw)
         if probe.predicate is not None:
             probe.predicate = rewrite(probe.predicate)
@@ -117,7 +118,6 @@ def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
 
 
 def _rewrite_children(node, fn):
-    from ..runtime.record import fields
     for f in fields(node):
         if f.name in ("span", "type"):
             continue

@@ -8,17 +8,34 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..runtime.record import record
+from ..builtins import lookup_builtin, lookup_function
 from ..language import ast
 from ..language.diagnostics import CompileError, Diagnostic, error
-from ..builtins import lookup_builtin, lookup_function
-from ..types.model import STRLEN, ArrayT, StructT, kind_name
-from ..types.model import (INT64, UINT64, AggT, ArgsT, IntT, NoneT, PtrT, StrT, TupleT, Type,
-                     bpftrace_name, pointer_of, unify, INT_TYPES)
-from .units import Unit
-from .desugar import op_span
+from ..runtime.record import record
+from ..types.cdecl import SCALARS, StructTable
+from ..types.model import (
+    INT64,
+    INT_TYPES,
+    STRLEN,
+    UINT64,
+    AggT,
+    ArgsT,
+    ArrayT,
+    IntT,
+    NoneT,
+    PtrT,
+    StrT,
+    StructT,
+    TupleT,
+    Type,
+    bpftrace_name,
+    kind_name,
+    pointer_of,
+    unify,
+)
 from . import fold
-
+from .desugar import op_span
+from .units import Unit
 
 MAX_STRING = STRLEN
 
@@ -66,7 +83,6 @@ class Options:
 
 class Checker:
     def __init__(self, units: List[Unit], options: Options, structs=None):
-        from ..types.cdecl import StructTable
         self.structs = structs or StructTable([])
         self.units = units
         self.options = options
@@ -376,6 +392,7 @@ class Checker:
         if t is None:
             return None
         if e.op == "*":
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_deref
             kt = check_deref(self, e, pointer_of(e.operand) or t)
             if kt is not None:
@@ -388,7 +405,6 @@ class Checker:
                 if t.target.endswith("*"):
                     # *argv: still a pointer, into the same address space
                     return PtrT(t.target[:-1].strip(), user=t.user)
-                from ..types.cdecl import SCALARS
                 size = SCALARS.get(t.target)
                 if size in (1, 2, 4):
                     e.deref_size = size
@@ -450,6 +466,7 @@ class Checker:
         t = self.expr(e.operand)
         target = INT_TYPES.get(e.type_name)
         if target is None:
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_cast
             target = check_cast(self, e, t)
             if target is not None:
@@ -477,6 +494,7 @@ class Checker:
     def _check_index(self, e, statement):
         t = self.expr(e.expr)
         if isinstance(t, (PtrT, ArrayT)):
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_index
             return check_index(self, e, t)
         raise error("The array index operator [] can only be used on arrays and pointers, found "
@@ -556,6 +574,7 @@ class Checker:
         if isinstance(base, ArgsT):
             return self.unit.provider.args_field(self, e)      # tracefs format, BTF (kfunc)
         if isinstance(base, (PtrT, StructT)):
+            # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_field
             return check_field(self, e, base)
         raise error(f"Can not access field '{e.field}' on expression of type '{bpftrace_name(base)}'",

@@ -10,9 +10,8 @@ import shutil
 import subprocess
 from typing import Dict, List, Optional, Tuple
 
-from ..runtime.record import record, field
 from ..language.diagnostics import error
-
+from ..runtime.record import field, record
 
 # ------------------------------------------------------------------ ELF files
 
@@ -58,7 +57,10 @@ def read_elf(path: str) -> Optional[ElfFile]:
 
 @functools.lru_cache(maxsize=32)
 def _read_elf(path: str, _key) -> Optional[ElfFile]:
-    from ..runtime.elfread import ElfError, ElfImage   # lazy: start-up time (only to read a binary)
+    from ..runtime.elfread import (  # lazy: start-up time (only to read a binary)
+        ElfError,
+        ElfImage,
+    )
     try:
         elf = ElfImage(path)
     except ElfError:
@@ -89,7 +91,14 @@ def _read_elf(path: str, _key) -> Optional[ElfFile]:
 
 def _add_symbols(elf, functions, objects):
     # lazy: start-up time (only to read a binary)
-    from ..runtime.elfread import STT_COMMON, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, STT_TLS
+    # lazy: start-up time (only to read a binary)
+    from ..runtime.elfread import (
+        STT_COMMON,
+        STT_FUNC,
+        STT_GNU_IFUNC,
+        STT_OBJECT,
+        STT_TLS,
+    )
     for name, type_, shndx, value, size in elf.symbols():
         if not name or shndx == 0 or not value:
             continue
@@ -101,7 +110,10 @@ def _add_symbols(elf, functions, objects):
 
 def _read_elf_pyelftools(path: str) -> Optional[ElfFile]:
     # lazy: start-up time (pyelftools is heavy, and only reads what elfread can't: 32-bit ELF)
+    # lazy: start-up time (pyelftools only to read notes and debug links)
     from elftools.common.exceptions import ELFError
+
+    # lazy: start-up time (pyelftools)
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import NoteSection, SymbolTableSection
     try:

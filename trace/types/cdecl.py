@@ -2,10 +2,12 @@
 enough to know the size and field offsets of `struct X { ... };` for sizeof()."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Dict, Optional
 
 from ..language.diagnostics import error
+from .btf import VMLINUX
 
 SCALARS = {
     "char": 1, "signed char": 1, "unsigned char": 1, "bool": 1, "_Bool": 1,
@@ -91,8 +93,6 @@ def _pp_condition(expr: str, macros) -> bool:
 class StructTable:
     def __init__(self, definitions):
         self.layouts: Dict[str, tuple] = {}   # "struct X" -> (size, align)
-        import os
-        from .btf import VMLINUX
         defined = ("BPFTRACE_HAVE_BTF",) if os.path.exists(VMLINUX) else ()
         definitions, self.defines = preprocess(definitions, defined)
         text = re.sub(r"//[^\n]*|/\*.*?\*/", "", "\n".join(definitions), flags=re.S)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..codegen import builder as B
+from ..codegen.builder import const
+from ..language.diagnostics import error
 from ..runtime.record import record
 from . import btf as B_
-from ..language.diagnostics import error
-from .model import ArrayT, IntT, PtrT, StrT, StructT, Type, bpftrace_name
+from .cdecl import SCALARS
+from .model import INT_TYPES, ArrayT, IntT, PtrT, StrT, StructT, Type, bpftrace_name
 
 # macro constants the bpftrace tools take from headers that BTF does not carry
 MACROS = {
@@ -93,7 +96,6 @@ def _pointee_name(b, tid: int) -> str:
 
 
 def _c_scalar(name: str) -> Optional[IntT]:
-    from .cdecl import SCALARS
     name = " ".join(name.replace("const", " ").replace("volatile", " ").split())
     size = SCALARS.get(name)
     if size is None:
@@ -109,7 +111,6 @@ def pointee(ptr: PtrT) -> Optional[Type]:
         return PtrT(target[:-1].strip(), user=ptr.user)
     if target in ("void", ""):
         return None
-    from .model import INT_TYPES
     if target in INT_TYPES:
         return INT_TYPES[target]
     scalar = _c_scalar(target)
@@ -292,8 +293,6 @@ def constant(name: str, structs=None) -> Optional[int]:
 
 def read(lw, addr, t: Type, acc: Access):
     """Read a value of type t at address `addr` (i64) as `acc` says."""
-    from ..codegen import builder as B
-    from ..codegen.builder import const
     fb, b = lw.fb, lw.b
     if acc.offset:
         addr = b.add(addr, const(acc.offset))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 from ..runtime.record import record, field
+from .cdecl import SCALARS
 
 # BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
 STRLEN = 64
@@ -250,7 +251,6 @@ def pointee_size(p: "PtrT") -> int:
     """Bytes per element when a pointer is offset (bpftrace scales pointer arithmetic)."""
     if p.target.endswith("*"):
         return 8
-    from .cdecl import SCALARS
     return SCALARS.get(p.target, 1)
 
 
