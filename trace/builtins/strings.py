@@ -72,7 +72,7 @@ def _str(lw, node):
         return buf
     size = node.type.size
     buf = fb.temp(size)
-    helper = B.PROBE_READ_USER_STR if reads_user(lw, node.args[0]) else B.PROBE_READ_KERNEL_STR
+    helper = B.read_helper(reads_user(lw, node.args[0]), string=True)
     length = const(size, B.I32)
     if len(node.args) == 2 and not isinstance(node.args[1], ast.Integer):
         n = b.add(lw.expr(node.args[1]), const(1))
@@ -104,8 +104,8 @@ def _join(lw, node):
     fb, b = lw.fb, lw.b
     argv = lw.expr(node.args[0])
     user = reads_user(lw, node.args[0])
-    read = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
-    read_str = B.PROBE_READ_USER_STR if user else B.PROBE_READ_KERNEL_STR
+    read = B.read_helper(user)
+    read_str = B.read_helper(user, string=True)
     size = 16 + JOIN_MAX_ARGS * STRLEN
     ptr_buf = fb.scratch("join_ptr", 8)
 

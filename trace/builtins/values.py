@@ -228,7 +228,7 @@ def _fill(lw, arg, dst, offset, size, length=None):
         user = t.user
     else:
         user = reads_user(lw, arg)
-    helper = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
+    helper = B.read_helper(user)
     n = const(size, B.I32) if length is None else b.trunc(length, B.I32)
     fb.helper(helper, fb.at(dst, offset), n, b.inttoptr(value, B.PTR))
 

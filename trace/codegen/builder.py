@@ -47,6 +47,13 @@ GET_CURRENT_TASK_BTF = 158
 
 BPF_F_USER_STACK = 1 << 8       # bpf_get_stackid flags
 
+
+def read_helper(user: bool, string: bool = False) -> int:
+    """The probe_read helper for memory in user space or in the kernel."""
+    if string:
+        return PROBE_READ_USER_STR if user else PROBE_READ_KERNEL_STR
+    return PROBE_READ_USER if user else PROBE_READ_KERNEL
+
 MAP_DEF = ir.LiteralStructType([I32] * 5)
 
 

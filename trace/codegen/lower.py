@@ -370,7 +370,7 @@ class Lowerer:
                 ptr_t = pointer_of(e.operand) or e.operand.type
                 user = ptr_t.user if isinstance(ptr_t, PtrT) else \
                     self.unit.provider.user_space   # uprobe/usdt: user memory
-                helper = B.PROBE_READ_USER if user else B.PROBE_READ_KERNEL
+                helper = B.read_helper(user)
                 size = e.deref_size or 8
                 fb.helper(helper, buf, const(size, B.I32), b.inttoptr(v, B.PTR))
                 if size == 8:

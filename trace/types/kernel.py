@@ -298,7 +298,7 @@ def read(lw, addr, t: Type, acc: Access):
         addr = b.add(addr, const(acc.offset))
     if isinstance(t, (StructT, ArrayT)) or acc.size == 0:
         return addr
-    helper = B.PROBE_READ_USER if acc.user else B.PROBE_READ_KERNEL
+    helper = B.read_helper(acc.user)
     if isinstance(t, StrT):
         buf = fb.temp(t.size)
         fb.helper(helper, buf, const(t.length, B.I32), b.inttoptr(addr, B.PTR))
