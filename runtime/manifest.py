@@ -142,6 +142,21 @@ def _tuple_of(convert):
     return lambda value: tuple(convert(v) for v in _tuple(value))
 
 
+class _KeepsRaw:
+    """An entry of a kind this runtime does not know: read with the base's fields,
+    written back exactly as it came (its JSON is kept in ``raw``)."""
+    _keys = {"raw": None}
+
+    @classmethod
+    def from_json(cls, obj):
+        entry = _from_json(cls, obj)
+        entry.raw = dict(obj)
+        return entry
+
+    def to_json(self) -> dict:
+        return dict(self.raw) if self.raw else super().to_json()
+
+
 # ------------------------------------------------------------------ attach entries
 
 @record
@@ -270,19 +285,9 @@ class IterAttach(AttachSpec):
 
 
 @record
-class UnknownAttach(AttachSpec):
+class UnknownAttach(_KeepsRaw, AttachSpec):
     """A kind this runtime does not attach (attaching it fails)."""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
-    _keys = {"raw": None}
-
-    @classmethod
-    def from_json(cls, obj):
-        spec = _from_json(cls, obj)
-        spec.raw = dict(obj)
-        return spec
-
-    def to_json(self) -> dict:
-        return dict(self.raw) if self.raw else super().to_json()
 
 
 _ATTACH_CLASSES = {kind: cls for cls in (
@@ -473,19 +478,9 @@ class ExitAction(AsyncAction):
 
 
 @record
-class UnknownAction(AsyncAction):
+class UnknownAction(_KeepsRaw, AsyncAction):
     """A kind this runtime does not act on (acting on it fails)."""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
-    _keys = {"raw": None}
-
-    @classmethod
-    def from_json(cls, obj):
-        action = _from_json(cls, obj)
-        action.raw = dict(obj)
-        return action
-
-    def to_json(self) -> dict:
-        return dict(self.raw) if self.raw else super().to_json()
 
 
 _ACTION_CLASSES = {kind: cls for cls in (
