@@ -8,7 +8,6 @@ from ..language.diagnostics import error
 from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind,
                        record_layout)
-from .registry import _STRINGLIKE
 
 
 # ---------------------------------------------------------------- printf and friends
@@ -41,7 +40,7 @@ def check_format(ck, node, func_name, first=0):
         if t is None:
             continue
         if conv == "s":
-            if not isinstance(t, _STRINGLIKE):
+            if not t.prints_as_string:
                 raise error(f"{func_name}: %s specifier expects a value of type string "
                             f"({printf_kind(t)} supplied)", node.span)
         elif conv in ("r", "rx", "rh"):

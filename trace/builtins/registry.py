@@ -15,9 +15,7 @@ from typing import Callable, Dict, Optional
 from ..runtime.record import record
 from ..language import ast
 from ..language.diagnostics import CompileError, error
-from ..types.model import (BufT, InetT, IntT, KsymT, MacT,
-                      NoneT, ProbeT, PtrT, StackT, StrerrorT, StrftimeT, StrT, TupleT, UsernameT,
-                      UsymT, bpftrace_name, packed, pointer_of)
+from ..types.model import (BufT, IntT, NoneT, PtrT, TupleT, bpftrace_name, packed, pointer_of)
 
 
 @record(frozen=True)
@@ -146,13 +144,10 @@ def map_arg(ck, node, i=0):
     return m
 
 
-_STRINGLIKE = (StrT, ProbeT, UsernameT, StackT, KsymT, UsymT, InetT, MacT, StrerrorT, StrftimeT)
-
-
 def printf_kind(t):
     if isinstance(t, BufT):
         return "buffer"
-    if isinstance(t, _STRINGLIKE):
+    if t.prints_as_string:
         return "string"
     if isinstance(t, (IntT, PtrT)):
         return "integer"

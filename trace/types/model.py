@@ -15,8 +15,10 @@ STRLEN = 64
 
 
 class Type:
-    """Base of all types. `size` is the storage size in bytes."""
+    """Base of all types. `size` is the storage size in bytes; `prints_as_string`:
+    printf's %s takes it (its user-space text)."""
     size = 8
+    prints_as_string = False
 
     def descriptor(self) -> dict:
         raise NotImplementedError(type(self).__name__)
@@ -93,6 +95,7 @@ class ArrayT(Type):
 
 @record(frozen=True)
 class StrT(Type):
+    prints_as_string = True
     length: int = 64
 
     @property
@@ -144,6 +147,7 @@ class TupleT(Type):
 
 @record(frozen=True)
 class ProbeT(Type):
+    prints_as_string = True
     def __str__(self):
         return "probe"
 
@@ -153,6 +157,7 @@ class ProbeT(Type):
 
 @record(frozen=True)
 class UsernameT(Type):
+    prints_as_string = True
     def __str__(self):
         return "username"
 
@@ -266,6 +271,7 @@ def stack_map_symbol(limit: int) -> str:
 class StackT(Type):
     """kstack / ustack: a stack id in a STACK_TRACE map (ustack: plus the pid, so that
     user space can symbolize the frames)."""
+    prints_as_string = True
     user: bool = False
     mode: str = "bpftrace"
     limit: int = 127
@@ -286,6 +292,7 @@ class StackT(Type):
 @record(frozen=True)
 class KsymT(Type):
     """ksym(addr): a kernel address printed as its symbol name."""
+    prints_as_string = True
 
     def __str__(self):
         return "ksym"
@@ -297,6 +304,7 @@ class KsymT(Type):
 @record(frozen=True)
 class UsymT(Type):
     """usym(addr): {u64 addr; u64 pid}, printed as the symbol in that process."""
+    prints_as_string = True
     size = 16
 
     def __str__(self):
@@ -309,6 +317,7 @@ class UsymT(Type):
 @record(frozen=True)
 class InetT(Type):
     """ntop(): {u64 af; u8 addr[16]}, printed as an IPv4 / IPv6 address."""
+    prints_as_string = True
     size = 24
 
     def __str__(self):
@@ -361,6 +370,7 @@ class ByteArrayT(Type):
 @record(frozen=True)
 class MacT(Type):
     """macaddr(): the 6 bytes of a MAC address (in an 8-byte slot)."""
+    prints_as_string = True
 
     def __str__(self):
         return "macaddr"
@@ -372,6 +382,7 @@ class MacT(Type):
 @record(frozen=True)
 class StrerrorT(Type):
     """strerror(n): an errno printed as its message."""
+    prints_as_string = True
 
     def __str__(self):
         return "strerror"
@@ -383,6 +394,7 @@ class StrerrorT(Type):
 @record(frozen=True)
 class StrftimeT(Type):
     """strftime(fmt, nsecs): nanoseconds since boot, formatted in user space."""
+    prints_as_string = True
     format: str = "%H:%M:%S"
 
     def __str__(self):
