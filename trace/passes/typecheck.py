@@ -304,7 +304,7 @@ class Checker:
                     raise _no_value(k, m.span)
                 if isinstance(kt, ArgsT):
                     raise error("context cannot be used as a map key", m.span)
-                if isinstance(kt, (AggT, ArgsT)):
+                if isinstance(kt, AggT) or not kt.map_key:
                     raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
                 keys.append(IntT(64, False) if isinstance(kt, IntT) else kt)
         if info.keyed is None:

@@ -16,9 +16,10 @@ STRLEN = 64
 
 class Type:
     """Base of all types. `size` is the storage size in bytes; `prints_as_string`:
-    printf's %s takes it (its user-space text)."""
+    printf's %s takes it (its user-space text); `map_key`: it may be (part of) a map key."""
     size = 8
     prints_as_string = False
+    map_key = True
 
     def descriptor(self) -> dict:
         raise NotImplementedError(type(self).__name__)
