@@ -459,3 +459,46 @@ def test_warnings_are_printed_on_every_run(tmp_path):
         r = run(["-e", src], env=env)
         assert r.returncode == 0
         assert r.stderr == expected
+
+
+def _cgroup2_mount():
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 2 and parts[2] == "cgroup2":
+                return parts[1]
+    return None
+
+
+def test_cgroup_path_names_the_cgroup_a_process_runs_in(workload, no_leaks):
+    root = _cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy is mounted")
+    cg = os.path.join(root, f"pytrace-test-{os.getpid()}")
+    os.mkdir(cg)
+    try:
+        prog = ('tracepoint:syscalls:sys_enter_getppid /pid == cpid && comm != "sh"/ { '
+                'printf("[%s]\\n", cgroup_path(cgroup, "unified")); print(cgroup_path(cgroup, "uni*")); '
+                '@p = cgroup_path(cgroup, "unif*"); @none = cgroup_path(0); exit(); }')
+        cmd = f"sh -c 'echo $$ > {cg}/cgroup.procs && exec {workload} getppid 1'"
+        r = run(["-c", cmd, "-e", prog])
+        rel = "unified:/" + os.path.basename(cg)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[1:3] == [f"[{rel}]", rel]
+        assert f"@p: {rel}\n" in r.stdout and "@none: \n" in r.stdout
+        r = run(["-f", "json", "-e", 'BEGIN { print(cgroup_path(1 - 1)); exit(); }'])
+        assert '{"type": "value", "data": ""}' in r.stdout
+    finally:
+        os.rmdir(cg)
+
+
+@pytest.mark.parametrize("src, message", [
+    ('cgroup_path("x")', "cgroup_path() only supports integer arguments (string provided)"),
+    ("cgroup_path(1, 2)", "cgroup_path() only supports string arguments (integer provided)"),
+    ("cgroup_path()", "cgroup_path() requires at least one argument (0 provided)"),
+])
+def test_cgroup_path_errors(src, message):
+    r = run(["-e", f"BEGIN {{ $a = {src}; }}"])
+    assert r.returncode == 1 and f"ERROR: {message}" in r.stderr
+    r = run(["-e", "BEGIN { @[cgroup_path(1)] = 1; }"])
+    assert "ERROR: Invalid map key type: cgroup_path_t" in r.stderr

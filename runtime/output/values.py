@@ -23,6 +23,7 @@ for avg and stats, :class:`HistValue` for hist and lhist.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import time
 
@@ -293,7 +294,7 @@ class DecodeContext:
 def type_size(desc: dict) -> int:
     kind = desc["kind"]
     if kind in ("int", "ptr", "probe", "username", "kstack", "ksym", "macaddr", "strerror",
-                "strftime"):
+                "strftime", "cgroup_path"):
         return 8
     if kind in ("ustack", "usym"):
         return 16
@@ -372,6 +373,59 @@ def _errno_text(n: int) -> str:
         return "Unknown error %d" % n
 
 
+def _cgroup_roots():
+    """(name, mount point) of every mounted cgroup hierarchy: a v1 hierarchy is named
+    after its mount point's directory, the v2 one "unified" (as bpftrace)."""
+    roots = []
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] in ("cgroup", "cgroup2"):
+                    name = "unified" if parts[2] == "cgroup2" else os.path.basename(parts[1])
+                    roots.append((name, parts[1]))
+    except OSError:
+        pass
+    return roots
+
+
+_CGROUP_PATHS = {}      # (id, mount point) -> path, checked again before use
+
+
+def _cgroup_path_in(cgroup_id: int, base: str) -> str:
+    """The path of the cgroup whose directory's inode is `cgroup_id` below `base`
+    ("/" for the hierarchy's root, "" if there is none)."""
+    cached = _CGROUP_PATHS.get((cgroup_id, base))
+    if cached is not None and _inode(base + cached.rstrip("/")) == cgroup_id:
+        return cached
+    found = "/" if _inode(base) == cgroup_id else ""
+    for top, dirs, _files in (os.walk(base) if not found else ()):
+        hit = next((d for d in dirs if _inode(os.path.join(top, d)) == cgroup_id), None)
+        if hit is not None:
+            found = os.path.join(top, hit)[len(base):]
+            break
+    if found:
+        _CGROUP_PATHS[(cgroup_id, base)] = found
+    return found
+
+
+def _inode(path: str) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return -1
+
+
+def cgroup_paths(cgroup_id: int, filt: str = "*") -> str:
+    """cgroup_path()'s text: "name:path" for each hierarchy matching the wildcard
+    filter where the cgroup exists, "unified" first, the rest by name."""
+    pattern = re.compile(".*".join(re.escape(part) for part in filt.split("*")), re.S)
+    roots = [r for r in _cgroup_roots() if pattern.fullmatch(r[0])]
+    roots.sort(key=lambda r: (r[0] != "unified", r[0]))
+    paths = ((name, _cgroup_path_in(cgroup_id, base)) for name, base in roots)
+    return ",".join(f"{name}:{path}" for name, path in paths if path)
+
+
 def _inet_text(af: int, raw: bytes) -> str:
     import socket as _s     # lazy: start-up time (only inet values need it)
     try:
@@ -438,6 +492,13 @@ def _symbol_decoder(desc: dict, ctx: "DecodeContext"):
             n = _I64.unpack_from(buf, off)[0]
             return Symbol(_errno_text(n), n)
         return dec_strerror
+    if kind == "cgroup_path":
+        filt = desc.get("filter", "*")
+
+        def dec_cgroup_path(buf, off):
+            n = u64(buf, off)[0]
+            return Symbol(cgroup_paths(n, filt), n)
+        return dec_cgroup_path
     if kind == "strftime":
         fmt = desc.get("format", "")
 

@@ -21,6 +21,7 @@ from ..types.model import (
     ArrayT,
     BufT,
     ByteArrayT,
+    CgroupPathT,
     InetT,
     IntT,
     KsymT,
@@ -402,6 +403,25 @@ def _bswap(lw, node):
 @function("strerror", "strerror(errno): the error message of an errno value.",
           _check_int_fn(StrerrorT()), signature="strerror(errno)")
 def _strerror(lw, node):
+    return lw.expr(node.args[0])
+
+
+def _check_cgroup_path(ck, node):
+    nargs(node, 1, 2)
+    int_arg(ck, node, 0)
+    if len(node.args) == 1:
+        return CgroupPathT()
+    t = ck.expr(node.args[1])
+    if t is not None and not isinstance(t, StrT):
+        raise error(f"cgroup_path() only supports string arguments ({printf_kind(t)} provided)",
+                    node.span)
+    return CgroupPathT(_quoted(ck, node, 1))
+
+
+@function("cgroup_path", "cgroup_path(id[, filter]): the paths of cgroup `id` in the mounted "
+          "cgroup hierarchies (those whose name matches the wildcard `filter`).",
+          _check_cgroup_path, signature="cgroup_path(id[, filter])")
+def _cgroup_path(lw, node):
     return lw.expr(node.args[0])
 
 

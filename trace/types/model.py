@@ -405,6 +405,21 @@ class StrftimeT(Type):
         return {"kind": "strftime", "format": self.format}
 
 
+@record(frozen=True)
+class CgroupPathT(Type):
+    """cgroup_path(id[, filter]): a cgroup id, printed as its path in every mounted
+    cgroup hierarchy whose name matches `filter` (resolved in user space)."""
+    prints_as_string = True
+    map_key = False
+    filter: str = "*"
+
+    def __str__(self):
+        return "cgroup_path_t"
+
+    def descriptor(self):
+        return {"kind": "cgroup_path", "filter": self.filter}
+
+
 def kind_name(t) -> str:
     """The type class bpftrace 0.17 names in some messages (its `Type` enum)."""
     if isinstance(t, IntT):
