@@ -6,6 +6,7 @@ is left behind.  The limits allow a loaded CI machine some slack; the
 measured stop times are in docs/performance.md (row 8 of scripts/bench.py).
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,6 +21,11 @@ pytestmark = needs_root
 STOP_LIMIT = 2.0        # seconds from the request to the exit (measured: ~0.1-0.35 s)
 
 # every syscall but init's: each line pytrace writes makes another event
+def ends_with_end(data: bytes) -> bool:
+    """END ran last (a busy machine may also report the records the kernel dropped)."""
+    return re.search(rb"\nend\n(Lost \d+ events\n)?\n\n\Z", data) is not None
+
+
 FLOOD = 'tracepoint:raw_syscalls:sys_enter /pid != 1/ { printf("%d\\n", pid); }'
 END = 'END { printf("end\\n"); }'
 
@@ -73,7 +79,7 @@ def test_signal_stops_a_flood_the_reader_feeds(no_link_leaks, tmp_path, sig):
     dt = stop_time(p, sig)
     assert p.returncode == 0, p.stderr.read().decode()
     assert dt < STOP_LIMIT
-    assert out.read_bytes().endswith(b"\nend\n\n\n")
+    assert ends_with_end(out.read_bytes())
 
 
 def test_sigint_stops_a_system_storm(no_link_leaks, tmp_path):
@@ -98,7 +104,7 @@ def test_exit_under_load(no_link_leaks, tmp_path):
     assert p.returncode == 0, p.stderr.read().decode()
     assert time.monotonic() - t0 < 1.5 + 5 + STOP_LIMIT     # start-up, 1.5 s, the stop
     data = out.read_bytes()
-    assert len(data) > 10000 and data.endswith(b"\nend\n\n\n")
+    assert len(data) > 10000 and ends_with_end(data)
 
 
 @pytest.mark.parametrize("how", ["-c", "-p"])
@@ -117,7 +123,7 @@ def test_traced_process_ending_under_load(no_link_leaks, tmp_path, how):
         wait_for_output(p, out)
     p.wait(timeout=1.5 + 5 + STOP_LIMIT)
     assert p.returncode == 0, p.stderr.read().decode()
-    assert out.read_bytes().endswith(b"\nend\n\n\n")
+    assert ends_with_end(out.read_bytes())
 
 
 def test_sigusr1_prints_the_maps_and_the_trace_goes_on(no_link_leaks):
