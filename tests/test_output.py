@@ -431,7 +431,8 @@ def test_count_sorts_unsigned_sum_sorts_signed():
 
 def test_probe_username_ptr_keys_and_values():
     # verified with bpftrace 0.17: @p[probe] = count(); @u[username] = 1;
-    # @pr = probe; @ptr[(uint8*)5] = 1; @us = username
+    # @pr = probe; @ptr[(uint8*)5] = 1; @us = username; @pv = (uint8*)255 (a pointer
+    # prints in hex as a key, in decimal as a value)
     names = UserNames("/dev/null")
     names._names = {0: "root"}
     o, s = text_out(usernames=names)
@@ -443,7 +444,7 @@ def test_probe_username_ptr_keys_and_values():
     o.print_map(meta("@us", "plain", value=USERNAME), plain_entries([], USERNAME, [((), 0)]))
     o.print_map(meta("@pv", "plain", value=PTR), plain_entries([], PTR, [((), 0xff)]))
     assert s.getvalue() == ("@p[BEGIN]: 1\n@pr: BEGIN\n@ptr[0x5]: 1\n@u[root]: 1\n"
-                            "@us: root\n@pv: 0xff\n")
+                            "@us: root\n@pv: 255\n")
 
 
 def test_maps_at_exit_bytewise_name_order():

@@ -53,8 +53,8 @@ def json_value(v, div: int = 1) -> str:
         return "[" + ",".join("%d" % b for b in v) + "]"
     if isinstance(v, (bytes, str, Stack)):
         return _quote(value_text(v))
-    if isinstance(v, Ptr):
-        return _quote("0x%x" % int(v))
+    if isinstance(v, Ptr):                  # 0.17: a number as a value
+        return "%d" % int(v)
     if isinstance(v, int):
         if div and div != 1:
             v = c_div(v, div)

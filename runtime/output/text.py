@@ -213,8 +213,8 @@ def value_text(v, as_key: bool = False, div: int = 1) -> str:
         return decode_str(v)
     if isinstance(v, str):                  # Probe, Username
         return str(v)
-    if isinstance(v, Ptr):
-        return "0x%x" % int(v)
+    if isinstance(v, Ptr):                  # 0.17: hex in keys, decimal as values
+        return "0x%x" % int(v) if as_key else "%d" % int(v)
     if isinstance(v, int):
         if as_key:
             v = to_signed64(v)

@@ -149,7 +149,7 @@ class Lowerer:
             if s.op is not None:
                 key = self.map_key(info, target.keys)
                 cur = self.map_read_int(info, key)
-                value = self.arith(s.op, cur, self.expr(s.value), info.value, s.value.type)
+                value = self.compound(s, cur, info.value)
                 self.map_write(info, key, value, info.value)
                 return
             value = self.expr(s.value)
@@ -160,11 +160,18 @@ class Lowerer:
             vt = self.unit.var_types[target.name]
             if s.op is not None:
                 cur = self.fb.load(slot, 0)
-                value = self.arith(s.op, cur, self.expr(s.value), vt, s.value.type)
+                value = self.compound(s, cur, vt)
                 self.fb.store(slot, 0, value)
                 return
             value = self.expr(s.value)
             self.materialize(vt, s.value.type, value, slot, 0)
+
+    def compound(self, s: ast.Assign, cur, cur_type):
+        """`x op= v`: a pointer moves by v elements."""
+        value = self.expr(s.value)
+        if isinstance(cur_type, PtrT) and pointee_size(cur_type) != 1:
+            value = self.b.mul(value, const(pointee_size(cur_type)))
+        return self.arith(s.op, cur, value, cur_type, s.value.type)
 
     def var_slot(self, name):
         if name not in self.var_slots:
@@ -417,7 +424,8 @@ class Lowerer:
 
     def incdec(self, e):
         b, fb = self.b, self.fb
-        delta = const(1 if e.op == "++" else -1)
+        step = pointee_size(e.type) if isinstance(e.type, PtrT) else 1
+        delta = const(step if e.op == "++" else -step)
         if isinstance(e.target, ast.Map):
             info = self.maps[e.target.name]
             key = self.map_key(info, e.target.keys)

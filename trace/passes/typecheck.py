@@ -186,7 +186,7 @@ class Checker:
             if s.op is not None:
                 # bpftrace checks `@x op= v` as `@x = @x op v`
                 cur = info.value
-                if cur is not None and not isinstance(cur, IntT):
+                if cur is not None and not isinstance(cur, IntT) and not self.moves_pointer(s, cur):
                     raise self.mismatch(info.name, UINT64, cur, target.span)
                 if vt is not None and not isinstance(vt, (IntT, PtrT)):
                     raise error(f"Type mismatch for '{s.op}': comparing "
@@ -209,7 +209,7 @@ class Checker:
                 if cur is None:
                     raise error(f"Undefined or undeclared variable: {target.name}", target.span)
                 # bpftrace checks `$x op= v` as `$x = $x op v`
-                if not isinstance(cur, IntT):
+                if not isinstance(cur, IntT) and not self.moves_pointer(s, cur):
                     raise error(f"Type mismatch for {target.name}: trying to assign value of type "
                                 f"'unsigned int64' when variable already contains a value of type "
                                 f"'{bpftrace_name(cur)}'", s.span)
@@ -240,6 +240,10 @@ class Checker:
             self.unit_vars()[target.name] = unify(self.unit_vars().get(target.name, vt), vt) or vt
         else:
             raise error("Can only assign to maps and variables", target.span)
+
+    def moves_pointer(self, s: ast.Assign, cur: Type) -> bool:
+        """`p += n` / `p -= n` on a pointer (checked as `p = p ± n`)."""
+        return isinstance(cur, PtrT) and s.op in ("+", "-")
 
     def unit_vars(self) -> Dict[str, Type]:
         return self.unit.var_types
@@ -428,7 +432,7 @@ class Checker:
             info = self.map_keys(e.target)
             if info.value is None:
                 info.value = INT64
-            elif not isinstance(info.value, IntT):
+            elif not isinstance(info.value, (IntT, PtrT)):
                 raise error(f"The {e.op} operator can not be used on expressions of type "
                             f"'{bpftrace_name(info.value)}'", e.span)
             e.target.type = info.value
@@ -439,7 +443,7 @@ class Checker:
                 if self.lenient:
                     return None
                 raise error(f"Undefined or undeclared variable: {e.target.name}", e.target.span)
-            if not isinstance(t, IntT):
+            if not isinstance(t, (IntT, PtrT)):
                 raise error(f"The {e.op} operator can not be used on expressions of type "
                             f"'{bpftrace_name(t)}'", e.span)
             e.target.type = t
@@ -537,6 +541,8 @@ class Checker:
                 raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
                             f"'{bpftrace_name(b)}'", e.span)
             return UINT64
+        if isinstance(a, PtrT) or isinstance(b, PtrT):
+            return self.pointer_binary(e, a, b)
         if not isinstance(a, (IntT, PtrT)) or not isinstance(b, (IntT, PtrT)):
             # bpftrace 0.17: operands of different type classes are a "mismatch" (underlining
             # both operands); same-class non-integers can not take the operator (underlining it)
@@ -553,11 +559,35 @@ class Checker:
             return UINT64
         pa, pb = pointer_of(e.left), pointer_of(e.right)
         if e.op in ("+", "-") and pa is not None and pb is None:
-            e.ptr_base = pa           # ptr ± n: scaled by the element size
+            e.ptr_base = pa           # str(p) + n and friends: scaled by the element size
         elif e.op == "+" and pb is not None and pa is None:
             e.ptr_base = pb
         signed = getattr(a, "signed", False) and getattr(b, "signed", False)
         return IntT(64, signed)
+
+    def pointer_binary(self, e: ast.Binary, a: Type, b: Type) -> Type:
+        """C's rules, as bpftrace 0.17: pointers compare with pointers and integers;
+        ptr + n, n + ptr and ptr - n are pointers (n scaled by the pointee size)."""
+        compare = e.op in ("==", "!=", "<", "<=", ">", ">=")
+        invalid = error(f"The {e.op} operator can not be used on expressions of types "
+                        f"{bpftrace_name(a)}, {bpftrace_name(b)}", op_span(e))
+        ptr = a if isinstance(a, PtrT) else b
+        other = b if ptr is a else a
+        if isinstance(other, PtrT):
+            if not compare:
+                raise invalid
+            if a.target != b.target:        # (0.17's text, one quote missing)
+                self.warn(f"comparison of distinct pointer types ('{a.target}, '{b.target}')",
+                          e.left.span + e.right.span)
+            return UINT64
+        if not isinstance(other, IntT) or (e.op == "-" and ptr is b):
+            raise invalid
+        if compare:
+            return INT64
+        if e.op not in ("+", "-"):
+            raise invalid
+        e.ptr_base = ptr
+        return ptr
 
     def field_access(self, e: ast.FieldAccess):
         base = self.expr(e.expr)

@@ -257,7 +257,8 @@ def pointee_size(p: "PtrT") -> int:
     """Bytes per element when a pointer is offset (bpftrace scales pointer arithmetic)."""
     if p.target.endswith("*"):
         return 8
-    return SCALARS.get(p.target, 1)
+    t = INT_TYPES.get(p.target)
+    return t.bits // 8 if t is not None else SCALARS.get(p.target, 1)
 
 
 # ---------------------------------------------------------------- stacks, symbols and values
