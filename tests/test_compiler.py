@@ -170,7 +170,7 @@ def test_provider_module_table_matches_registrations():
 @pytest.mark.parametrize("fmt, n, args", [("%ls %d", 1, "1"), ("%5%d", 0, ""), ("%%d %hhx", 1, "1"),
                                           ("%-5.2s%rx", 2, '"ab", buf("x", 1)')])
 def test_printf_arguments_are_counted_with_the_runtime_grammar(fmt, n, args):
-    from pytrace.runtime.output.printf import count_specifiers
+    from pytrace.runtime.printf_grammar import count_specifiers
     assert count_specifiers(fmt) == n
     src = f'BEGIN {{ printf("{fmt}"{", " + args if args else ""}); }}'
     compile_ok(src)

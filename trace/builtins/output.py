@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..language import ast
 from ..codegen.builder import const
-from ..runtime.output.printf import parse_format
+from ..runtime.printf_grammar import parse_format
 from ..language.diagnostics import error
 from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind,

@@ -8,7 +8,6 @@ output layer decodes (docs/object-contract.md). Imported by pytrace.builtins.
 from __future__ import annotations
 
 import os
-import socket
 
 from ..codegen import builder as B
 from ..codegen.builder import const
@@ -46,6 +45,8 @@ from .registry import (
     reads_user,
     variable,
 )
+
+AF_INET, AF_INET6 = 2, 10            # the address families ntop() and pton() know
 
 STACK_MODES = ("bpftrace", "perf", "raw")
 DEFAULT_STACK_LIMIT = 127
@@ -325,7 +326,7 @@ def _ntop(lw, node):
     if len(node.args) == 2:
         af = lw.expr(node.args[0])
     else:
-        af = const(socket.AF_INET if size == 4 else socket.AF_INET6)
+        af = const(AF_INET if size == 4 else AF_INET6)
     fb.store(out, 0, af)
     if isinstance(t, (IntT, PtrT)):
         fb.store(out, 8, lw.expr(addr))
@@ -337,7 +338,8 @@ def _ntop(lw, node):
 def _check_pton(ck, node):
     nargs(node, 1)
     text = _quoted(ck, node)
-    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    import socket                       # lazy: start-up time (only pton() parses addresses)
+    family = AF_INET6 if ":" in text else AF_INET
     try:
         node.addr_bytes = socket.inet_pton(family, text)
     except (OSError, ValueError):
