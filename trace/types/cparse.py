@@ -301,7 +301,7 @@ def _macros(pre) -> dict:
     not constants left out)."""
     out = {}
     for name, m in pre.macros.items():
-        if name in pre.predefined or m.arglist is not None:
+        if name in pre.predefined or name in ("__FILE__", "__LINE__") or m.arglist is not None:
             continue
         value = _macro_value(pre.macros, m.value, 0)
         if value is not None:
@@ -435,6 +435,10 @@ def _parse_failure(msg: str, script: str, text: str) -> _Fail:
     return _Fail(desc, source, line, col, max(len(tok), 1))
 
 
+_QUALIFIERS = {"const", "volatile", "restrict", "static", "extern", "typedef", "register",
+               "inline", "__restrict"}
+
+
 def _unknown_type_name(script: str, text: str, upto: int = 0):
     """An identifier used as a type name that nothing declares → _Fail (the last one
     on or before line `upto`, or anywhere if 0)."""
@@ -447,7 +451,8 @@ def _unknown_type_name(script: str, text: str, upto: int = 0):
         for m in _TYPE_USE.finditer(line):
             name = m.group(1)
             before = line[:m.start()].rstrip()
-            if name in C_KEYWORDS or re.search(r"\b(struct|union|enum)$", before):
+            prev = re.search(r"(\w+)$", before)
+            if name in C_KEYWORDS or (prev and prev.group(1) not in _QUALIFIERS):
                 continue
             if name in declared and re.search(rf"\btypedef\b[^;]*\b{name}\b", text):
                 continue
@@ -580,13 +585,23 @@ class _Builder:
         if isinstance(t, M.CRef):
             found = self.space.lookup(f"{t.kind} {t.name}")
             if found is None or (isinstance(found, M.CRecord) and not found.complete):
-                name = f"{t.kind} {t.name}"
-                raise self.fail(f'Cannot resolve unknown type "{name}"', node, len(name))
+                raise self.unknown(t, node)
             return found
         if isinstance(t, M.CRecord) and not t.complete:
-            name = f"{t.kind} {t.name}"
-            raise self.fail(f'Cannot resolve unknown type "{name}"', node, len(name))
+            raise self.unknown(t, node)
         return t
+
+    def unknown(self, t, node) -> _Fail:
+        """`Cannot resolve unknown type "struct X"`, spanning `struct X` in the script
+        (pycparser places a struct's name, not its keyword)."""
+        name = f"{t.kind} {t.name}"
+        e = self.fail(f'Cannot resolve unknown type "{name}"', node, len(name))
+        lines = self.script.split("\n")
+        if e.source == SCRIPT and 1 <= e.line <= len(lines):
+            start = lines[e.line - 1].rfind(t.kind, 0, e.col)
+            if start >= 0:
+                e.col = start + 1
+        return e
 
     def record(self, node):
         kind = "union" if isinstance(node, self.c.Union) else "struct"
