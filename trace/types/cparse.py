@@ -36,9 +36,7 @@ VMLINUX = "/sys/kernel/btf/vmlinux"
 PREDEFINED = """\
 __extension__=|__restrict=|__restrict__=|__inline=inline|__inline__=inline|
 __asm__(...)=|__asm(...)=|__volatile__=volatile|__volatile=volatile|__signed__=signed|
-__signed=signed|__const=const|_Noreturn=|__noreturn=|_Float128=long double|
-_Float64x=long double|_Float64=double|_Float32x=double|_Float32=float|
-__float128=long double|__builtin_va_list=__pytrace_va_list|__int128=__pytrace_int128|
+__signed=signed|__const=const|_Noreturn=|__noreturn=|__float128=long double|__builtin_va_list=__pytrace_va_list|__int128=__pytrace_int128|
 __x86_64__=1|__x86_64=1|__amd64__=1|__linux__=1|__linux=1|__unix__=1|__unix=1|__gnu_linux__=1|
 __LP64__=1|_LP64=1|__CHAR_BIT__=8|__SIZEOF_INT__=4|__SIZEOF_LONG__=8|__SIZEOF_LONG_LONG__=8|
 __SIZEOF_SHORT__=2|__SIZEOF_POINTER__=8|__SIZEOF_FLOAT__=4|__SIZEOF_DOUBLE__=8|
@@ -408,60 +406,96 @@ def _cparse(src: str, script: str, space, builder):
     builder.placeholders = known
     head = "".join(f"typedef int {n};\n" for n in sorted(known))
     text = src.replace(PRELUDE_C, PRELUDE_C + head, 1)
+    parser = c_parser.CParser()
     try:
-        return c_parser.CParser().parse(text, SCRIPT)
+        return parser.parse(text, SCRIPT)
     except c_parser.ParseError as e:
-        raise _parse_failure(str(e), script, text) from None
+        typedefs = {n for n, is_type in parser._scope_stack[0].items() if is_type}
+        raise _parse_failure(_with_position(str(e), parser), script, typedefs) from None
+    except AssertionError:          # pycparser's scope stack on an unbalanced `}`
+        raise _brace_failure(script) from None
+
+
+def _with_position(msg: str, parser) -> str:
+    """pycparser leaves the position out of some errors: add the next token's."""
+    if _WHERE.match(msg) or "At end of input" in msg:
+        return msg
+    try:
+        stream = parser._tokens
+        tok = stream.peek(1) or (stream._buffer[stream._index - 1] if stream._index else None)
+        coord = parser._tok_coord(tok)
+        return f"{coord.file}:{coord.line}:{coord.column}: {msg.split(': ', 1)[-1]}"
+    except Exception:  # noqa: BLE001 -- private pycparser API: keep the message as it is
+        return msg
 
 
 _WHERE = re.compile(r"^(.*?):(\d+)(?::(\d+))?: (.*)$", re.DOTALL)
 
 
-def _parse_failure(msg: str, script: str, text: str) -> _Fail:
+def _parse_failure(msg: str, script: str, typedefs) -> _Fail:
     m = _WHERE.match(msg)
     if not m:
-        m2 = re.match(r"^(.*?): (.*)$", msg, re.DOTALL)
-        unknown = _unknown_type_name(script, text)
+        what = msg.split(": ", 1)[-1]
+        unknown = _unknown_type_name(script, typedefs)
         if unknown:
             return unknown
-        return _Fail(f"syntax error in C definitions: {m2.group(2) if m2 else msg}", SCRIPT, 0)
+        if what == "At end of input":
+            return _end_failure(script)
+        return _Fail(f"syntax error in C definitions: {what}", SCRIPT, 0)
     source, line, col, what = m.group(1), int(m.group(2)), int(m.group(3) or 1), m.group(4)
     tok = what.split("before:", 1)[1].strip() if "before:" in what else ""
     if source == SCRIPT:
-        unknown = _unknown_type_name(script, text, line)
+        unknown = _unknown_type_name(script, typedefs, line)
         if unknown:
             return unknown
     desc = f'syntax error, unexpected "{tok}"' if tok else f"syntax error: {what}"
     return _Fail(desc, source, line, col, max(len(tok), 1))
 
 
+def _end_failure(script: str) -> _Fail:
+    """A declaration left open at the end of the C text: at its last character."""
+    lines = script.rstrip().split("\n")
+    return _Fail("syntax error, unexpected end of the C definitions", SCRIPT, len(lines),
+                 max(len(lines[-1]), 1))
+
+
+def _brace_failure(script: str) -> _Fail:
+    depth = 0
+    for lineno, line in enumerate(script.split("\n"), 1):
+        for col, ch in enumerate(line, 1):
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            if depth < 0:
+                return _Fail('syntax error, unexpected "}"', SCRIPT, lineno, col)
+    return _Fail('syntax error, unexpected "}"', SCRIPT, 0)
+
+
 _QUALIFIERS = {"const", "volatile", "restrict", "static", "extern", "typedef", "register",
                "inline", "__restrict"}
 
 
-def _unknown_type_name(script: str, text: str, upto: int = 0):
-    """An identifier used as a type name that nothing declares → _Fail (the last one
-    on or before line `upto`, or anywhere if 0)."""
-    declared = set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*;", text)) | \
-        set(re.findall(r"\btypedef\b[^;]*?\b([A-Za-z_]\w*)\s*[;\[)]", text))
-    found = None
+def _unknown_type_name(script: str, typedefs, line_no: int = 0):
+    """The first identifier used as a type name that is not a typedef → _Fail (on line
+    `line_no` only, if given)."""
     for lineno, line in enumerate(script.split("\n"), 1):
-        if upto and lineno > upto:
-            break
+        if line_no and lineno != line_no:
+            continue
         for m in _TYPE_USE.finditer(line):
             name = m.group(1)
             before = line[:m.start()].rstrip()
             prev = re.search(r"(\w+)$", before)
-            if name in C_KEYWORDS or (prev and prev.group(1) not in _QUALIFIERS):
+            if name in C_KEYWORDS or name in typedefs or \
+                    (prev and prev.group(1) not in _QUALIFIERS):
                 continue
-            if name in declared and re.search(rf"\btypedef\b[^;]*\b{name}\b", text):
-                continue
-            found = _Fail(f'Cannot resolve unknown type "{name}"', SCRIPT, lineno,
-                          m.start() + 1, len(name))
-    return found
+            return _Fail(f'Cannot resolve unknown type "{name}"', SCRIPT, lineno,
+                         m.start() + 1, len(name))
+    return None
 
 
 # ---------------------------------------------------------------- locating errors
+
+def _path(source: str) -> str:
+    return source if source.startswith("<") else os.path.abspath(source)
+
 
 def _located(e: _Fail, script: str, pre) -> CompileError:
     source, line, col, length = e.source, e.line, e.col, e.length
@@ -472,14 +506,14 @@ def _located(e: _Fail, script: str, pre) -> CompileError:
         if parent is None:
             break
         if seen == 0 and line:
-            message = f"{source}:{line}: {message}"
+            message = f"{_path(source)}:{line}: {message}"
         source, line = parent
         col, length = 0, 0
         seen += 1
     lines = script.split("\n")
     if source != SCRIPT or not 1 <= line <= len(lines):
         if seen == 0 and source not in (SCRIPT, None) and line:
-            message = f"{source}:{line}: {message}"
+            message = f"{_path(source)}:{line}: {message}"
         return error(message, Span(0, 0, 0, 0))
     text = lines[line - 1]
     if col <= 0:            # the whole directive line
@@ -699,6 +733,8 @@ class _Builder:
         if isinstance(node, c.ID):
             if node.name in self.enums:
                 return self.enums[node.name]
+            if node.name == "*":
+                raise self.fail("variable length arrays are not supported", node)
             raise self.fail(f"unknown identifier '{node.name}'", node, len(node.name))
         if isinstance(node, c.UnaryOp):
             return self.unary(node)
