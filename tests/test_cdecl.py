@@ -297,3 +297,41 @@ def test_btf_fallback_by_value_and_pointer(kbtf):
     d = parse("struct list_head { int only; };\nstruct v { struct list_head l; };",
               btf_fallback=M.btf_fallback(kbtf))
     assert d.space.lookup("struct v").size == 4
+
+
+def test_macro_expressions_and_function_pointers():
+    d = parse("#define A (1 << 4)\n#define B 0x10UL\n#define C (-A + 3)\n#define D 010\n"
+              "#define E 'a'\n#define F A\n#define G(x) x\n#define H sizeof(int)\n"
+              "typedef int (*cb_t)(int);\nstruct s { cb_t cb; void (*v)(void); char pad[B]; };\n")
+    assert [d.macros[k] for k in "ABCDEF"] == [16, 16, -13, 8, 97, 16]
+    assert "G" not in d.macros and "H" not in d.macros
+    s = d.space.lookup("struct s")
+    assert s.size == 32 and M.c_name(s.members[0].type) == "void (*)()"
+
+
+def test_attributes_on_structs():
+    d = parse("struct p { char c; int i; } __attribute__((packed));\n"
+              "struct __attribute__((__packed__)) q { char c; long l; };\n"
+              "struct a { char c; } __attribute__((aligned(8)));\n"
+              "struct m { int x __attribute__((unused)); };\n")
+    sizes = [(M.sizeof(t), M.alignof(t)) for t in
+             (d.space.lookup(n) for n in ("struct p", "struct q", "struct a", "struct m"))]
+    assert sizes == [(5, 1), (9, 1), (8, 8), (4, 4)]
+
+
+def test_stdio_and_stdarg():
+    d = parse("#include <stdio.h>\n#include <stdarg.h>\nstruct x { FILE f; va_list v; };")
+    assert d.space.lookup("struct x").size == 216 + 24
+    assert d.macros["EOF"] == -1
+
+
+@pytest.mark.parametrize("text, message, span", [
+    ("struct a { char d[*]; };", "variable length arrays are not supported", Span(1, 19, 1, 20)),
+    ("struct a { int x; }}; ", 'syntax error, unexpected "}"', Span(1, 20, 1, 21)),
+    ("struct a { int x;\n", "syntax error, unexpected end of the C definitions", Span(1, 17, 1, 18)),
+    ("struct q { int a; } x = ;", "syntax error: Invalid expression", Span(1, 25, 1, 26)),
+    ("struct a { int f(int); };", "member 'f' has an unsupported type", Span(1, 16, 1, 17)),
+])
+def test_more_errors(text, message, span):
+    diag = fail(text).diagnostics[0]
+    assert (diag.message, diag.span) == (message, span)
