@@ -17,7 +17,7 @@ from .passes.typecheck import Options
 from .passes.units import build_units
 from .runtime.manifest import MANIFEST_VERSION, Manifest
 from .runtime.record import field, record
-from .types.cdecl import StructTable
+from .types.cdecl import Declarations
 from .types.model import AggT, packed
 
 
@@ -39,7 +39,7 @@ class State:
     options: CompileOptions
     program: Optional[ast.Program] = None
     units: list = field(default_factory=list)
-    structs: object = None          # the C declarations (types/cdecl.StructTable)
+    structs: object = None          # the C declarations (types/cdecl.Declarations)
     resources: object = None        # passes/resources.Resources
     maps: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -62,13 +62,10 @@ def units_pass(st: State):
 
 
 def declarations_pass(st: State):
-    """The C declarations before the probes: types, sizes and #defines."""
-    try:
-        st.structs = StructTable(st.program.c_definitions)
-    except CompileError as e:
-        for d in e.diagnostics:
-            d.span = d.span or (st.program.probes[0].span if st.program.probes else None)
-        raise
+    """The C declarations before the probes: types, sizes, #defines and enums."""
+    program = st.program
+    st.structs = Declarations.parse(program.c_definitions, program.c_positions)
+    st.warnings.extend(st.structs.warnings)
 
 
 def fold_pass(st: State):
@@ -76,7 +73,8 @@ def fold_pass(st: State):
 
 
 def typecheck_pass(st: State):
-    st.maps, st.warnings = typecheck.check(st.units, st.options, st.structs)
+    st.maps, warnings = typecheck.check(st.units, st.options, st.structs)
+    st.warnings.extend(warnings)
 
 
 def resources_pass(st: State):

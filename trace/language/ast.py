@@ -257,6 +257,7 @@ class Probe(Node):
 class Program(Node):
     c_definitions: List[str]   # raw preprocessor/struct text before the probes
     probes: List[Probe]
+    c_positions: List[tuple] = field(default_factory=list)   # (line, col) of each definition
 
 
 # ---------------------------------------------------------------- traversal
@@ -266,7 +267,7 @@ CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
                      "addr_bytes", "inode", "deref_size", "kderef", "field_info", "kaccess",
                      "size", "async_id"})
-_NOT_SHOWN = CHECKED | {"span", "type", "op_span"}
+_NOT_SHOWN = CHECKED | {"span", "type", "op_span", "c_positions"}
 
 
 def children(node: Node):

@@ -313,7 +313,8 @@ class _AstBuilder:
         cdefs = [x for x in c if isinstance(x, _CDef)]
         probes = [x for x in c if isinstance(x, Probe)]
         first = cdefs[0].first if cdefs else probes[0]
-        return Program([d.text for d in cdefs], probes, span=_span(first, probes[-1]))
+        return Program([d.text for d in cdefs], probes,
+                       [(d.first.line, d.first.column) for d in cdefs], span=_span(first, probes[-1]))
 
     def c_def(self, c):
         tok = c[0]

@@ -12,7 +12,7 @@ from ..builtins import lookup_builtin, lookup_function
 from ..language import ast
 from ..language.diagnostics import CompileError, Diagnostic, error
 from ..runtime.record import record
-from ..types.cdecl import SCALARS, StructTable
+from ..types.cdecl import SCALARS, Declarations
 from ..types.model import (
     INT64,
     INT_TYPES,
@@ -83,7 +83,7 @@ class Options:
 
 class Checker:
     def __init__(self, units: List[Unit], options: Options, structs=None):
-        self.structs = structs or StructTable([])
+        self.structs = structs or Declarations()
         self.units = units
         self.options = options
         self.maps: Dict[str, MapInfo] = {}

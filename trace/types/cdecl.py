@@ -1,14 +1,15 @@
-"""A small C struct parser for the definitions at the top of a script (no clang):
-enough to know the size and field offsets of `struct X { ... };` for sizeof()."""
+"""The C declarations of a script, as the passes use them: the types, sizes and
+constants that `types/cparse.py` (pcpp + pycparser) reads from the text before
+the probes, with the kernel's BTF types behind them.  A script without C
+declarations imports no C parser."""
 from __future__ import annotations
 
 import os
-import re
 from typing import Dict, Optional
 
-from ..language.diagnostics import error
 from .btf import VMLINUX
 
+# the C scalar names a pointer or a cast may name, and their sizes
 SCALARS = {
     "char": 1, "signed char": 1, "unsigned char": 1, "bool": 1, "_Bool": 1,
     "short": 2, "short int": 2, "unsigned short": 2, "unsigned short int": 2,
@@ -21,119 +22,39 @@ SCALARS = {
     "uint64_t": 8, "int64_t": 8, "size_t": 8, "pid_t": 4, "uid_t": 4, "gid_t": 4,
 }
 
-STRUCT_RE = re.compile(r"\b(struct|union)\s+(\w+)\s*\{(.*?)\}\s*;?", re.S)
-FIELD_RE = re.compile(r"^(.*?)(\**)\s*(\w+)\s*((?:\[\s*\d+\s*\])*)$", re.S)
 
+class Declarations:
+    """`decls`: a cparse.CDecls, or None when the script declares nothing."""
 
-def preprocess(definitions, defined=("BPFTRACE_HAVE_BTF",)):
-    """The C definitions that are active after a minimal preprocessor: `#ifdef`,
-    `#ifndef`, `#if 0/1`, `#if defined(X)`, `#else`, `#elif`, `#endif` over the
-    macros #defined so far (BPFTRACE_HAVE_BTF is defined when the kernel has BTF);
-    `#include` is ignored (kernel types come from BTF). Returns (definitions,
-    {name: int} of the integer #defines)."""
-    macros = {name: "1" for name in defined}
-    ints: Dict[str, int] = {}
-    stack = []            # [active, taken, parent_active]
-    out = []
-    for d in definitions:
-        text = d.strip()
-        active = all(frame[0] for frame in stack)
-        if not text.startswith("#"):
-            if active:
-                out.append(d)
-            continue
-        m = re.match(r"#\s*(\w+)\s*(.*)", text, re.S)
-        if not m:
-            continue
-        word, rest = m.group(1), " ".join(m.group(2).replace("\\\n", " ").split())
-        if word in ("ifdef", "ifndef", "if"):
-            if word == "if":
-                cond = _pp_condition(rest, macros)
-            else:
-                cond = (rest.split()[0] in macros if rest else False) == (word == "ifdef")
-            stack.append([active and cond, cond])
-        elif word in ("else", "elif") and stack:
-            parent = all(frame[0] for frame in stack[:-1])
-            taken = stack[-1][1]
-            cond = not taken and (word == "else" or _pp_condition(rest, macros))
-            stack[-1] = [parent and cond, taken or cond]
-        elif word == "endif" and stack:
-            stack.pop()
-        elif not active:
-            continue
-        elif word == "define":
-            parts = rest.split(None, 1)
-            if parts:
-                value = parts[1] if len(parts) > 1 else "1"
-                macros[parts[0]] = value
-                try:
-                    ints[parts[0]] = int(value.rstrip("uUlL") or "0", 0)
-                except ValueError:
-                    try:
-                        ints[parts[0]] = int(value.strip("()").rstrip("uUlL"), 0)
-                    except ValueError:
-                        pass
-        elif word == "undef":
-            macros.pop(rest.strip(), None)
-            ints.pop(rest.strip(), None)
-    return out, ints
+    def __init__(self, decls=None):
+        self.decls = decls
+        self.defines: Dict[str, int] = {}
+        self.warnings = list(decls.warnings) if decls is not None else []
+        if decls is not None:
+            self.defines.update(decls.enums)
+            self.defines.update((k, v) for k, v in decls.macros.items()
+                                if isinstance(v, int) and not isinstance(v, bool))
 
+    @classmethod
+    def parse(cls, definitions, positions, include_dirs=(), includes=()):
+        if not definitions and not includes:
+            return cls()
+        from . import cmodel, cparse    # lazy: start-up time (pcpp and pycparser only for C)
+        from .btf import vmlinux
+        btf = vmlinux() if os.path.exists(VMLINUX) else None
+        fallback = cmodel.btf_fallback(btf) if btf is not None else None
+        chunks = [(text, line, col) for text, (line, col) in zip(definitions, positions)]
+        return cls(cparse.parse(chunks, include_dirs, includes, fallback, missing_ok=btf is not None))
 
-def _pp_condition(expr: str, macros) -> bool:
-    expr = expr.strip()
-    m = re.fullmatch(r"(!)?\s*defined\s*\(?\s*(\w+)\s*\)?", expr)
-    if m:
-        return (m.group(2) in macros) != bool(m.group(1))
-    try:
-        return int(macros.get(expr, expr), 0) != 0
-    except ValueError:
-        return False
-
-
-class StructTable:
-    def __init__(self, definitions):
-        self.layouts: Dict[str, tuple] = {}   # "struct X" -> (size, align)
-        defined = ("BPFTRACE_HAVE_BTF",) if os.path.exists(VMLINUX) else ()
-        definitions, self.defines = preprocess(definitions, defined)
-        text = re.sub(r"//[^\n]*|/\*.*?\*/", "", "\n".join(definitions), flags=re.S)
-        for kind, name, body in STRUCT_RE.findall(text):
-            self.layouts[f"{kind} {name}"] = self._layout(kind, body)
-
-    def _type_layout(self, ctype: str, pointer: bool):
-        ctype = " ".join(ctype.replace("const", " ").replace("volatile", " ").split())
-        if pointer:
-            return 8, 8
-        if ctype in SCALARS:
-            n = SCALARS[ctype]
-            return n, n
-        if ctype in self.layouts:
-            return self.layouts[ctype]
-        raise error(f"Cannot resolve unknown type \"{ctype}\"")
-
-    def _layout(self, kind, body):
-        size, align = 0, 1
-        for decl in filter(None, (d.strip() for d in body.split(";"))):
-            m = FIELD_RE.match(decl)
-            if not m:
-                raise error(f"Cannot parse struct field: {decl}")
-            ctype, stars, _, dims = m.groups()
-            fsize, falign = self._type_layout(ctype, bool(stars))
-            for d in re.findall(r"\d+", dims):
-                fsize *= int(d)
-            align = max(align, falign)
-            if kind == "union":
-                size = max(size, fsize)
-            else:
-                size = (size + falign - 1) // falign * falign + fsize
-        size = (size + align - 1) // align * align
-        return size, align
+    def defines_record(self, name: str) -> bool:
+        """Whether the script itself defines `struct X` / `union X`."""
+        return self.decls is not None and " ".join(name.split()) in self.decls.space.types
 
     def size_of(self, name: str) -> Optional[int]:
         name = " ".join(name.split())
         if name.endswith("*"):
             return 8
-        if name in self.layouts:
-            return self.layouts[name][0]
-        if name in SCALARS:
-            return SCALARS[name]
-        return None
+        if self.decls is not None and self.defines_record(name):
+            from . import cmodel            # lazy: start-up time (with the C declarations)
+            return cmodel.sizeof(self.decls.space.lookup(name), self.decls.space)
+        return SCALARS.get(name)

@@ -24,7 +24,7 @@ import re
 
 from ..language.ast import Span
 from ..language.diagnostics import CompileError, error
-from ..runtime.record import record
+from ..runtime.record import field, record
 from . import cmodel as M
 
 SCRIPT = "<script>"
@@ -70,6 +70,7 @@ class CDecls:
     space: M.TypeSpace
     macros: dict
     enums: dict
+    warnings: list = field(default_factory=list)    # Diagnostics (missing_ok: includes not found)
 
 
 class _Fail(Exception):
@@ -81,19 +82,25 @@ class _Fail(Exception):
             message, source, line, col, length
 
 
-def parse(chunks, include_dirs=(), includes=(), btf_fallback=None) -> CDecls:
-    """Parse the script's C chunks ((text, line, col), 1-based) → CDecls."""
+def parse(chunks, include_dirs=(), includes=(), btf_fallback=None, missing_ok=False) -> CDecls:
+    """Parse the script's C chunks ((text, line, col), 1-based) → CDecls.
+    missing_ok: an #include that is not found is a warning (the kernel's types come
+    from BTF, as bpftrace 0.17 goes on without the header), not an error."""
     chunks = sorted(chunks, key=lambda c: (c[1], c[2]))
     text = _script_text(chunks)
     pre = None
     try:
         pre = _preprocessor(include_dirs)
+        pre.missing_ok = missing_ok
         src = _preprocess(pre, text, includes)
         src = _strip_attributes(src)[0]
         space = M.TypeSpace(btf_fallback)
         builder = _Builder(space, text)
         builder.build(_cparse(src, text, space, builder))
-        return CDecls(space, _macros(pre), builder.enums)
+        warnings = [_located(m, text, pre).diagnostics[0] for m in pre.missing]
+        for w in warnings:
+            w.level = "WARNING"
+        return CDecls(space, _macros(pre), builder.enums, warnings)
     except _Fail as e:
         raise _located(e, text, pre) from None
     except CompileError:
@@ -160,6 +167,8 @@ def _make_preprocessor_class():
             self.errors = []
             self.parents = {}          # header path -> (source, line) of its #include
             self.passthru_includes = None
+            self.missing_ok = False
+            self.missing = []          # includes not found (missing_ok)
 
         def on_error(self, file, line, msg):
             self.errors.append(_Fail(msg, file, line))
@@ -176,7 +185,11 @@ def _make_preprocessor_class():
             d = self.lastdirective
             what = f"'{includepath}' file not found" if not is_malformed else \
                 f"malformed #include {includepath}"
-            raise _Fail(what, d.source if d else None, d.lineno if d else 0)
+            fail = _Fail(what, d.source if d else None, d.lineno if d else 0)
+            if not self.missing_ok or is_malformed:
+                raise fail
+            self.missing.append(fail)
+            raise OutputDirective(Action.IgnoreAndRemove)
 
         def on_directive_unknown(self, directive, toks, ifpassthru, precedingtoks):
             if directive.value == "error":
@@ -187,7 +200,6 @@ def _make_preprocessor_class():
         def on_comment(self, tok):
             return False
 
-    del Action, OutputDirective
     return Pre
 
 

@@ -249,7 +249,7 @@ def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
     base = target.rstrip("* ").strip()
     if base.startswith(("struct ", "union ")):
         b = kbtf()
-        from_script = base in getattr(ck.structs, "layouts", {})
+        from_script = ck.structs.defines_record(base)
         if not from_script and (b is None or b.struct(base) is None):
             raise error(f"Cannot resolve unknown type \"{base}\"", e.span)
     if operand is not None and not isinstance(operand, (IntT, PtrT, StructT)):
@@ -278,7 +278,7 @@ def sizeof_type(name: str) -> Optional[int]:
 def constant(name: str, structs=None) -> Optional[int]:
     """An identifier that names a constant: a script #define, a BTF enumerator, or a
     well-known macro."""
-    defines = getattr(structs, "defines", None) or {}
+    defines = structs.defines if structs is not None else {}
     if name in defines:
         return defines[name]
     b = kbtf()
