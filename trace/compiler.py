@@ -10,7 +10,7 @@ import re
 from typing import Callable, List, Optional
 
 from .language import ast
-from .language.diagnostics import CompileError, Diagnostic, error, render
+from .language.diagnostics import Diagnostic, error, render
 from .language.parser import parse
 from .passes import desugar, fold, resources, typecheck
 from .passes.typecheck import Options
