@@ -20,6 +20,7 @@ from ..codegen.builder import const
 from ..language.diagnostics import error
 from ..runtime.record import record
 from . import btf as B_
+from . import cmodel as C
 from .cdecl import SCALARS
 from .model import INT_TYPES, ArrayT, IntT, PtrT, StrT, StructT, Type, bpftrace_name
 
@@ -50,49 +51,56 @@ def _no_btf(span):
 
 # ---------------------------------------------------------------- type mapping
 
-def from_btf(tid: int, user: bool = False) -> Optional[Type]:
-    """The pytrace type of a value of BTF type `tid` (None: unsupported, e.g. a function)."""
-    b = kbtf()
-    rid = b.resolve(tid)
-    t = b.type(rid)
-    k = t.kind
-    if rid == 0:
-        return None
-    if k == B_.INT:
-        if t.encoding & 4:                       # bool
+def from_c(ct, space, user: bool = False) -> Optional[Type]:
+    """The language type of a value of C type `ct` (types/cmodel; None: unsupported,
+    e.g. a function or a float)."""
+    ct = C.resolve(space, ct)
+    if isinstance(ct, C.CInt):
+        if ct.name in ("_Bool", "bool") and ct.size == 1:
             return IntT(8, False)
-        bits = t.size * 8
-        if bits not in (8, 16, 32, 64):
-            return IntT(64, bool(t.encoding & 1)) if bits > 64 else None
-        return IntT(bits, bool(t.encoding & 1) or t.name == "char")
-    if k in (B_.ENUM, B_.ENUM64):
-        return IntT(t.size * 8 if t.size in (1, 2, 4, 8) else 64, t.kind_flag)
-    if k == B_.PTR:
-        return PtrT(_pointee_name(b, t.ref), user=user)
-    if k in (B_.STRUCT, B_.UNION):
-        return StructT(b.type_name(rid), user, t.size, rid)
-    if k == B_.FWD:
-        return StructT(b.type_name(rid), user, 0)
-    if k == B_.ARRAY:
-        elem = b.type(b.resolve(t.elem))
-        if elem.kind == B_.INT and elem.name == "char" or (elem.kind == B_.INT and elem.size == 1
-                                                           and elem.encoding & 2):
-            return StrT(max(1, t.nelems))
-        et = from_btf(t.elem, user)
-        if et is None or t.nelems == 0:
+        if ct.size not in (1, 2, 4, 8):
+            return IntT(64, ct.signed) if ct.size > 8 else None
+        return IntT(ct.size * 8, ct.signed or ct.name == "char")
+    if isinstance(ct, C.CEnum):
+        return IntT(ct.size * 8 if ct.size in (1, 2, 4, 8) else 64, ct.signed)
+    if isinstance(ct, C.CPointer):
+        return PtrT(_pointee_name(ct.target), user=user, ctarget=ct.target)
+    if isinstance(ct, C.CRecord):
+        return StructT(C.c_name(ct), user, ct.size if ct.complete else 0, ct)
+    if isinstance(ct, C.CArray):
+        elem = C.resolve(space, ct.elem)
+        if isinstance(elem, C.CInt) and elem.name == "char":
+            return StrT(max(1, ct.count))
+        et = from_c(elem, space, user)
+        if et is None or ct.count == 0:
             return None
-        return ArrayT(et, t.nelems, user, b.size(t.elem))
-    if k == B_.FLOAT:
-        return None
+        return ArrayT(et, ct.count, user, C.sizeof(elem, space))
     return None
 
 
-def _pointee_name(b, tid: int) -> str:
-    """The `target` of a PtrT: the pointee's C name without qualifiers."""
-    name = b.type_name(tid)
-    for q in ("const ", "volatile "):
-        name = name.replace(q, "")
-    return name.strip() or "void"
+def from_btf(tid: int, user: bool = False) -> Optional[Type]:
+    """The language type of a value of BTF type `tid` (None: unsupported)."""
+    b = kbtf()
+    if b.resolve(tid) == 0:
+        return None
+    return from_c(C.from_btf(b, tid), kernel_space(), user)
+
+
+def kernel_space():
+    """The kernel's types by name (BTF), for programs without C declarations."""
+    global _KERNEL_SPACE
+    if _KERNEL_SPACE is None:
+        b = kbtf()
+        _KERNEL_SPACE = C.TypeSpace(C.btf_fallback(b) if b is not None else None)
+    return _KERNEL_SPACE
+
+
+_KERNEL_SPACE = None
+
+
+def _pointee_name(target) -> str:
+    """The `target` of a PtrT: the pointee's C name."""
+    return C.c_name(target) if not isinstance(target, C.CFunc) else "void"
 
 
 def _c_scalar(name: str) -> Optional[IntT]:
@@ -104,8 +112,14 @@ def _c_scalar(name: str) -> Optional[IntT]:
     return IntT(size * 8, not unsigned)
 
 
-def pointee(ptr: PtrT) -> Optional[Type]:
+def pointee(ptr: PtrT, space=None) -> Optional[Type]:
     """What a pointer points to (None: unknown, e.g. void)."""
+    space = space or kernel_space()
+    if ptr.ctarget is not None:
+        target = C.resolve(space, ptr.ctarget)
+        if isinstance(target, C.CRecord) and not target.complete and target.name:
+            target = space.lookup(f"{target.kind} {target.name}") or target
+        return from_c(target, space, ptr.user)
     target = ptr.target.strip()
     if target.endswith("*"):
         return PtrT(target[:-1].strip(), user=ptr.user)
@@ -116,32 +130,25 @@ def pointee(ptr: PtrT) -> Optional[Type]:
     scalar = _c_scalar(target)
     if scalar is not None:
         return scalar
-    b = kbtf()
-    if b is None:
-        return None
-    if target.startswith(("struct ", "union ")):
-        st = b.struct(target)
-        if st is None:
-            return None
-        return StructT(target, ptr.user, st.size, st.id)
-    if target.startswith("enum "):
+    if target.startswith("enum ") and space.lookup(target) is None:
         return IntT(32, False)
-    tid = b.find(target, "type")
-    if tid:
-        return from_btf(tid, ptr.user)
-    return None
+    ct = space.lookup(target)
+    return from_c(ct, space, ptr.user) if ct is not None else None
 
 
-def _struct_of(t: StructT, span):
-    b = kbtf()
-    if b is None:
+def _record_of(t: StructT, space, span):
+    if t.ctype is not None:
+        rec = C.resolve(space, t.ctype)
+        if isinstance(rec, C.CRecord) and rec.complete:
+            return rec
+    rec = space.lookup(t.name)
+    if rec is None and kbtf() is None and not t.name.startswith(("struct ", "union ")):
         raise _no_btf(span)
-    if t.btf_id:
-        return b.type(t.btf_id)
-    st = b.struct(t.name)
-    if st is None:
+    if not isinstance(rec, C.CRecord) or not rec.complete:
+        if kbtf() is None:
+            raise _no_btf(span)
         raise error(f"Cannot resolve unknown type \"{t.name}\"", span)
-    return st
+    return rec
 
 
 # ---------------------------------------------------------------- checks
@@ -158,10 +165,17 @@ class Access:
     is_ptr_base: bool = True
 
 
+def space_of(ck):
+    """The types a program names: its C declarations, with the kernel's behind them."""
+    decls = ck.structs.decls
+    return decls.space if decls is not None else kernel_space()
+
+
 def check_field(ck, e, base: Type):
     """`base->field` / `base.field` on a struct pointer or a struct value."""
+    space = space_of(ck)
     if isinstance(base, PtrT):
-        target = pointee(base)
+        target = pointee(base, space)
         if not isinstance(target, StructT):
             raise error(f"Can not access field '{e.field}' on type '{bpftrace_name(base)}'", e.span)
         st_t = target
@@ -169,23 +183,20 @@ def check_field(ck, e, base: Type):
         st_t = base
     else:
         return None
-    st = _struct_of(st_t, e.span)
-    b = kbtf()
-    m = b.member(st, e.field)
+    rec = _record_of(st_t, space, e.span)
+    m = C.member(rec, e.field, space)
     if m is None:
         raise error(f"Struct/union of type '{st_t.name}' does not contain a field named "
                     f"'{e.field}'", e.span)
-    t = from_btf(m.type, st_t.user)
+    t = from_c(m.type, space, st_t.user)
     if t is None:
-        raise error(f"Field '{e.field}' of type '{b.type_name(m.type)}' is not supported", e.span)
-    if m.bitfield_size:
-        byte = m.bit_offset // 8
-        t = IntT(64, False) if not (isinstance(t, IntT) and t.signed) else IntT(64, True)
-        nbytes = (m.bit_offset % 8 + m.bitfield_size + 7) // 8
-        size = 1 if nbytes <= 1 else 2 if nbytes <= 2 else 4 if nbytes <= 4 else 8
-        e.kaccess = Access(byte, size, m.bit_offset % 8, m.bitfield_size, st_t.user)
+        raise error(f"Field '{e.field}' of type '{C.c_name(m.type)}' is not supported", e.span)
+    if m.bits:
+        t = IntT(64, isinstance(t, IntT) and t.signed)
+        unit = C.sizeof(m.type, space)
+        e.kaccess = Access(m.offset, unit, m.bit_offset, m.bits, st_t.user)
     else:
-        e.kaccess = Access(m.offset, _read_size(t, b.size(m.type)), user=st_t.user)
+        e.kaccess = Access(m.offset, _read_size(t, C.sizeof(m.type, space)), user=st_t.user)
     return t
 
 
@@ -202,7 +213,7 @@ def check_deref(ck, e, t: Type) -> Optional[Type]:
     generic integer deref applies)."""
     if not isinstance(t, PtrT):
         return None
-    target = pointee(t)
+    target = pointee(t, space_of(ck))
     if isinstance(target, StructT):
         e.kderef = Access(0, 0, user=t.user)
         return target
@@ -224,7 +235,7 @@ def check_index(ck, e, base: Type) -> Type:
             raise error(f"the index {idx} is out of bounds for array of size {base.count}", e.span)
         elem, esize, user = base.elem, base.elem_size, base.user
     elif isinstance(base, PtrT):
-        elem = pointee(base)
+        elem = pointee(base, space_of(ck))
         if elem is None:
             raise error(f"The array index operator [] can not be used on a pointer to "
                         f"'{base.target}'", e.span)
@@ -247,18 +258,19 @@ def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
         return None
     target = name[:-1].strip()
     base = target.rstrip("* ").strip()
+    ctarget = None
     if base.startswith(("struct ", "union ")):
-        b = kbtf()
-        from_script = ck.structs.defines_record(base)
-        if not from_script and (b is None or b.struct(base) is None):
+        rec = space_of(ck).lookup(base)
+        if not isinstance(rec, C.CRecord) or not rec.complete:
             raise error(f"Cannot resolve unknown type \"{base}\"", e.span)
+        ctarget = rec if base == target else None
     if operand is not None and not isinstance(operand, (IntT, PtrT, StructT)):
         raise error(f"Casts are not supported for type: \"{bpftrace_name(operand)}\"", e.span)
     if isinstance(operand, PtrT):
         user = operand.user
     else:
         user = ck.unit.provider.user_space if ck.unit is not None else False
-    return PtrT(target, user=user)
+    return PtrT(target, user=user, ctarget=ctarget)
 
 
 def sizeof_type(name: str) -> Optional[int]:

@@ -55,6 +55,7 @@ class PtrT(Type):
     """A pointer (printed as hex). `user` says which address space it reads from."""
     target: str = "void"
     user: bool = False
+    ctarget: object = field(default=None, compare=False)   # the pointee (types/cmodel), if known
 
     def __str__(self):
         return f"{self.target} *"
@@ -70,7 +71,7 @@ class StructT(Type):
     name: str = ""
     user: bool = False
     struct_size: int = field(default=0, compare=False)
-    btf_id: int = 0                     # its BTF type (anonymous structs have no name)
+    ctype: object = field(default=None, compare=False)     # its types/cmodel record
 
     def __str__(self):
         return self.name
