@@ -5,6 +5,7 @@ declarations imports no C parser."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Dict, Optional
 
 from .btf import VMLINUX
@@ -43,7 +44,8 @@ class Declarations:
         from .btf import vmlinux
         btf = vmlinux() if os.path.exists(VMLINUX) else None
         fallback = cmodel.btf_fallback(btf) if btf is not None else None
-        chunks = [(text, line, col) for text, (line, col) in zip(definitions, positions)]
+        chunks = [(_last_member_ended(text), line, col)
+                  for text, (line, col) in zip(definitions, positions)]
         return cls(cparse.parse(chunks, include_dirs, includes, fallback, missing_ok=btf is not None))
 
     def defines_record(self, name: str) -> bool:
@@ -58,3 +60,11 @@ class Declarations:
             from . import cmodel            # lazy: start-up time (with the C declarations)
             return cmodel.sizeof(self.decls.space.lookup(name), self.decls.space)
         return SCALARS.get(name)
+
+
+def _last_member_ended(text: str) -> str:
+    """`struct A { int a; char c[28] }`: clang (so bpftrace) accepts a last member
+    without its `;` (a warning); pycparser does not, so add it."""
+    if not text.lstrip().startswith(("struct", "union")):
+        return text
+    return re.sub(r"([\w\])])(\s*)\}", r"\1;\2}", text)

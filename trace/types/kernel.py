@@ -64,7 +64,8 @@ def from_c(ct, space, user: bool = False) -> Optional[Type]:
     if isinstance(ct, C.CEnum):
         return IntT(ct.size * 8 if ct.size in (1, 2, 4, 8) else 64, ct.signed)
     if isinstance(ct, C.CPointer):
-        return PtrT(_pointee_name(ct.target), user=user, ctarget=ct.target)
+        target = C.resolve(space, ct.target) if isinstance(ct.target, C.CRef) else ct.target
+        return PtrT(_pointee_name(ct.target), user=user, ctarget=target)
     if isinstance(ct, C.CRecord):
         return StructT(C.c_name(ct), user, ct.size if ct.complete else 0, ct)
     if isinstance(ct, C.CArray):

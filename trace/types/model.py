@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 from ..runtime.record import record, field
+from . import cmodel
 from .cdecl import SCALARS
 
 # BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
@@ -258,6 +259,11 @@ def pointee_size(p: "PtrT") -> int:
     """Bytes per element when a pointer is offset (bpftrace scales pointer arithmetic)."""
     if p.target.endswith("*"):
         return 8
+    if p.ctarget is not None:
+        try:
+            return max(1, cmodel.sizeof(p.ctarget))
+        except cmodel.CTypeError:
+            pass
     t = INT_TYPES.get(p.target)
     return t.bits // 8 if t is not None else SCALARS.get(p.target, 1)
 
