@@ -17,7 +17,7 @@ Deviations from 0.17 (places where it emits wrong values or invalid JSON):
 from __future__ import annotations
 
 from .text import lhist_bounds, lhist_bucket_count, value_text
-from .values import AvgValue, ByteArray, HistValue, MapModel, Ptr, Stack, c_div
+from .values import AvgValue, ByteArray, CRecord, HistValue, MapModel, Ptr, Stack, c_div
 
 __all__ = ["json_escape", "json_value", "map_json", "message_json",
            "value_json", "attached_json", "lost_json"]
@@ -59,7 +59,9 @@ def json_value(v, div: int = 1) -> str:
         if div and div != 1:
             v = c_div(v, div)
         return "%d" % v
-    if isinstance(v, tuple):
+    if isinstance(v, CRecord):
+        return "{ " + ", ".join(f"{_quote(n)}: {json_value(x)}" for n, x in v) + " }"
+    if isinstance(v, tuple):                # tuples and C arrays
         return "[" + ",".join(json_value(x, div) for x in v) + "]"
     if v is None:
         return "null"

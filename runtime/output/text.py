@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 
 from .printf import format_buffer
-from .values import (AvgValue, Buffer, ByteArray, HistValue, MapModel, Ptr, Stack, c_div,
+from .values import (AvgValue, Buffer, ByteArray, CArray, CRecord, HistValue, MapModel, Ptr, Stack, c_div,
                      to_signed64)
 
 __all__ = ["value_text", "key_text", "map_text", "hist_rows", "lhist_rows",
@@ -221,6 +221,12 @@ def value_text(v, as_key: bool = False, div: int = 1) -> str:
         if div and div != 1:
             v = c_div(v, div)
         return "%d" % v
+    if isinstance(v, CArray):
+        return "[" + ",".join(value_text(x, as_key) for x in v) + "]"
+    if isinstance(v, CRecord):
+        if as_key:
+            return "{" + ",".join(f".{n}={value_text(x, True)}" for n, x in v) + "}"
+        return "{ " + ", ".join(f".{n} = {value_text(x)}" for n, x in v) + " }"
     if isinstance(v, tuple):
         return "(" + ", ".join(value_text(x, as_key, div) for x in v) + ")"
     if v is None:

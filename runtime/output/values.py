@@ -143,6 +143,15 @@ class ByteArray(tuple):
         return "[" + ",".join("%d" % b for b in self) + "]"
 
 
+class CArray(tuple):
+    """A copy of a C array: printed ``[1,2,3]`` (nested: ``[[1,2],[3,4]]``)."""
+
+
+class CRecord(tuple):
+    """A copy of a C struct or union: its (member name, value) pairs, printed
+    ``{ .a = 1, .b = 2 }`` (as a map key: ``{.a=1,.b=2}``)."""
+
+
 class AvgValue:
     """The reduced value of an avg() or stats() entry."""
 
@@ -293,11 +302,17 @@ class DecodeContext:
 
 def type_size(desc: dict) -> int:
     kind = desc["kind"]
-    if kind in ("int", "ptr", "probe", "username", "kstack", "ksym", "macaddr", "strerror",
+    if kind == "int":
+        return int(desc.get("size", 8))
+    if kind in ("ptr", "probe", "username", "kstack", "ksym", "macaddr", "strerror",
                 "strftime", "cgroup_path"):
         return 8
     if kind in ("ustack", "usym"):
         return 16
+    if kind == "record":
+        return int(desc["size"])
+    if kind == "array":
+        return int(desc["count"]) * int(desc["elem_size"])
     if kind == "inet":
         return 24
     if kind == "buf":
@@ -315,8 +330,13 @@ def make_decoder(desc: dict, ctx: DecodeContext):
     """Return ``f(buf, offset) -> value`` for the descriptor."""
     kind = desc["kind"]
     if kind == "int":
-        unpack = (_I64 if desc.get("signed", True) else _U64).unpack_from
+        size, signed = int(desc.get("size", 8)), desc.get("signed", True)
+        if size != 8:
+            return lambda buf, off: int.from_bytes(buf[off:off + size], "little", signed=signed)
+        unpack = (_I64 if signed else _U64).unpack_from
         return lambda buf, off: unpack(buf, off)[0]
+    if kind in ("record", "array"):
+        return _c_value_decoder(desc, ctx)
     if kind == "ptr":
         unpack = _U64.unpack_from
         return lambda buf, off: Ptr(unpack(buf, off)[0])
@@ -347,6 +367,28 @@ def make_decoder(desc: dict, ctx: DecodeContext):
     if dec is not None:
         return dec
     raise ValueError("unknown type descriptor kind %r" % (kind,))
+
+
+def _c_value_decoder(desc: dict, ctx: "DecodeContext"):
+    """A copy of a C struct/union (its members by name) or array (its elements)."""
+    if desc["kind"] == "array":
+        elem, step, count = make_decoder(desc["elem"], ctx), int(desc["elem_size"]), int(desc["count"])
+        return lambda buf, off: CArray(elem(buf, off + i * step) for i in range(count))
+    fields = [(f["name"], int(f["offset"]), _member_decoder(f, ctx)) for f in desc["fields"]]
+    return lambda buf, off: CRecord((name, d(buf, off + o)) for name, o, d in fields)
+
+
+def _member_decoder(f: dict, ctx: "DecodeContext"):
+    bits = int(f.get("bits", 0))
+    if not bits:
+        return make_decoder(f["type"], ctx)
+    unit, shift = int(f["type"].get("size", 8)), int(f.get("bit_offset", 0))
+    signed = f["type"].get("signed", True)
+
+    def dec_bits(buf, off):
+        v = (int.from_bytes(buf[off:off + unit], "little") >> shift) & ((1 << bits) - 1)
+        return v - (1 << bits) if signed and v >> (bits - 1) else v
+    return dec_bits
 
 
 def _strftime(fmt: str, nsecs: int) -> str:
@@ -582,6 +624,10 @@ def _order_value(desc: dict, v):
     if kind == "tuple":
         return tuple(_order_value(f["type"], x)
                      for f, x in zip(desc["fields"], v))
+    if kind == "array":
+        return tuple(_order_value(desc["elem"], x) for x in v)
+    if kind == "record":
+        return tuple(_order_value(f["type"], x) for f, (_, x) in zip(desc["fields"], v))
     if isinstance(v, Stack):
         return v.order()
     if isinstance(v, Symbol):

@@ -16,13 +16,16 @@ from ..language import ast
 from ..language.diagnostics import error
 from ..types.model import (
     AggT,
+    ArrayT,
     BufT,
     ByteArrayT,
+    CValueT,
     InetT,
     IntT,
     PtrT,
     StackT,
     StrT,
+    StructT,
     TupleT,
     Type,
     UsymT,
@@ -32,7 +35,7 @@ from ..types.model import (
     slot,
 )
 
-MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT)
+MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT, CValueT)
 from ..builtins.registry import record_layout
 from ..passes.resources import GLOBALS, Resources
 from . import builder as B
@@ -195,6 +198,11 @@ class Lowerer:
                     fb.store(dst, offset + do, fb.load(value, so))
                 else:
                     self.materialize(dt, st, fb.at(value, so), dst, offset + do)
+        elif isinstance(dst_t, CValueT) and isinstance(src_t, (StructT, ArrayT)):
+            # a struct or array held by its address: copy it out of the traced memory
+            fb.zero(dst, dst_t.size, offset)
+            fb.helper(B.read_helper(src_t.user), fb.at(dst, offset), const(dst_t.size, B.I32),
+                      self.b.inttoptr(value, B.PTR))
         elif not dst_t.in_register and isinstance(dst_t, MEMORY_VALUES):
             # a value held in memory (ustack, usym, inet, buf, pton bytes): copy its bytes
             n = min(src_t.size, dst_t.size)

@@ -196,9 +196,7 @@ class Checker:
                 return
             if isinstance(vt, ArgsT):
                 raise error("context cannot be assigned to a map", _assign_op_span(s))
-            if isinstance(vt, (StructT, ArrayT)):
-                raise error(f"Value of type '{bpftrace_name(vt)}' can not be stored in a map "
-                            f"(read one of its fields)", _assign_op_span(s))
+            vt = self.stored(vt, s.value)
             self.check_storable(vt, s.value)
             self.set_map_value(info, vt, target.span, target, _assign_op_span(s))
             target.type = info.value
@@ -240,6 +238,13 @@ class Checker:
             self.unit_vars()[target.name] = unify(self.unit_vars().get(target.name, vt), vt) or vt
         else:
             raise error("Can only assign to maps and variables", target.span)
+
+    def stored(self, t: Type, node) -> Type:
+        """The type a value takes where it is stored: a struct or array is copied."""
+        if isinstance(t, (StructT, ArrayT)):
+            from ..types.kernel import value_of   # lazy: start-up time (typed kernel data)
+            return value_of(self, t, node.span)
+        return t
 
     def moves_pointer(self, s: ast.Assign, cur: Type) -> bool:
         """`p += n` / `p -= n` on a pointer (checked as `p = p ± n`)."""
@@ -310,7 +315,7 @@ class Checker:
                     raise error("context cannot be used as a map key", m.span)
                 if isinstance(kt, AggT) or not kt.map_key:
                     raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
-                keys.append(IntT(64, False) if isinstance(kt, IntT) else kt)
+                keys.append(IntT(64, False) if isinstance(kt, IntT) else self.stored(kt, k))
         if info.keyed is None:
             info.keyed = keys is not None
             info.keys = keys
@@ -490,6 +495,7 @@ class Checker:
         for x, t in zip(e.elements, ts):
             if isinstance(t, (NoneT, AggT, ArgsT)):
                 raise error(f"Invalid tuple element type: {bpftrace_name(t)}", x.span)
+        ts = [self.stored(t, x) for x, t in zip(e.elements, ts)]
         return TupleT(tuple(IntT(64, t.signed) if isinstance(t, IntT) else t for t in ts))
 
     def _check_field_access(self, e, statement):

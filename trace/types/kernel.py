@@ -22,7 +22,8 @@ from ..runtime.record import record
 from . import btf as B_
 from . import cmodel as C
 from .cdecl import SCALARS
-from .model import INT_TYPES, ArrayT, IntT, PtrT, StrT, StructT, Type, bpftrace_name
+from .model import (INT_TYPES, ArrayT, CValueT, IntT, PtrT, StrT, StructT, Type, bpftrace_name,
+                    cvalue_descriptor)
 
 # macro constants the bpftrace tools take from headers that BTF does not carry
 MACROS = {
@@ -38,6 +39,9 @@ MACROS = {
     "O_APPEND": 0o2000, "O_NONBLOCK": 0o4000, "O_CLOEXEC": 0o2000000,
     "PAGE_SIZE": 4096, "PAGE_SHIFT": 12, "NULL": 0,
 }
+
+
+MAX_COPY = 480     # bytes of a struct/array copy (the BPF stack is 512 bytes)
 
 
 def kbtf():
@@ -75,7 +79,7 @@ def from_c(ct, space, user: bool = False) -> Optional[Type]:
         et = from_c(elem, space, user)
         if et is None or ct.count == 0:
             return None
-        return ArrayT(et, ct.count, user, C.sizeof(elem, space))
+        return ArrayT(et, ct.count, user, C.sizeof(elem, space), ct)
     return None
 
 
@@ -199,6 +203,24 @@ def check_field(ck, e, base: Type):
     else:
         e.kaccess = Access(m.offset, _read_size(t, C.sizeof(m.type, space)), user=st_t.user)
     return t
+
+
+def value_of(ck, t: Type, span) -> Type:
+    """A struct or array held by its address, as the value copied where it is stored
+    (a map value or key, a tuple); any other type unchanged."""
+    if isinstance(t, StructT):
+        ct = _record_of(t, space_of(ck), span)
+    elif isinstance(t, ArrayT) and t.ctype is not None:
+        ct = t.ctype
+    else:
+        return t
+    space = space_of(ck)
+    size = C.sizeof(ct, space)
+    if size > MAX_COPY:
+        raise error(f"Value of type '{bpftrace_name(t)}' can not be stored in a map or tuple: "
+                    f"{size} bytes, more than the {MAX_COPY} a copy may take on the BPF stack",
+                    span)
+    return CValueT(str(t), cvalue_descriptor(ct, space), size)
 
 
 def _read_size(t: Type, size: int) -> int:

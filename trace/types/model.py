@@ -88,6 +88,7 @@ class ArrayT(Type):
     count: int = 0
     user: bool = False
     elem_size: int = field(default=8, compare=False)
+    ctype: object = field(default=None, compare=False)     # its types/cmodel array
 
     def __str__(self):
         return f"{self.elem}[{self.count}]"
@@ -426,6 +427,53 @@ class CgroupPathT(Type):
 
     def descriptor(self):
         return {"kind": "cgroup_path", "filter": self.filter}
+
+
+@record(frozen=True)
+class CValueT(Type):
+    """A copy of a C struct, union or array (read from memory when it is stored in a
+    map, a key or a tuple), laid out as C lays it out; printed as bpftrace 0.17 does:
+    `{ .a = 1, .b = [1,2] }`. `desc` is its value descriptor (see cvalue_descriptor)."""
+    name: str = ""
+    desc: object = field(default=None, compare=False)
+    csize: int = 0
+
+    @property
+    def size(self):
+        return self.csize
+
+    @property
+    def in_register(self):
+        return False
+
+    def __str__(self):
+        return self.name
+
+    def descriptor(self):
+        return self.desc
+
+
+def cvalue_descriptor(ct, space) -> dict:
+    """The value descriptor of a C type: ints with their size, char arrays as
+    strings, arrays and records with their layout."""
+    ct = cmodel.resolve(space, ct)
+    if isinstance(ct, (cmodel.CInt, cmodel.CEnum)):
+        return {"kind": "int", "signed": ct.signed or getattr(ct, "name", "") == "char",
+                "size": ct.size}
+    if isinstance(ct, cmodel.CPointer):
+        return {"kind": "int", "signed": False, "size": 8}
+    if isinstance(ct, cmodel.CArray):
+        elem = cmodel.resolve(space, ct.elem)
+        if isinstance(elem, cmodel.CInt) and elem.name == "char":
+            return {"kind": "str", "size": ct.count}
+        return {"kind": "array", "count": ct.count, "elem_size": cmodel.sizeof(elem, space),
+                "elem": cvalue_descriptor(elem, space)}
+    if isinstance(ct, cmodel.CRecord):
+        fields = [{"name": m.name, "offset": m.offset, "bit_offset": m.bit_offset,
+                   "bits": m.bits, "type": cvalue_descriptor(m.type, space)}
+                  for m in ct.members]
+        return {"kind": "record", "size": ct.size, "fields": fields}
+    return {"kind": "bytes", "count": cmodel.sizeof(ct, space)}
 
 
 def kind_name(t) -> str:
