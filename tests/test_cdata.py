@@ -88,3 +88,26 @@ def test_pointer_walk_through_structs(prog):
                 "while ($i-- > 0) { @a += $c->a; @b += ($c++)->b; } "
                 "printf(\"a: %d b: %d\\n\", @a, @b); exit(); }")
     assert "a: 45 b: 1000\n" in out
+
+
+def test_parts_of_copied_values(prog):
+    out = trace(prog, DECLS + f"uprobe:{prog}:func {{ @a[0] = ((struct A *) arg1)->x; "
+                "printf(\"Result: %d\\n\", @a[0][2]); $x = @a[0]; printf(\"Result: %d\\n\", $x[3]); "
+                "@b[0] = ((struct B *) arg2)->y; printf(\"Result: %d %d\\n\", @b[0][1][0], @b[0][0][1]); "
+                "$y = @b[0]; printf(\"%d\\n\", $y[1][1]); @s = *((struct Foo*)arg0); "
+                "printf(\"%d %d\\n\", @s.n, @s.m); exit(); }")
+    assert out == ("Attaching 1 probe...\nResult: 3\nResult: 4\nResult: 7 6\n8\n3 2\n\n\n"
+                   "@a[0]: [1,2,3,4]\n@b[0]: [[5,6],[7,8]]\n@s: { .m = 2, .n = 3 }\n")
+
+
+@pytest.mark.parametrize("script, message", [
+    ("struct Foo { int m; } BEGIN { @x = *((struct Foo *)0); @y = @x.nope; }",
+     "Struct/union of type 'struct Foo' does not contain a field named 'nope'"),
+    ("struct A { int x[4]; } BEGIN { @x = ((struct A *)0)->x; $v = @x; @y = $v[4]; }",
+     "the index 4 is out of bounds for array of size 4"),
+    ("struct Big { char c[600]; } BEGIN { @x = *((struct Big *)0); }",
+     "can not be stored in a map or tuple: 600 bytes"),
+])
+def test_copied_value_errors(script, message):
+    r = subprocess.run(PYTRACE + ["-e", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr

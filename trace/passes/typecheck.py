@@ -20,6 +20,7 @@ from ..types.model import (
     UINT64,
     AggT,
     ArgsT,
+    CValueT,
     ArrayT,
     IntT,
     NoneT,
@@ -503,7 +504,7 @@ class Checker:
 
     def _check_index(self, e, statement):
         t = self.expr(e.expr)
-        if isinstance(t, (PtrT, ArrayT)):
+        if isinstance(t, (PtrT, ArrayT, CValueT)):
             # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_index
             return check_index(self, e, t)
@@ -609,7 +610,7 @@ class Checker:
             return base.elements[i]
         if isinstance(base, ArgsT):
             return self.unit.provider.args_field(self, e)      # tracefs format, BTF (kfunc)
-        if isinstance(base, (PtrT, StructT)):
+        if isinstance(base, (PtrT, StructT, CValueT)):
             # lazy: start-up time (the BTF reader only for typed kernel data)
             from ..types.kernel import check_field
             return check_field(self, e, base)

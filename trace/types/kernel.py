@@ -168,6 +168,7 @@ class Access:
     bits: int = 0
     user: bool = False
     is_ptr_base: bool = True
+    in_copy: bool = False    # a part of a copied value (CValueT): loaded from BPF memory
 
 
 def space_of(ck):
@@ -186,6 +187,8 @@ def check_field(ck, e, base: Type):
         st_t = target
     elif isinstance(base, StructT):
         st_t = base
+    elif isinstance(base, CValueT) and isinstance(C.resolve(space, base.ctype), C.CRecord):
+        return _copy_member(e, base, space)
     else:
         return None
     rec = _record_of(st_t, space, e.span)
@@ -220,7 +223,7 @@ def value_of(ck, t: Type, span) -> Type:
         raise error(f"Value of type '{bpftrace_name(t)}' can not be stored in a map or tuple: "
                     f"{size} bytes, more than the {MAX_COPY} a copy may take on the BPF stack",
                     span)
-    return CValueT(str(t), cvalue_descriptor(ct, space), size)
+    return CValueT(str(t), cvalue_descriptor(ct, space), size, ct)
 
 
 def _read_size(t: Type, size: int) -> int:
@@ -257,6 +260,8 @@ def check_index(ck, e, base: Type) -> Type:
         if not 0 <= idx < base.count:
             raise error(f"the index {idx} is out of bounds for array of size {base.count}", e.span)
         elem, esize, user = base.elem, base.elem_size, base.user
+    elif isinstance(base, CValueT) and isinstance(C.resolve(space_of(ck), base.ctype), C.CArray):
+        return _copy_element(e, base, idx, space_of(ck))
     elif isinstance(base, PtrT):
         elem = pointee(base, space_of(ck))
         if elem is None:
@@ -270,6 +275,36 @@ def check_index(ck, e, base: Type) -> Type:
                     f"{bpftrace_name(base) if base else 'unknown'}.", e.span)
     e.kaccess = Access(idx * esize, _read_size(elem, esize), user=user)
     return elem
+
+
+def _copy_part(ct, space, name: str) -> Type:
+    """The type of a member or element of a copied value: itself a copy if it is
+    a struct or array (but a char array: a string)."""
+    t = from_c(ct, space)
+    if isinstance(t, (StructT, ArrayT)):
+        return CValueT(name, cvalue_descriptor(ct, space), C.sizeof(ct, space), C.resolve(space, ct))
+    return t
+
+
+def _copy_member(e, base: CValueT, space) -> Type:
+    m = C.member(base.ctype, e.field, space)
+    if m is None:
+        raise error(f"Struct/union of type '{base.name}' does not contain a field named "
+                    f"'{e.field}'", e.span)
+    t = _copy_part(m.type, space, C.c_name(m.type))
+    if m.bits:
+        t = IntT(64, isinstance(t, IntT) and t.signed)
+    e.kaccess = Access(m.offset, C.sizeof(m.type, space), m.bit_offset, m.bits, in_copy=True)
+    return t
+
+
+def _copy_element(e, base: CValueT, idx: int, space) -> Type:
+    arr = C.resolve(space, base.ctype)
+    if not 0 <= idx < arr.count:
+        raise error(f"the index {idx} is out of bounds for array of size {arr.count}", e.span)
+    esize = C.sizeof(arr.elem, space)
+    e.kaccess = Access(idx * esize, esize, in_copy=True)
+    return _copy_part(arr.elem, space, C.c_name(arr.elem))
 
 
 def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
@@ -329,6 +364,8 @@ def constant(name: str, structs=None) -> Optional[int]:
 def read(lw, addr, t: Type, acc: Access):
     """Read a value of type t at address `addr` (i64) as `acc` says."""
     fb, b = lw.fb, lw.b
+    if acc.in_copy:
+        return _read_copy(lw, addr, t, acc)
     if acc.offset:
         addr = b.add(addr, const(acc.offset))
     if isinstance(t, (StructT, ArrayT)) or acc.size == 0:
@@ -352,6 +389,25 @@ def read(lw, addr, t: Type, acc: Access):
     if acc.size == 8:
         return fb.load(buf, 0)
     return fb.load(buf, 0, acc.size * 8, signed=signed, align=acc.size)
+
+
+def _read_copy(lw, ptr, t: Type, acc: Access):
+    """A part of a copied value (`ptr`: its BPF stack or map memory): loaded directly."""
+    fb, b = lw.fb, lw.b
+    if isinstance(t, (CValueT, StrT)):
+        return fb.at(ptr, acc.offset)
+    if isinstance(t, PtrT) or acc.size == 8:
+        v = fb.load(ptr, acc.offset, 64, align=1)
+    else:
+        v = fb.load(ptr, acc.offset, acc.size * 8, signed=isinstance(t, IntT) and t.signed and
+                    not acc.bits, align=1)
+    if not acc.bits:
+        return v
+    v = b.lshr(v, const(acc.bit_offset)) if acc.bit_offset else v
+    if isinstance(t, IntT) and t.signed:
+        shift = const(64 - acc.bits)
+        return b.ashr(b.shl(v, shift), shift)
+    return b.and_(v, const((1 << acc.bits) - 1))
 
 
 def lower_field(lw, e):

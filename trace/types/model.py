@@ -437,6 +437,7 @@ class CValueT(Type):
     name: str = ""
     desc: object = field(default=None, compare=False)
     csize: int = 0
+    ctype: object = field(default=None, compare=False)     # its types/cmodel record or array
 
     @property
     def size(self):
