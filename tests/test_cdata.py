@@ -111,3 +111,10 @@ def test_parts_of_copied_values(prog):
 def test_copied_value_errors(script, message):
     r = subprocess.run(PYTRACE + ["-e", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_arrays_compare_by_their_bytes(prog):
+    out = trace(prog, DECLS + f"uprobe:{prog}:func {{ $a = (struct A *)arg1; $b = (struct B *)arg2; "
+                "@m = $a->x; $c = @m; if ($a->x == $a->x) { printf(\"eq\\n\"); } "
+                "printf(\"%d %d\\n\", $c == $a->x, $c != $a->x); exit(); }")
+    assert "eq\n1 0\n" in out

@@ -497,6 +497,8 @@ class Lowerer:
             phi.add_incoming(ir.Constant(ir.IntType(1), 0 if e.op == "&&" else 1), start)
             phi.add_incoming(right, rhs_end)
             return fb.from_bool(phi)
+        if isinstance(e.left.type, (ArrayT, CValueT)):
+            return self.compare_copies(e)
         if isinstance(e.left.type, StrT):
             eq = string_equal(self, self.expr(e.left), e.left.type.size, self.expr(e.right),
                               e.right.type.size, None)
@@ -510,6 +512,29 @@ class Lowerer:
             else:
                 left = b.mul(left, scale)
         return self.arith(e.op, left, right, e.left.type, e.right.type)
+
+    def compare_copies(self, e):
+        """`a == b` / `a != b` on two arrays (or records) of one type: their bytes."""
+        b, fb = self.b, self.fb
+        t = e.left.type if isinstance(e.left.type, CValueT) else None
+        ptrs = []
+        for x in (e.left, e.right):
+            v = self.expr(x)
+            if isinstance(x.type, CValueT):
+                ptrs.append(v)
+                continue
+            size = x.type.count * x.type.elem_size
+            copy = fb.temp(size)
+            fb.helper(B.read_helper(x.type.user), copy, const(size, B.I32), b.inttoptr(v, B.PTR))
+            ptrs.append(copy)
+        size = t.size if t is not None else e.left.type.count * e.left.type.elem_size
+        step = next(n for n in (8, 4, 2, 1) if size % n == 0)
+        diff = const(0)
+        for off in range(0, size, step):
+            diff = b.or_(diff, b.xor(fb.load(ptrs[0], off, step * 8, align=1),
+                                     fb.load(ptrs[1], off, step * 8, align=1)))
+        same = b.icmp_unsigned("==", diff, const(0))
+        return fb.from_bool(same if e.op == "==" else b.not_(same))
 
     def arith(self, op, left, right, lt, rt):
         b, fb = self.b, self.fb

@@ -548,6 +548,9 @@ class Checker:
                 raise error(f"Type mismatch for '{e.op}': comparing '{bpftrace_name(a)}' with "
                             f"'{bpftrace_name(b)}'", e.span)
             return UINT64
+        if isinstance(a, (ArrayT, CValueT)) and isinstance(b, (ArrayT, CValueT)) \
+                and e.op in ("==", "!=") and self.stored(a, e.left) == self.stored(b, e.right):
+            return UINT64                   # arrays (or records) of one type: their bytes
         if isinstance(a, PtrT) or isinstance(b, PtrT):
             return self.pointer_binary(e, a, b)
         if not isinstance(a, (IntT, PtrT)) or not isinstance(b, (IntT, PtrT)):
