@@ -195,7 +195,7 @@ class Lowerer:
             for i, (dt, st) in enumerate(zip(dst_t.elements, src_t.elements)):
                 so, do = src_t.offsets[i], dst_t.offsets[i]
                 if dt.in_register:
-                    fb.store(dst, offset + do, fb.load(value, so))
+                    self.store_value(dt, dst, offset + do, self.load_value(st, value, so))
                 else:
                     self.materialize(dt, st, fb.at(value, so), dst, offset + do)
         elif isinstance(dst_t, CValueT) and isinstance(src_t, (StructT, ArrayT)):
@@ -213,10 +213,17 @@ class Lowerer:
             fb.store(dst, offset, value)
 
     def load_value(self, t: Type, ptr, offset: int = 0):
-        """Read a value of type t stored at ptr+offset (pointer for strings/tuples)."""
+        """Read a value of type t stored at ptr+offset (pointer for strings/tuples);
+        an integer narrower than 64 bits is widened as its sign says."""
+        if isinstance(t, IntT) and t.bits < 64:
+            return self.fb.load(ptr, offset, t.bits, signed=t.signed, align=1)
         if t.in_register:
             return self.fb.load(ptr, offset)
         return self.fb.at(ptr, offset)
+
+    def store_value(self, t: Type, ptr, offset: int, value):
+        """Store an in-register value of type t (a narrow integer at its width)."""
+        self.fb.store(ptr, offset, value, t.bits if isinstance(t, IntT) else 64)
 
     # ------------------------------------------------------------ maps
     def map_key(self, info, keys, bucket=None):
@@ -407,7 +414,10 @@ class Lowerer:
             t = e.type
             buf = fb.temp(t.size)
             for x, et, off in zip(e.elements, t.elements, t.offsets):
-                self.materialize(et, x.type, self.expr(x), buf, off)
+                if et.in_register:
+                    self.store_value(et, buf, off, self.expr(x))
+                else:
+                    self.materialize(et, x.type, self.expr(x), buf, off)
             return buf
         if isinstance(e, ast.FieldAccess):
             return self.field_access(e)

@@ -497,7 +497,7 @@ class Checker:
             if isinstance(t, (NoneT, AggT, ArgsT)):
                 raise error(f"Invalid tuple element type: {bpftrace_name(t)}", x.span)
         ts = [self.stored(t, x) for x, t in zip(e.elements, ts)]
-        return TupleT(tuple(IntT(64, t.signed) if isinstance(t, IntT) else t for t in ts))
+        return TupleT(tuple(ts))
 
     def _check_field_access(self, e, statement):
         return self.field_access(e)

@@ -48,6 +48,8 @@ class IntT(Type):
         return ("" if self.signed else "unsigned ") + f"int{self.bits}"
 
     def descriptor(self):
+        if self.bits != 64:                 # a narrow tuple element
+            return {"kind": "int", "signed": self.signed, "size": self.bits // 8}
         return {"kind": "int", "signed": self.signed}
 
 
@@ -128,17 +130,50 @@ def packed(types, start: int = 0):
     return offsets, off
 
 
+def _field_size(t: "Type") -> int:
+    """Bytes a value takes as a tuple element (an integer: its own width)."""
+    return t.bits // 8 if isinstance(t, IntT) else t.size
+
+
+def _field_align(t: "Type") -> int:
+    if isinstance(t, IntT):
+        return t.bits // 8
+    if isinstance(t, (StrT, ByteArrayT)):
+        return 1
+    if isinstance(t, TupleT):
+        return t.align
+    if isinstance(t, CValueT) and t.ctype is not None:
+        return cmodel.alignof(t.ctype)
+    return 8
+
+
 @record(frozen=True)
 class TupleT(Type):
+    """A tuple, laid out as bpftrace 0.17 lays it out: a C struct of its elements
+    (natural alignment; integers at their own width)."""
     elements: Tuple[Type, ...]
 
     @property
     def offsets(self):
-        return packed(self.elements)[0]
+        return self._layout()[0]
 
     @property
     def size(self):
-        return packed(self.elements)[1]
+        return self._layout()[1]
+
+    @property
+    def align(self):
+        return max((_field_align(t) for t in self.elements), default=1)
+
+    def _layout(self):
+        offsets, off = [], 0
+        for t in self.elements:
+            a = _field_align(t)
+            off = (off + a - 1) // a * a
+            offsets.append(off)
+            off += _field_size(t)
+        a = self.align
+        return offsets, (off + a - 1) // a * a
 
     def __str__(self):
         return "(" + ",".join(str(t) for t in self.elements) + ")"
