@@ -118,3 +118,19 @@ def test_arrays_compare_by_their_bytes(prog):
                 "@m = $a->x; $c = @m; if ($a->x == $a->x) { printf(\"eq\\n\"); } "
                 "printf(\"%d %d\\n\", $c == $a->x, $c != $a->x); exit(); }")
     assert "eq\n1 0\n" in out
+
+
+def test_typedefs_before_the_probes():
+    # newer bpftrace (0.17 has no top-level typedef): gcc gives 24, 32 and 4
+    script = ("typedef struct { int a; long b[2]; } pair_t;\ntypedef unsigned int myint;\n"
+              "struct S { pair_t p; myint x; };\n"
+              'BEGIN { printf("%d %d %d\\n", sizeof(pair_t), sizeof(struct S), sizeof(myint)); exit(); }')
+    r = subprocess.run(PYTRACE + ["-e", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "24 32 4\n" in r.stdout, r.stderr
+
+
+def test_missing_include_is_a_located_error():
+    r = subprocess.run(PYTRACE + ["-e", "#include <no/such/header.h>\nBEGIN { exit(); }"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("stdin:1:1-28: ERROR: 'no/such/header.h' file not found\n")

@@ -125,6 +125,7 @@ _TERMINAL_NAMES = {
     "POSITIONAL": "positional parameter",
     "CPREPROC": "preprocessor directive",
     "STRUCT_DEF": "struct definition",
+    "TYPEDEF_DEF": "typedef",
     "ENDPRED": "end predicate",
     "INT_TYPE": "identifier",
     "NAME": "identifier",
@@ -318,13 +319,14 @@ class _AstBuilder:
 
     def c_def(self, c):
         tok = c[0]
-        if tok.type == "CPREPROC":
+        if tok.type in ("CPREPROC", "TYPEDEF_DEF"):
             return _CDef(tok.value.rstrip("\r"), tok, tok)
         return _CDef(tok.value + ";", tok, c[-1])
 
     def late_c_def(self, c):
         tok = c[0]
-        kind = "preprocessor directive" if tok.type == "CPREPROC" else "struct definition"
+        kind = {"CPREPROC": "preprocessor directive", "TYPEDEF_DEF": "typedef"}.get(
+            tok.type, "struct definition")
         _fail(f"syntax error, unexpected {kind}, expecting {{", _tok_span(tok))
 
     def probe(self, c):

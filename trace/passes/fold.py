@@ -60,6 +60,9 @@ def _unroll(s: ast.Unroll, structs):
 
 
 def _sizeof(e: ast.Sizeof, structs):
+    if isinstance(e.operand, ast.Builtin) and lookup_builtin(e.operand.name) is None \
+            and structs.size_of(e.operand.name) is not None:
+        e.type_name, e.operand = e.operand.name, None      # sizeof(a_typedef_name)
     if e.type_name is None:
         return                          # sizeof(expr): its operand's type decides
     t = INT_TYPES.get(e.type_name)

@@ -46,7 +46,7 @@ class Declarations:
         fallback = cmodel.btf_fallback(btf) if btf is not None else None
         chunks = [(_last_member_ended(text), line, col)
                   for text, (line, col) in zip(definitions, positions)]
-        return cls(cparse.parse(chunks, include_dirs, includes, fallback, missing_ok=btf is not None))
+        return cls(cparse.parse(chunks, include_dirs, includes, fallback))
 
     def defines_record(self, name: str) -> bool:
         """Whether the script itself defines `struct X` / `union X`."""
