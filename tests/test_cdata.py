@@ -134,3 +134,14 @@ def test_missing_include_is_a_located_error():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("stdin:1:1-28: ERROR: 'no/such/header.h' file not found\n")
+
+
+def test_include_dirs_and_include_files(tmp_path):
+    (tmp_path / "my.h").write_text("#define MYVAL 42\nstruct hdr { int a; char b; };\n")
+    r = subprocess.run(PYTRACE + ["-I", str(tmp_path), "-e", '#include "my.h"\n'
+                                  'BEGIN { printf("%d %d\\n", MYVAL, sizeof(struct hdr)); exit(); }'],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "42 8\n" in r.stdout, r.stderr     # as bpftrace 0.17
+    r = subprocess.run(PYTRACE + ["--include", "errno.h", "-e", 'BEGIN { printf("%d\\n", EPERM); exit(); }'],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "\n1\n" in r.stdout, r.stderr

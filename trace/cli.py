@@ -30,6 +30,8 @@ OPTIONS:
     -p PID         enable USDT probes on PID; exit when PID exits
     -c 'CMD'       run CMD and enable USDT probes on resulting process; exit when it exits
     --unsafe       allow unsafe builtin functions
+    -I DIR         add DIR to the search path of the script's #include
+    --include FILE add an #include of FILE before the script's C declarations
     -q             keep messages quiet
     -v             verbose messages
     --emit-elf FILE
@@ -72,6 +74,8 @@ def build_parser():
     p.add_argument("--emit-elf", dest="emit_elf")
     p.add_argument("--emit-llvm", dest="emit_llvm")
     p.add_argument("--unsafe", action="store_true")
+    p.add_argument("-I", dest="include_dirs", action="append", default=[])
+    p.add_argument("--include", dest="includes", action="append", default=[])
     p.add_argument("-V", "--version", dest="version", action="store_true")
     p.add_argument("-h", "--help", dest="help", action="store_true")
     p.add_argument("rest", nargs="*")
@@ -163,7 +167,7 @@ def _main(argv) -> int:
     cache_key = None
     if plain_run and cache.enabled():
         cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid,
-                              args.helper_errors)
+                              args.helper_errors, args.include_dirs, args.includes)
         hit = cache.load(cache_key)
         if hit is not None:
             elf, warnings = hit
@@ -199,6 +203,7 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
     if args.dump_all:
         dump_after = "codegen"
     options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
+                             include_dirs=args.include_dirs, includes=args.includes,
                              max_map_keys=max_map_keys, pid=args.pid,
                              dump_after=dump_after, emitter=emitter,
                              helper_errors=args.helper_errors)

@@ -30,6 +30,8 @@ class CompileOptions(Options):
     dump: Callable[[str], None] = print
     emitter: object = None          # a codegen.emit.BackgroundEmitter, else emit in-process
     helper_errors: int = 0          # -k: 1 warns when map updates/deletes fail, -kk: 2 also reads
+    include_dirs: List[str] = field(default_factory=list)   # -I DIR
+    includes: List[str] = field(default_factory=list)       # --include FILE
 
 
 @record
@@ -65,7 +67,8 @@ def declarations_pass(st: State):
     """The C declarations before the probes: types, sizes, #defines and enums (a
     missing #include is a located error, as the issue and 0.17 have it)."""
     program = st.program
-    st.structs = Declarations.parse(program.c_definitions, program.c_positions)
+    st.structs = Declarations.parse(program.c_definitions, program.c_positions,
+                                    st.options.include_dirs, st.options.includes)
     st.warnings.extend(st.structs.warnings)
 
 
