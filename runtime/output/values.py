@@ -383,11 +383,9 @@ def _member_decoder(f: dict, ctx: "DecodeContext"):
     if not bits:
         return make_decoder(f["type"], ctx)
     unit, shift = int(f["type"].get("size", 8)), int(f.get("bit_offset", 0))
-    signed = f["type"].get("signed", True)
 
-    def dec_bits(buf, off):
-        v = (int.from_bytes(buf[off:off + unit], "little") >> shift) & ((1 << bits) - 1)
-        return v - (1 << bits) if signed and v >> (bits - 1) else v
+    def dec_bits(buf, off):                 # unsigned, as 0.17 reads bitfields
+        return (int.from_bytes(buf[off:off + unit], "little") >> shift) & ((1 << bits) - 1)
     return dec_bits
 
 

@@ -110,6 +110,7 @@ def _check_print(ck, node):
         raise error("The map passed to print() should not be indexed by a key", node.span)
     if t is not None and isinstance(t, (NoneT, ArgsT)):
         raise error(f"print() cannot print a value of type {bpftrace_name(t)}", first.span)
+    node.value_type = ck.stored(t, first) if t is not None else None
     return NoneT()
 
 
@@ -118,7 +119,7 @@ def _print_action(node):
     if isinstance(first, ast.Map) and first.keys is None:
         top, div = node.top_div[:2]
         return {"kind": "print_map", "map": first.name, "top": top, "div": div}
-    return record_layout([first.type], {"kind": "print_value", "arg": None})
+    return record_layout([node.value_type], {"kind": "print_value", "arg": None})
 
 
 @function("print", "print(@map[, top[, div]]) prints a map now; print(value) prints a value.",
@@ -127,6 +128,10 @@ def _print(lw, node):
     first = node.args[0]
     if isinstance(first, ast.Map) and first.keys is None:
         lw.send(node, [])
+    elif node.value_type is not first.type:     # a struct or array: print a copy
+        copy = lw.fb.temp(node.value_type.size)
+        lw.materialize(node.value_type, first.type, lw.expr(first), copy, 0)
+        lw.send(node, [(node.value_type, copy)])
     else:
         lw.send(node, [(first.type, lw.expr(first))])
     return const(0)

@@ -109,6 +109,7 @@ class Call(Expr):
     addr_bytes: object = _checked()      # pton(): the address bytes
     inode: object = _checked()           # cgroupid(): the cgroup's inode
     async_id: object = _checked()        # a call that sends a record: its action (resources pass)
+    value_type: object = _checked()      # print(value): the type it is printed as (a copy)
 
 
 @record(eq=False)
@@ -266,7 +267,7 @@ class Program(Node):
 CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
                      "addr_bytes", "inode", "deref_size", "kderef", "field_info", "kaccess",
-                     "size", "async_id"})
+                     "size", "async_id", "value_type"})
 _NOT_SHOWN = CHECKED | {"span", "type", "op_span", "c_positions"}
 
 

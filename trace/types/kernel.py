@@ -200,7 +200,7 @@ def check_field(ck, e, base: Type):
     if t is None:
         raise error(f"Field '{e.field}' of type '{C.c_name(m.type)}' is not supported", e.span)
     if m.bits:
-        t = IntT(64, isinstance(t, IntT) and t.signed)
+        t = IntT(64, False)                 # 0.17 reads every bitfield as unsigned
         unit = C.sizeof(m.type, space)
         e.kaccess = Access(m.offset, unit, m.bit_offset, m.bits, st_t.user)
     else:
@@ -293,7 +293,7 @@ def _copy_member(e, base: CValueT, space) -> Type:
                     f"'{e.field}'", e.span)
     t = _copy_part(m.type, space, C.c_name(m.type))
     if m.bits:
-        t = IntT(64, isinstance(t, IntT) and t.signed)
+        t = IntT(64, False)                 # 0.17 reads every bitfield as unsigned
     e.kaccess = Access(m.offset, C.sizeof(m.type, space), m.bit_offset, m.bits, in_copy=True)
     return t
 
