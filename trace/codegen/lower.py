@@ -35,11 +35,12 @@ from ..types.model import (
     slot,
 )
 
-MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT, CValueT)
 from ..builtins.registry import record_layout
 from ..passes.resources import GLOBALS, Resources
 from . import builder as B
 from .builder import I64, const
+
+MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT, CValueT)
 
 # -k checks these helpers' results (-kk: also the reads), as bpftrace: (level, name)
 CHECKED_HELPERS = {

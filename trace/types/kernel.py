@@ -1,15 +1,18 @@
-"""Kernel (BTF) types in the language: struct field access, pointer deref,
-array indexing, struct-pointer casts, sizeof(struct X) and enum/macro constants.
+"""C data in the language, over the one C type model (types/cmodel.py) whatever
+the source (the script's declarations, kernel BTF): member access, pointer deref,
+array indexing, pointer casts, copies, sizeof(TYPE) and enum/macro constants.
 
-Values: a struct (or non-char array) value is held as its address in an i64
-register (`StructT`/`ArrayT`); nothing is read until a scalar, pointer or char
-array is reached, which is read with bpf_probe_read_kernel (or _user for user
-pointers: tracepoint syscall arguments, uprobe casts).  Integer fields are
-read with their size and sign-extended as their type says; bitfields are
-shifted and masked.
+Values: a struct (or non-char array) reached through a pointer is held as its
+address in an i64 register (`StructT`/`ArrayT`); nothing is read until a scalar,
+pointer or char array is reached, which is read with bpf_probe_read_kernel (or
+_user for user pointers: tracepoint syscall arguments, uprobe casts).  Integer
+members are read with their size and sign-extended as their type says;
+bitfields are shifted and masked (unsigned, as 0.17).  Where a struct or array
+is stored (a map value or key, a tuple, print()) it is copied (`CValueT`), and
+parts of a copy are loaded from BPF memory directly.
 
 The type checker calls `check_*`, the lowerer `lower_*`; each check records
-what codegen needs on the node (`e.kaccess`, `e.kderef`, `e.kindex`).
+what codegen needs on the node (`e.kaccess`, `e.kderef`).
 """
 from __future__ import annotations
 
@@ -91,6 +94,9 @@ def from_btf(tid: int, user: bool = False) -> Optional[Type]:
     return from_c(C.from_btf(b, tid), kernel_space(), user)
 
 
+_KERNEL_SPACE = None
+
+
 def kernel_space():
     """The kernel's types by name (BTF), for programs without C declarations."""
     global _KERNEL_SPACE
@@ -98,9 +104,6 @@ def kernel_space():
         b = kbtf()
         _KERNEL_SPACE = C.TypeSpace(C.btf_fallback(b) if b is not None else None)
     return _KERNEL_SPACE
-
-
-_KERNEL_SPACE = None
 
 
 def _pointee_name(target) -> str:
