@@ -155,3 +155,19 @@ def test_print_of_struct_and_array_values(prog):
     assert trace(prog, script, "-f", "json").splitlines()[1:4] == [
         '{"type": "value", "data": { "m": 2, "n": 3 }}', '{"type": "value", "data": [1,2,3,4]}',
         '{"type": "value", "data": [[5,6],[7,8]]}']
+
+
+def test_pointer_index_known_at_run_time(tmp_path):
+    # newer bpftrace (0.17: literal indexes only); arrays keep 0.17's rule and wording
+    src = tmp_path / "pi.c"
+    src.write_text("__attribute__((noinline)) void f(int *p, int n) { asm volatile(\"\" ::: \"memory\"); }\n"
+                   "int main(void) { int a[5] = {10, 20, 30, 40, 50}; f(a, 5); return 0; }\n")
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed")
+    subprocess.run(["gcc", "-O0", "-o", str(tmp_path / "pi"), str(src)], check=True)
+    out = trace(str(tmp_path / "pi"), f"uprobe:{tmp_path}/pi:f {{ $p = (int32 *)arg0; $i = 0; "
+                "while ($i < 5) { printf(\"%d \", $p[$i]); $i++; } printf(\"\\n\"); exit(); }")
+    assert "10 20 30 40 50 \n" in out
+    r = subprocess.run(PYTRACE + ["-e", "struct A { int x[4]; } BEGIN { $i = 1; $a = ((struct A *)0)->x[$i]; }"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "only accepts literal integer indices" in r.stderr

@@ -172,6 +172,7 @@ class Access:
     user: bool = False
     is_ptr_base: bool = True
     in_copy: bool = False    # a part of a copied value (CValueT): loaded from BPF memory
+    stride: int = 0          # p[i] with a run-time index: the element size
 
 
 def space_of(ck):
@@ -256,9 +257,10 @@ def check_deref(ck, e, t: Type) -> Optional[Type]:
 def check_index(ck, e, base: Type) -> Type:
     idx = ck.fold(e.index)
     if idx is None:
-        ck.expr(e.index)
-        raise error("The array index operator [] only supports constant indexes here "
-                    "(as bpftrace 0.17)", e.index.span)
+        it = ck.expr(e.index)
+        if isinstance(base, PtrT) and isinstance(it, IntT):
+            return _check_dynamic_index(ck, e, base)
+        raise error("The array index operator [] only accepts literal integer indices.", e.span)
     if isinstance(base, ArrayT):
         if not 0 <= idx < base.count:
             raise error(f"the index {idx} is out of bounds for array of size {base.count}", e.span)
@@ -277,6 +279,17 @@ def check_index(ck, e, base: Type) -> Type:
         raise error("The array index operator [] can only be used on arrays and pointers, found "
                     f"{bpftrace_name(base) if base else 'unknown'}.", e.span)
     e.kaccess = Access(idx * esize, _read_size(elem, esize), user=user)
+    return elem
+
+
+def _check_dynamic_index(ck, e, base: PtrT) -> Type:
+    """`p[i]` with an index known only at run time (newer bpftrace): p + i elements."""
+    elem = pointee(base, space_of(ck))
+    if elem is None or isinstance(elem, (StructT, ArrayT)):
+        raise error(f"The array index operator [] can not be used on a pointer to "
+                    f"'{base.target}' with a variable index", e.span)
+    esize = 8 if isinstance(elem, PtrT) else elem.bits // 8 if isinstance(elem, IntT) else elem.size
+    e.kaccess = Access(0, _read_size(elem, esize), user=base.user, stride=esize)
     return elem
 
 
@@ -418,7 +431,10 @@ def lower_field(lw, e):
 
 
 def lower_index(lw, e):
-    return read(lw, lw.expr(e.expr), e.type, e.kaccess)
+    addr = lw.expr(e.expr)
+    if e.kaccess.stride:
+        addr = lw.b.add(addr, lw.b.mul(lw.expr(e.index), const(e.kaccess.stride)))
+    return read(lw, addr, e.type, e.kaccess)
 
 
 def lower_deref(lw, e):
