@@ -171,3 +171,23 @@ def test_pointer_index_known_at_run_time(tmp_path):
     r = subprocess.run(PYTRACE + ["-e", "struct A { int x[4]; } BEGIN { $i = 1; $a = ((struct A *)0)->x[$i]; }"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "only accepts literal integer indices" in r.stderr
+
+
+def test_char_arrays_are_strings_and_byte_arrays_feed_value_builtins(tmp_path):
+    src = tmp_path / "ch.c"
+    src.write_text("struct S { char name[4]; unsigned char mac[6]; char tag[8]; };\n"
+                   "__attribute__((noinline)) void f(struct S *s) { asm volatile(\"\" ::: \"memory\"); }\n"
+                   "int main(void) { struct S s = {{'a','b','c','d'}, {1,2,3,4,5,6}, \"tag1\"}; f(&s); "
+                   "return 0; }\n")
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed")
+    subprocess.run(["gcc", "-O0", "-o", str(tmp_path / "ch"), str(src)], check=True)
+    out = trace(str(tmp_path / "ch"),
+                "struct S { char name[4]; unsigned char mac[6]; char tag[8]; } "
+                f"uprobe:{tmp_path}/ch:f {{ $s = (struct S *)arg0; "
+                'printf("[%s] [%s] %s %d\\n", $s->name, $s->tag, macaddr($s->mac), '
+                'strncmp($s->tag, "tag", 3)); printf("%r\\n", buf($s->mac, 6)); @n = $s->name; '
+                'printf("[%s]\\n", str($s->tag)); exit(); }')
+    # recorded from bpftrace 0.17 (all but str() of an array member, which 0.17 refuses)
+    assert out == ("Attaching 1 probe...\n[abcd] [tag1] 01:02:03:04:05:06 0\n"
+                   "\\x01\\x02\\x03\\x04\\x05\\x06\n[tag1]\n\n\n@n: abcd\n")
