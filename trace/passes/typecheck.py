@@ -12,7 +12,8 @@ from ..builtins import lookup_builtin, lookup_function
 from ..language import ast
 from ..language.diagnostics import CompileError, Diagnostic, error
 from ..runtime.record import record
-from ..types.cdecl import SCALARS, Declarations
+from ..types import cmodel
+from ..types.cdecl import Declarations
 from ..types.model import (
     INT64,
     INT_TYPES,
@@ -415,11 +416,10 @@ class Checker:
                 if t.target.endswith("*"):
                     # *argv: still a pointer, into the same address space
                     return PtrT(t.target[:-1].strip(), user=t.user)
-                size = SCALARS.get(t.target)
-                if size in (1, 2, 4):
-                    e.deref_size = size
-                    unsigned = t.target.startswith(("unsigned", "u", "__u", "bool", "_Bool"))
-                    return IntT(size * 8, not unsigned)
+                c = cmodel.scalar(t.target)
+                if c is not None and c.size in (1, 2, 4):
+                    e.deref_size = c.size
+                    return IntT(c.size * 8, c.signed or c.name == "char")
             return INT64
         if not isinstance(t, (IntT, PtrT)):
             # bpftrace underlines the operator token

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 
-from ..types.cdecl import SCALARS
+from ..types import cmodel
 from ..language.diagnostics import error
 from ..types.model import IntT, PtrT, StrT
 from . import Provider
@@ -63,7 +63,8 @@ def field_type(f, user: bool):
         # keep all but the outer level: `const char *const * argv` points to "char *"
         base = " ".join(ctype.replace("*", " ").replace("const", " ").split()) or "void"
         return PtrT(base + " *" * (ctype.count("*") - 1), user=user)
-    size = SCALARS.get(" ".join(ctype.replace("const", " ").split()), f.size)
+    scalar = cmodel.scalar(ctype)
+    size = scalar.size if scalar is not None else f.size
     if size in (1, 2, 4, 8) and size <= f.size:
         return IntT(size * 8, bool(f.signed))
     return None

@@ -10,20 +10,6 @@ from typing import Dict, Optional
 
 from .btf import VMLINUX
 
-# the C scalar names a pointer or a cast may name, and their sizes
-SCALARS = {
-    "char": 1, "signed char": 1, "unsigned char": 1, "bool": 1, "_Bool": 1,
-    "short": 2, "short int": 2, "unsigned short": 2, "unsigned short int": 2,
-    "int": 4, "signed": 4, "unsigned": 4, "unsigned int": 4, "signed int": 4,
-    "long": 8, "long int": 8, "unsigned long": 8, "unsigned long int": 8,
-    "long long": 8, "unsigned long long": 8, "long long int": 8, "unsigned long long int": 8,
-    "u8": 1, "s8": 1, "u16": 2, "s16": 2, "u32": 4, "s32": 4, "u64": 8, "s64": 8,
-    "__u8": 1, "__s8": 1, "__u16": 2, "__s16": 2, "__u32": 4, "__s32": 4, "__u64": 8, "__s64": 8,
-    "uint8_t": 1, "int8_t": 1, "uint16_t": 2, "int16_t": 2, "uint32_t": 4, "int32_t": 4,
-    "uint64_t": 8, "int64_t": 8, "size_t": 8, "pid_t": 4, "uid_t": 4, "gid_t": 4,
-}
-
-
 class Declarations:
     """`decls`: a cparse.CDecls, or None when the script declares nothing."""
 
@@ -59,7 +45,9 @@ class Declarations:
         if self.decls is not None and self.defines_record(name):
             from . import cmodel            # lazy: start-up time (with the C declarations)
             return cmodel.sizeof(self.decls.space.lookup(name), self.decls.space)
-        return SCALARS.get(name)
+        from . import cmodel                # lazy: start-up time (only for a named type)
+        t = cmodel.scalar(name)
+        return t.size if t is not None else None
 
 
 def _last_member_ended(text: str) -> str:

@@ -163,6 +163,16 @@ def int_type(specifiers) -> CType | None:
     return None
 
 
+def scalar(name: str) -> CInt | None:
+    """The integer type a C scalar name spells (`unsigned short int`, `u32`,
+    `size_t`, qualifiers ignored), or None."""
+    words = [w for w in name.replace("*", " * ").split() if w not in ("const", "volatile")]
+    t = BUILTINS.get(" ".join(words))
+    if t is None and words:
+        t = int_type(words)
+    return t if isinstance(t, CInt) else None
+
+
 # ---------------------------------------------------------------- name spaces
 
 class TypeSpace:

@@ -24,7 +24,6 @@ from ..language.diagnostics import error
 from ..runtime.record import record
 from . import btf as B_
 from . import cmodel as C
-from .cdecl import SCALARS
 from .model import (INT_TYPES, ArrayT, CValueT, IntT, PtrT, StrT, StructT, Type, bpftrace_name,
                     cvalue_descriptor)
 
@@ -112,12 +111,10 @@ def _pointee_name(target) -> str:
 
 
 def _c_scalar(name: str) -> Optional[IntT]:
-    name = " ".join(name.replace("const", " ").replace("volatile", " ").split())
-    size = SCALARS.get(name)
-    if size is None:
+    t = C.scalar(name)
+    if t is None:
         return None
-    unsigned = name.startswith(("unsigned", "u", "__u", "bool", "_Bool", "size_t"))
-    return IntT(size * 8, not unsigned)
+    return IntT(t.size * 8, t.signed or t.name == "char")
 
 
 def pointee(ptr: PtrT, space=None) -> Optional[Type]:

@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 
 from ..runtime.record import record, field
 from . import cmodel
-from .cdecl import SCALARS
 
 # BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
 STRLEN = 64
@@ -301,7 +300,10 @@ def pointee_size(p: "PtrT") -> int:
         except cmodel.CTypeError:
             pass
     t = INT_TYPES.get(p.target)
-    return t.bits // 8 if t is not None else SCALARS.get(p.target, 1)
+    if t is not None:
+        return t.bits // 8
+    c = cmodel.scalar(p.target)
+    return c.size if c is not None else 1
 
 
 # ---------------------------------------------------------------- stacks, symbols and values
