@@ -335,6 +335,14 @@ def test_iter_errors():
     assert r.returncode == 1
     assert r.stderr.splitlines()[0] == ("stdin:1:1-12: ERROR: iter probe type does not support the "
                                         "iterator 'nosuch' (supported: task, task_file, task_vma)")
-    r = subprocess.run(PYTRACE + ["-e", "interval:s:1 { print(ctx); }"], capture_output=True, text=True,
+    # ctx: a perf_event program's in interval probes (0.17); BEGIN has none (0.17's words)
+    r = subprocess.run(PYTRACE + ["-e", "BEGIN { print(ctx); }"], capture_output=True, text=True,
                        timeout=60)
-    assert r.returncode == 1 and "The ctx builtin can not be used with 'interval' probes" in r.stderr
+    assert r.returncode == 1 and "ERROR: invalid program type" in r.stderr
+    r = subprocess.run(PYTRACE + ["-e", "tracepoint:syscalls:sys_enter_getppid { @ = ctx; }"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "ERROR: Use args instead of ctx in tracepoint" in r.stderr
+    r = subprocess.run(PYTRACE + ["-e", 'struct x { unsigned long x; } interval:ms:1 { '
+                                  'printf("SUCCESS %d\\n", ((struct x *)ctx)->x); exit(); }'],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "SUCCESS " in r.stdout, r.stderr

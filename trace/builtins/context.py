@@ -92,7 +92,7 @@ class _Ctx:
         t = provider.ctx_type(ck.unit)      # None: no ctx in this probe type
         if t is not None:
             return t
-        raise error(f"The ctx builtin can not be used with '{provider.name}' probes", node.span)
+        raise error(provider.no_ctx_message(), node.span)
 
     @staticmethod
     def lower(lw, node):

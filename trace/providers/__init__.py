@@ -26,6 +26,10 @@ from ..runtime.uapi import (BPF_PROG_TYPE_KPROBE as PROG_KPROBE,  # noqa: F401  
                             BPF_PROG_TYPE_RAW_TRACEPOINT as PROG_RAW_TRACEPOINT,
                             BPF_PROG_TYPE_TRACEPOINT as PROG_TRACEPOINT,
                             BPF_PROG_TYPE_TRACING as PROG_TRACING)
+from ..types.model import PtrT
+
+# `ctx` in a perf_event program (interval, profile, software, hardware, watchpoint)
+PERF_EVENT_CTX = PtrT("struct bpf_perf_event_data")
 
 
 # Every probe type: name -> (its aliases, the module that provides it). The one place

@@ -77,6 +77,10 @@ class Provider:
         """The type of the `ctx` builtin; None (the default): ctx is not available."""
         return None
 
+    def no_ctx_message(self) -> str:
+        """The error for `ctx` where ctx_type is None."""
+        return f"The ctx builtin can not be used with '{self.name}' probes"
+
     def args_field(self, ck, e):
         """The type of `args->NAME` (e a FieldAccess on args), noting on e what
         read_field needs. Called only when uses_args is set: no default."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..language.diagnostics import error
-from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
+from . import PERF_EVENT_CTX, PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
 
 from ..runtime.uapi import PERF_COUNT_SW_CPU_CLOCK as SW_CPU_CLOCK
 from ..runtime.uapi import PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE
@@ -56,6 +56,9 @@ class Timer(Provider):
     """interval:UNIT:N fires on one CPU; profile:UNIT:N on every CPU."""
     prog_type = PROG_PERF_EVENT
 
+    def ctx_type(self, unit):
+        return PERF_EVENT_CTX
+
     def __init__(self, name, cpus):
         self.name, self.cpus = name, cpus
 
@@ -87,6 +90,9 @@ class Timer(Provider):
 class Counter(Provider):
     """software:EVENT:COUNT and hardware:EVENT:COUNT (every CPU)."""
     prog_type = PROG_PERF_EVENT
+
+    def ctx_type(self, unit):
+        return PERF_EVENT_CTX
 
     def __init__(self, name, perf_type, events):
         self.name, self.perf_type, self.events = name, perf_type, events

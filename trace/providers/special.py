@@ -6,6 +6,9 @@ from ..runtime.manifest import RunOnceAttach
 
 class Special(Provider):
     prog_type = PROG_RAW_TRACEPOINT
+
+    def no_ctx_message(self) -> str:
+        return "invalid program type"           # 0.17's words for BEGIN/END
     once_per_script = True
 
     def __init__(self, name):

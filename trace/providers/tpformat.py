@@ -90,6 +90,9 @@ class TracepointProvider(Provider):
     name = "tracepoint"
     uses_args = True
 
+    def no_ctx_message(self) -> str:
+        return "Use args instead of ctx in tracepoint"
+
     def context_key(self, probe):
         return (probe.target, probe.func)
 

@@ -11,7 +11,7 @@ In address form asyncwatchpoint behaves as watchpoint.
 from __future__ import annotations
 
 from ..language.diagnostics import error
-from . import PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
+from . import PERF_EVENT_CTX, PROG_PERF_EVENT, ExpandedProbe, Provider, register, split_attach_point
 from ..runtime.manifest import WatchpointAttach
 
 BP_TYPES = {"r": 1, "w": 2, "x": 4}
@@ -19,6 +19,9 @@ BP_TYPES = {"r": 1, "w": 2, "x": 4}
 
 class Watchpoint(Provider):
     prog_type = PROG_PERF_EVENT
+
+    def ctx_type(self, unit):
+        return PERF_EVENT_CTX
 
     def __init__(self, name):
         self.name = name
