@@ -117,7 +117,7 @@ def _check_stack(ck, node):
 def _stack_maps(node, options):
     """The STACK_TRACE map for stacks of the node's depth (one per depth)."""
     limit = node.type.limit
-    entries = getattr(options, "max_map_keys", STACK_MAP_ENTRIES) or STACK_MAP_ENTRIES
+    entries = options.max_map_keys or STACK_MAP_ENTRIES
     return [InternalMap(stack_map_symbol(limit), MAP_TYPE_STACK_TRACE, 4, 8 * limit, entries)]
 
 

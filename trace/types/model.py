@@ -496,7 +496,7 @@ def cvalue_descriptor(ct, space) -> dict:
     strings, arrays and records with their layout."""
     ct = cmodel.resolve(space, ct)
     if isinstance(ct, (cmodel.CInt, cmodel.CEnum)):
-        return {"kind": "int", "signed": ct.signed or getattr(ct, "name", "") == "char",
+        return {"kind": "int", "signed": ct.signed or (isinstance(ct, cmodel.CInt) and ct.name == "char"),
                 "size": ct.size}
     if isinstance(ct, cmodel.CPointer):
         return {"kind": "int", "signed": False, "size": 8}
