@@ -129,6 +129,25 @@ def test_typedefs_before_the_probes():
     assert r.returncode == 0 and "24 32 4\n" in r.stdout, r.stderr
 
 
+def test_casts_to_typedef_names(prog):
+    # newer bpftrace: `(name *)` resolves a typedef of the script or of BTF; as 0.17,
+    # `(x *)` is a cast wherever an expression starts and `(nsecs * 2)` an expression
+    script = ("typedef struct C c_t;\ntypedef unsigned int u_t;\n" + DECLS +
+              f"uprobe:{prog}:walk {{ $c = (c_t *)arg0; $c++; @v = *$c; "
+              "printf(\"%d %d %d\\n\", $c->a, ((c_t *)arg0 + 3)->a, *(u_t *)($c + 2)); "
+              "@u = (u32 *)0; @n = (nsecs * 2) > 0; exit(); }")
+    out = trace(prog, script)
+    assert "1 3 3\n" in out and "@v: { .a = 1, .b = 100 }\n" in out and "@n: 1\n" in out, out
+
+
+def test_cast_to_an_unknown_name_is_located():
+    r = subprocess.run(PYTRACE + ["-e", "BEGIN { $p = (nosuch *)0; }"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == ("stdin:1:14-24: ERROR: Unknown struct/union: 'nosuch'\n"
+                        "BEGIN { $p = (nosuch *)0; }\n             ~~~~~~~~~~\n"), r.stderr
+
+
 def test_missing_include_is_a_located_error():
     r = subprocess.run(PYTRACE + ["-e", "#include <no/such/header.h>\nBEGIN { exit(); }"],
                        capture_output=True, text=True, timeout=60)

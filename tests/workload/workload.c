@@ -13,6 +13,9 @@
  *   add N            N calls of the noinline add(i, 10) for i = 0..N-1 (for uprobes;
  *                    add returns i + 10)
  *   greet WORD       one call of the noinline greet(WORD) (a string argument)
+ *   cdata N          N calls of the noinline inspect(&rec) on a struct record (nested
+ *                    structs, bitfields, a union, a 2-D array, a 3-node list); call k
+ *                    has rec.nested.inner == k
  *   poke N           maps a page at 0x10000000 (for watchpoints) and writes the u32
  *                    there N times (values 1..N)
  *   exec PROG ARG..  execve(PROG, [PROG, ARG..]) with stdout and stderr sent
@@ -64,6 +67,41 @@ __attribute__((noinline)) long greet(const char *word)
 {
     __asm__ volatile("");
     return (long)strlen(word);
+}
+
+/* C data for the in-script declarations of the golden cases (cdata_*) */
+struct point { short x, y; };
+union value { long l; unsigned char bytes[8]; struct point p; };
+struct node { int id; struct node *next; };
+struct record {
+    char name[8];
+    unsigned int flags : 3, level : 5;
+    int delta : 4;
+    struct point corners[2];
+    int grid[2][3];
+    union value v;
+    struct { int inner; struct point at; } nested;
+    struct node *list;
+};
+
+/* noipa: the caller may not assume what inspect() reads */
+__attribute__((noipa)) long inspect(struct record *r)
+{
+    __asm__ volatile("" ::: "memory");
+    return r->nested.inner;
+}
+
+/* globals of a static (non-PIE) binary: their addresses are the same every run */
+struct node nodes[3] = { { 10, &nodes[1] }, { 20, &nodes[2] }, { 30, 0 } };
+struct record rec = { "rec", 5, 17, -3, { { 1, -2 }, { 3, 4 } }, { { 0, 1, 2 }, { 10, 11, 12 } },
+                      { .l = 0x0102030405060708L }, { 0, { 7, -8 } }, nodes };
+
+static void cdata(long n)
+{
+    for (long k = 0; k < n; k++) {
+        rec.nested.inner = (int)k;
+        inspect(&rec);
+    }
 }
 
 int main(int argc, char **argv)
@@ -122,6 +160,10 @@ int main(int argc, char **argv)
             need(argc, i, 1, cmd);
             volatile long len = greet(argv[i + 1]);
             (void)len;
+            i += 2;
+        } else if (strcmp(cmd, "cdata") == 0) {
+            need(argc, i, 1, cmd);
+            cdata(number(argv[i + 1]));
             i += 2;
         } else if (strcmp(cmd, "poke") == 0) {
             need(argc, i, 1, cmd);

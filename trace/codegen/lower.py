@@ -510,6 +510,8 @@ class Lowerer:
             return fb.from_bool(phi)
         if isinstance(e.left.type, (ArrayT, CValueT)):
             return self.compare_copies(e)
+        if isinstance(e.left.type, BufT):
+            return self.compare_bufs(e)
         if isinstance(e.left.type, StrT):
             eq = string_equal(self, self.expr(e.left), e.left.type.size, self.expr(e.right),
                               e.right.type.size, None)
@@ -544,6 +546,19 @@ class Lowerer:
         for off in range(0, size, step):
             diff = b.or_(diff, b.xor(fb.load(ptrs[0], off, step * 8, align=1),
                                      fb.load(ptrs[1], off, step * 8, align=1)))
+        same = b.icmp_unsigned("==", diff, const(0))
+        return fb.from_bool(same if e.op == "==" else b.not_(same))
+
+    def compare_bufs(self, e):
+        """`a == b` / `a != b` on buf() values: same length, same bytes up to it."""
+        b, fb = self.b, self.fb
+        left, right = self.expr(e.left), self.expr(e.right)
+        length = fb.load(left, 0, 64)
+        diff = b.xor(length, fb.load(right, 0, 64))
+        for i in range(min(e.left.type.cap, e.right.type.cap)):
+            byte = b.xor(fb.load(left, 8 + i, 8, align=1), fb.load(right, 8 + i, 8, align=1))
+            live = b.icmp_unsigned("<", const(i), length)
+            diff = b.or_(diff, b.select(live, byte, const(0)))
         same = b.icmp_unsigned("==", diff, const(0))
         return fb.from_bool(same if e.op == "==" else b.not_(same))
 

@@ -144,8 +144,9 @@ class Ternary(Expr):
 
 @record(eq=False)
 class Cast(Expr):
-    type_name: str        # "uint8" .. "int64", or "struct foo *"
+    type_name: str        # "uint8" .. "int64", "struct foo *", or "a_typedef *"
     operand: Expr
+    type_span: Optional[Span] = None      # `(type)`
 
 
 @record(eq=False)

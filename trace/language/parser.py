@@ -126,6 +126,7 @@ _TERMINAL_NAMES = {
     "CPREPROC": "preprocessor directive",
     "STRUCT_DEF": "struct definition",
     "TYPEDEF_DEF": "typedef",
+    "NAMED_PTR_CAST": "(",
     "ENDPRED": "end predicate",
     "INT_TYPE": "identifier",
     "NAME": "identifier",
@@ -418,7 +419,13 @@ class _AstBuilder:
         return Binary(op.value, left, right, span=_span(left, right), op_span=_tok_span(op))
 
     def cast(self, c):
-        return Cast(c[1], c[3], span=_span(c[0], c[3]))
+        return Cast(c[1], c[3], span=_span(c[0], c[3]), type_span=_span(c[0], c[2]))
+
+    def named_cast(self, c):
+        name = c[0].value[1:-1].replace("*", " ").split()[0]
+        stars = c[0].value.count("*")
+        return Cast(f"{name} {'*' * stars}", c[1], span=_span(c[0], c[1]),
+                    type_span=_tok_span(c[0]))
 
     def unop(self, c):
         op, operand = c

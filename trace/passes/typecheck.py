@@ -20,6 +20,7 @@ from ..types.model import (
     STRLEN,
     UINT64,
     AggT,
+    BufT,
     ArgsT,
     ArrayT,
     CValueT,
@@ -551,6 +552,8 @@ class Checker:
         if isinstance(a, (ArrayT, CValueT)) and isinstance(b, (ArrayT, CValueT)) \
                 and e.op in ("==", "!=") and self.stored(a, e.left) == self.stored(b, e.right):
             return UINT64                   # arrays (or records) of one type: their bytes
+        if isinstance(a, BufT) and isinstance(b, BufT) and e.op in ("==", "!="):
+            return UINT64                   # buf() values: their lengths and bytes
         if isinstance(a, PtrT) or isinstance(b, PtrT):
             return self.pointer_binary(e, a, b)
         if not isinstance(a, (IntT, PtrT)) or not isinstance(b, (IntT, PtrT)):

@@ -335,6 +335,12 @@ def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
         if not isinstance(rec, C.CRecord) or not rec.complete:
             raise error(f"Cannot resolve unknown type \"{base}\"", e.span)
         ctarget = rec if base == target else None
+    elif base not in INT_TYPES and base != "void":
+        space = space_of(ck)
+        named = space.lookup(base)      # a typedef (script, BTF) or a C scalar name
+        if named is None:
+            raise error(f"Unknown struct/union: '{base}'", e.type_span or e.span)
+        ctarget = C.resolve(space, named) if base == target else None
     if operand is not None and not isinstance(operand, (IntT, PtrT, StructT)):
         raise error(f"Casts are not supported for type: \"{bpftrace_name(operand)}\"", e.span)
     if isinstance(operand, PtrT):

@@ -507,11 +507,22 @@ def cvalue_descriptor(ct, space) -> dict:
         return {"kind": "array", "count": ct.count, "elem_size": cmodel.sizeof(elem, space),
                 "elem": cvalue_descriptor(elem, space)}
     if isinstance(ct, cmodel.CRecord):
-        fields = [{"name": m.name, "offset": m.offset, "bit_offset": m.bit_offset,
-                   "bits": m.bits, "type": cvalue_descriptor(m.type, space)}
-                  for m in ct.members]
-        return {"kind": "record", "size": ct.size, "fields": fields}
+        return {"kind": "record", "size": ct.size, "fields": _record_fields(ct, space, 0)}
     return {"kind": "bytes", "count": cmodel.sizeof(ct, space)}
+
+
+def _record_fields(rec, space, base: int) -> list:
+    """A record's fields; the members of an anonymous struct/union are its own (as
+    bpftrace prints them)."""
+    fields = []
+    for m in rec.members:
+        inner = cmodel.resolve(space, m.type)
+        if not m.name and isinstance(inner, cmodel.CRecord):
+            fields += _record_fields(inner, space, base + m.offset)
+            continue
+        fields.append({"name": m.name, "offset": base + m.offset, "bit_offset": m.bit_offset,
+                       "bits": m.bits, "type": cvalue_descriptor(m.type, space)})
+    return fields
 
 
 def kind_name(t) -> str:
