@@ -142,6 +142,15 @@ class FunctionBuilder:
         self.b.store(value, self.at(ptr, offset),
                      align=min(8, bits // 8) if offset % (bits // 8) == 0 else 1)
 
+    def narrow(self, value: ir.Value, bits: int, signed: bool) -> ir.Value:
+        """An i64 holding a `bits`-wide integer (a register, a u64 slot), truncated and
+        sign- or zero-extended back to i64."""
+        if bits >= 64:
+            return value
+        shift = ir.Constant(I64, 64 - bits)
+        value = self.b.shl(value, shift)
+        return self.b.ashr(value, shift) if signed else self.b.lshr(value, shift)
+
     def load(self, ptr, offset: int, bits: int = 64, signed: bool = False, align: int = 8) -> ir.Value:
         ty = INT_BITS[bits]
         v = self.b.load(self.at(ptr, offset), align=min(align, bits // 8), typ=ty)

@@ -77,6 +77,12 @@ class Provider:
         """The type of the `ctx` builtin; None (the default): ctx is not available."""
         return None
 
+    def type_source(self, unit):
+        """Named C types of the probed code, looked up after the script's own and before
+        the kernel's (a `TypeSpace` fallback: name -> cmodel type or None); None (the
+        default): none."""
+        return None
+
     def no_ctx_message(self) -> str:
         """The error for `ctx` where ctx_type is None."""
         return f"The ctx builtin can not be used with '{self.name}' probes"

@@ -4,7 +4,6 @@ of kfunc/kretfunc (the function's parameters) and rawtracepoint (the tracepoint'
 from __future__ import annotations
 
 from ..types.btf import vmlinux
-from ..codegen.builder import const
 from ..language.diagnostics import error
 from ..types.kernel import from_btf
 from ..types.model import IntT, PtrT
@@ -27,8 +26,4 @@ def read_ctx_arg(lw, e):
     """A u64 context slot, truncated and extended as the argument's integer type says."""
     value = lw.fb.load(lw.fb.ctx, 8 * e.ctx_slot)
     t = e.type
-    if isinstance(t, IntT) and t.bits < 64:
-        shift = const(64 - t.bits)
-        value = lw.b.shl(value, shift)
-        value = lw.b.ashr(value, shift) if t.signed else lw.b.lshr(value, shift)
-    return value
+    return lw.fb.narrow(value, t.bits, t.signed) if isinstance(t, IntT) else value

@@ -6,21 +6,30 @@
 The ELF helpers (symbols, vaddr → file offset, library resolution) are in elf.py,
 shared with usdt; the pt_regs builtins in regs.py. A program's context is
 `struct pt_regs *`.
+
+With DWARF in the binary (types/dwarf.py), a uprobe's `args->NAME` is the function's
+parameter NAME, typed as DWARF says and read from its argument register (the
+stack from the 7th on); the binary's structs can be named in casts, and `-lv`
+lists each function's parameters.
 """
 from __future__ import annotations
 
+import functools
 import re
 
+from ..codegen.builder import const
 from ..language.diagnostics import error
+from ..types.model import IntT, PtrT
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .elf import binary_for, listing_binary
-from .regs import RegsProvider
+from .regs import ARG_REGS, RegsProvider, read_reg, read_user_u64
 
 
 class Uprobe(RegsProvider):
     def __init__(self, name, retprobe):
         self.name, self.retprobe = name, retprobe
         self.attach_kind = name
+        self.uses_args = not retprobe
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
@@ -67,6 +76,76 @@ class Uprobe(RegsProvider):
     def listing(self, verbose, target=None):
         path, elf = listing_binary(target)
         return [f"{self.name}:{path}:{n}" for n in sorted(elf.functions)] if elf else []
+
+
+    # -------------------------------------------------- DWARF: args, types, -lv
+    def type_source(self, unit):
+        return _dwarf_source(tuple(sorted({p.target for p in unit.probes})))
+
+    def args_field(self, ck, e):
+        from ..types.kernel import from_c, space_of   # lazy: start-up time (C types)
+        params = _unit_params(ck.unit)
+        for i, (name, ct, _die) in enumerate(params):
+            if name == e.field:
+                t = from_c(ct, space_of(ck), user=True)
+                if not isinstance(t, (IntT, PtrT)):
+                    raise error(f"Argument '{name}' of type '{_dw().type_name(_die)}' is not "
+                                f"supported (integers and pointers are)", e.span)
+                e.ctx_slot = i
+                return t
+        raise error(f"Can't find function parameter {e.field}", e.span)
+
+    def read_field(self, lw, e):
+        """A parameter: its argument register (the stack from the 7th), truncated and
+        extended to its integer type."""
+        i = e.ctx_slot
+        if i < len(ARG_REGS):
+            value = read_reg(lw, ARG_REGS[i])
+        else:
+            sp = read_reg(lw, "sp")
+            value = read_user_u64(lw, lw.b.add(sp, const(8 * (i - len(ARG_REGS) + 1))))
+        t = e.type
+        return lw.fb.narrow(value, t.bits, t.signed) if isinstance(t, IntT) else value
+
+    def describe(self, line):
+        _, path, func = line.split(":", 2)
+        d = _dw().dwarf_of(path)
+        params = d.params(func) if d is not None else None
+        return [f"{_dw().type_name(die)} {name}" for name, _ct, die in params or ()]
+
+
+def _dw():
+    from ..types import dwarf     # lazy: start-up time (DWARF only where a program needs it)
+    return dwarf
+
+
+@functools.lru_cache(maxsize=None)
+def _dwarf_source(paths):
+    """Named types of the probed binaries' DWARF (the first binary that has the name)."""
+    def lookup(name):
+        for path in paths:
+            d = _dw().dwarf_of(path)
+            found = d.lookup(name) if d is not None else None
+            if found is not None:
+                return found
+        return None
+    return lookup
+
+
+def _unit_params(unit):
+    """The DWARF parameters of the unit's functions, which must agree (0.17's errors)."""
+    sig = None
+    for p in unit.probes:
+        ap = next(a for a in unit.probe.attach_points if p.name in (a.expanded or ()))
+        d = _dw().dwarf_of(p.target)
+        if d is None:
+            raise error(f"No debuginfo found for {p.target}", ap.span)
+        params = d.params(p.func) or []
+        this = [(n, ct) for n, ct, _ in params]
+        if sig is not None and this != sig[0]:
+            raise error("Probe has attach points with mixed arguments", ap.span)
+        sig = sig or (this, params)
+    return sig[1]
 
 
 UPROBE = register(Uprobe("uprobe", False))

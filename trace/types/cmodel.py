@@ -199,6 +199,22 @@ class TypeSpace:
             t = self._fallback_cache[name]
         return t
 
+    def with_source(self, source: Callable[[str], CType | None]) -> TypeSpace:
+        """This space with `source` looked up after its own definitions and before its
+        fallback (a uprobe's DWARF between the script's types and the kernel's); one
+        per source."""
+        layers = self.__dict__.setdefault("_layers", {})
+        if source not in layers:
+            behind = self.fallback
+
+            def lookup(name: str) -> CType | None:
+                found = source(name)
+                return found if found is not None or behind is None else behind(name)
+            layered = TypeSpace(lookup)
+            layered.types = self.types
+            layers[source] = layered
+        return layers[source]
+
     def __contains__(self, name: str) -> bool:
         return self.lookup(name) is not None
 

@@ -173,9 +173,12 @@ class Access:
 
 
 def space_of(ck):
-    """The types a program names: its C declarations, with the kernel's behind them."""
+    """The types a program names: its C declarations, then the probed binary's
+    (uprobe DWARF), then the kernel's."""
     decls = ck.structs.decls
-    return decls.space if decls is not None else kernel_space()
+    space = decls.space if decls is not None else kernel_space()
+    source = ck.unit.provider.type_source(ck.unit) if ck.unit is not None else None
+    return space.with_source(source) if source is not None else space
 
 
 def check_field(ck, e, base: Type):
