@@ -167,6 +167,9 @@ class AttachSpec(_Json):
     cookie: int = 0
 
     KINDS = ()
+    # the kernel runs the programs on one event newest attachment first (its
+    # consumer/perf-event lists add at the head): attach these in reverse script order
+    NEWEST_FIRST = False
     _what = "attach entry"
     _convert = {"cookie": _int_or_0}
 
@@ -211,6 +214,7 @@ class PerfEventAttach(AttachSpec):
     freq: bool = False
     cpus: object = "all"
     KINDS = ("perf_event",)
+    NEWEST_FIRST = True
     _convert = {"type": int, "config": int, "period": int, "freq": bool}
 
 
@@ -220,6 +224,7 @@ class KprobeAttach(AttachSpec):
     offset: int = 0
     retprobe: bool = False      # older objects: a kprobe entry marked as a return probe
     KINDS = ("kprobe", "kretprobe")
+    NEWEST_FIRST = True
     _convert = {"offset": int, "retprobe": bool}
     _sparse = ("retprobe",)
 
@@ -250,6 +255,7 @@ class UprobeAttach(AttachSpec):
     ref_ctr_offset: int = 0
     retprobe: bool = False      # older objects: an uprobe entry marked as a return probe
     KINDS = ("uprobe", "uretprobe", "usdt")
+    NEWEST_FIRST = True
     _convert = {"offset": int, "pid": int, "ref_ctr_offset": int, "retprobe": bool}
     _sparse = ("ref_ctr_offset", "retprobe")
 

@@ -189,7 +189,7 @@ class Session:
     def _trace(self, programs) -> None:
         """Attach and enable every probe, release the -c child, and trace until a
         stop (iter probes: run once over their objects, then the run ends)."""
-        for lp in programs:
+        for lp in _attach_order(programs):
             self.attachments.add(A.attach_program(
                 lp.fd, lp.meta.attach, self.manifest.probes, self.child_pid,
                 uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
@@ -591,3 +591,13 @@ class Session:
         except ChildProcessError:
             pass
         return True
+
+
+def _attach_order(programs) -> list:
+    """Programs in the order to attach them so that several probes on one event run
+    in script order (as bpftrace): those whose kernel list runs the newest
+    attachment first go in reverse."""
+    oldest, newest = [], []
+    for lp in programs:
+        (newest if any(a.NEWEST_FIRST for a in lp.meta.attach) else oldest).append(lp)
+    return oldest + newest[::-1]
