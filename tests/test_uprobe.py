@@ -367,6 +367,8 @@ def test_error_bad_offsets(prog):
     p = prog["prog"]
     assert "ERROR: Offset outside the function bounds ('add' size is" in _error(f"uprobe:{p}:add+100000 {{ }}")
     assert f"ERROR: Could not resolve address: {p}:0x1\n" in _error(f"uprobe:{p}:0x1 {{ }}")
+    # a decimal address is named in hex, as 0.17 names it
+    assert f"ERROR: Could not resolve address: {p}:0xa\n" in _error(f"uprobe:{p}:10 {{ }}")
     assert "ERROR: Offset not allowed\n" in _error(f"uretprobe:{p}:add+1 {{ }}")
 
 

@@ -49,7 +49,7 @@ class Uprobe(RegsProvider):
             vaddr = int(spec, 0)
             offset = elf.offset_of(vaddr, executable=True)
             if offset is None:
-                raise error(f"Could not resolve address: {path}:{spec}", ap.span)
+                raise error(f"Could not resolve address: {path}:{vaddr:#x}", ap.span)
             return [ExpandedProbe(f"{self.name}:{path}:{spec}", self, path, elf.symbol_at(vaddr),
                                   {"offset": offset, "vaddr": vaddr})]
         if m:
