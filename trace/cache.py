@@ -21,11 +21,17 @@ except ImportError:
 FORMAT = "2"
 
 
+def home() -> str:
+    """pytrace's cache directory: compiled objects, the grammar, the BTF and DWARF
+    indexes."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pytrace")
+
+
 def cache_dir() -> str:
     if os.environ.get("PYTRACE_CACHE_DIR"):
         return os.environ["PYTRACE_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pytrace", "objects")
+    return os.path.join(home(), "objects")
 
 
 def enabled() -> bool:

@@ -51,6 +51,7 @@ import threading
 from collections import Counter
 
 from .. import grammar
+from ..cache import home as cache_home
 from .ast import (
     Assign,
     AttachPoint,
@@ -608,8 +609,7 @@ def _cache_files(grammar_text: str, lark_version: str):
     # lazy: start-up time (loads OpenSSL; with lark, when the parser is built)
     import hashlib
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "pytrace")
+    directory = cache_home()
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.access(directory, os.W_OK | os.X_OK):

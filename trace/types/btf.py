@@ -28,6 +28,7 @@ import tempfile
 import zlib
 from typing import Dict, List, Optional, Tuple
 
+from ..cache import home as cache_home
 from ..runtime.record import record, field
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -334,10 +335,9 @@ class Btf:
 # ---------------------------------------------------------------- the kernel's BTF
 
 def _cache_path(st) -> Optional[str]:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     uname = os.uname()
     key = f"{uname.release}-{zlib.crc32(uname.version.encode()):08x}-{st.st_size}-v{CACHE_VERSION}"
-    return os.path.join(base, "pytrace", f"btf-{key}.marshal")
+    return os.path.join(cache_home(), f"btf-{key}.marshal")
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,8 +5,9 @@ Used by uprobes for `args->NAME` (typed from the function's DWARF parameters), f
 `-lv` (each parameter as bpftrace prints it) and, through a TypeSpace fallback, for
 casts to the binary's structs without an in-script definition.  Nothing is read
 until a program needs it: `dwarf_of` only opens a binary that has `.debug_info`,
-and the index of its functions and types is built on the first lookup (once per
-binary and process; parsed binaries are kept by inode, size and mtime).
+and the index of its functions and types (name -> DIE offset) is built on the
+first lookup and cached on disk, like the BTF index (keyed by the binary's path,
+inode, size and mtime); a lookup then parses only the DIEs it needs.
 
 Conversion follows BTF's (cmodel.from_btf): a named struct/union met as a member
 or pointee is a CRef, resolved by name through the space (so an in-script
@@ -15,10 +16,16 @@ definition takes precedence); typedefs and cv-qualifiers are looked through.
 from __future__ import annotations
 
 import functools
+import marshal
 import os
+import tempfile
+import zlib
 from typing import Optional
 
+from ..cache import home as cache_home
 from . import cmodel as C
+
+INDEX_VERSION = 1
 
 _RECORDS = {"DW_TAG_structure_type": "struct", "DW_TAG_union_type": "union"}
 _PEEL = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type",
@@ -32,11 +39,11 @@ def dwarf_of(path: str) -> Optional["Dwarf"]:
         st = os.stat(path)
     except OSError:
         return None
-    return _load(path, (st.st_ino, st.st_size, st.st_mtime_ns))
+    return _load(os.path.realpath(path), (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=16)
-def _load(path: str, _key) -> Optional["Dwarf"]:
+def _load(path: str, key) -> Optional["Dwarf"]:
     from elftools.common.exceptions import ELFError  # lazy: start-up time (DWARF users only)
     from elftools.elf.elffile import ELFFile
     try:
@@ -45,47 +52,55 @@ def _load(path: str, _key) -> Optional["Dwarf"]:
         if elf.get_section_by_name(".debug_info") is None:
             f.close()
             return None
-        return Dwarf(elf.get_dwarf_info())
+        return Dwarf(elf.get_dwarf_info(), f"{path}\0{key}")
     except (ELFError, OSError, ValueError):
         return None
 
 
 class Dwarf:
-    def __init__(self, info):
+    def __init__(self, info, key: str = ""):
         self.info = info
-        self._funcs: Optional[dict] = None      # function name -> its DW_TAG_subprogram
-        self._types: Optional[dict] = None      # "struct X", "enum X", typedef name -> DIE
+        self.key = key
+        self._funcs: Optional[dict] = None      # function name -> its DIE's offset
+        self._types: Optional[dict] = None      # "struct X", "enum X", typedef name -> offset
         self._done: dict = {}                   # DIE offset -> CType
 
     # ------------------------------------------------------------ the index
     def _index(self):
         if self._funcs is not None:
             return
-        self._funcs, self._types = {}, {}
+        cached = _read_index(self.key)
+        if cached is None:
+            cached = self._scan()
+            _write_index(self.key, cached)
+        self._funcs, self._types = cached
+
+    def _scan(self):
+        funcs, types = {}, {}
         for cu in self.info.iter_CUs():
             for die in cu.get_top_DIE().iter_children():
-                self._note(die)
+                name = _name(die)
+                if not name or "DW_AT_declaration" in die.attributes:
+                    continue
+                if die.tag == "DW_TAG_subprogram":
+                    funcs.setdefault(name, die.offset)
+                elif die.tag in _NAMED:
+                    types.setdefault(f"{_NAMED[die.tag]} {name}", die.offset)
+                elif die.tag == "DW_TAG_typedef":
+                    types.setdefault(name, die.offset)
+        return funcs, types
 
-    def _note(self, die):
-        name = _name(die)
-        if not name or "DW_AT_declaration" in die.attributes:
-            return
-        if die.tag == "DW_TAG_subprogram":
-            self._funcs.setdefault(name, die)
-        elif die.tag in _NAMED:
-            self._types.setdefault(f"{_NAMED[die.tag]} {name}", die)
-        elif die.tag == "DW_TAG_typedef":
-            self._types.setdefault(name, die)
+    def _die(self, offset):
+        return self.info.get_DIE_from_refaddr(offset)
 
     # ------------------------------------------------------------ queries
     def params(self, func: str) -> Optional[list]:
         """[(name, CType, DWARF type DIE or None)] of func's parameters; None: no such
         function in the DWARF."""
         self._index()
-        die = self._funcs.get(func)
-        if die is None:
+        if func not in self._funcs:
             return None
-        out = []
+        die, out = self._die(self._funcs[func]), []
         for p in die.iter_children():
             if p.tag == "DW_TAG_formal_parameter":
                 t = _type_of(p)
@@ -95,8 +110,8 @@ class Dwarf:
     def lookup(self, name: str) -> Optional[C.CType]:
         """A TypeSpace fallback: "struct X", "union X", "enum X" or a typedef name."""
         self._index()
-        die = self._types.get(" ".join(name.split()))
-        return self.ctype(die) if die is not None else None
+        offset = self._types.get(" ".join(name.split()))
+        return self.ctype(self._die(offset)) if offset is not None else None
 
     # ------------------------------------------------------------ DIE -> CType
     def ctype(self, die) -> C.CType:
@@ -186,6 +201,33 @@ class Dwarf:
             return max([self._align(_type_of(m)) for m in peeled.iter_children()
                         if m.tag == "DW_TAG_member"] or [1])
         return max(1, min(self._size(peeled), 16))
+
+
+# ---------------------------------------------------------------- the index on disk
+
+def _index_path(key: str) -> str:
+    return os.path.join(cache_home(), f"dwarf-{zlib.crc32(key.encode()):08x}-v{INDEX_VERSION}.marshal")
+
+
+def _read_index(key: str):
+    try:
+        with open(_index_path(key), "rb") as f:
+            stored, funcs, types = marshal.load(f)
+        return (funcs, types) if stored == key else None
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def _write_index(key: str, index) -> None:
+    path = _index_path(key)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            marshal.dump((key, *index), f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- helpers
