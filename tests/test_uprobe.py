@@ -412,3 +412,41 @@ def test_manifest_attach_entries(prog, tmp_path):
         assert r.returncode == 0, r.stderr
         (entry,) = objfile.parse(obj.read_bytes()).manifest["programs"][0]["attach"]
         assert entry["kind"] == "usdt" and entry["pid"] == -1 and entry["ref_ctr_offset"] > 0
+
+
+def test_unresolved_symbols_are_skipped_when_other_probes_remain(prog):
+    """As bpftrace 0.17 (bpftrace's ssl tools on a stripped libcrypto): an attach
+    point whose symbol the binary lacks is skipped, with a located warning, when the
+    script has other probes; alone it stays an error."""
+    p = prog["prog"]
+    r = run(["-e", f'uprobe:{p}:nosuch, uprobe:{p}:add {{ }} BEGIN {{ printf("began\\n"); exit(); }}'])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Attaching 2 probes...\nbegan\n"), r.stdout
+    assert r.stderr.startswith(f"stdin:1:1-{len(p) + 15}: WARNING: Could not resolve symbol: "
+                               f"{p}:nosuch (the probe is skipped)\n"), r.stderr
+    assert "ERROR: Could not resolve symbol" in _error(f"uprobe:{p}:nosuch {{ }}")
+
+
+def test_a_stub_library_resolves_through_the_libraries_it_needs(tmp_path):
+    """glibc 2.34 left libpthread.so.0 a stub: pthread_create is libc's, which the
+    stub needs (DT_NEEDED); bpftrace's threadsnoop.bt traces it there."""
+    from pytrace.providers.elf import needed_libraries, resolve_binary
+    stub = resolve_binary("libpthread")
+    lib = stub and next((n for n in needed_libraries(stub) if "libc.so" in n), None)
+    if lib is None or "pthread_create" in (read_elf_functions(stub)):
+        pytest.skip("libpthread is not a stub of libc here")
+    src = tmp_path / "t.c"
+    src.write_text("#include <pthread.h>\nstatic void *f(void *a) { return a; }\n"
+                   "int main(void) { pthread_t t; pthread_create(&t, 0, f, 0); "
+                   "pthread_join(t, 0); return 0; }\n")
+    subprocess.run(["gcc", "-o", str(tmp_path / "t"), str(src), "-lpthread"], check=True)
+    r = run(["-c", str(tmp_path / "t"), "-e",
+             'uprobe:libpthread:pthread_create /pid == cpid/ { printf("%s\\n", probe); }'])
+    assert r.returncode == 0, r.stderr
+    assert f"uprobe:{lib}:pthread_create\n" in r.stdout, r.stdout
+
+
+def read_elf_functions(path):
+    from pytrace.providers.elf import read_elf
+    elf = read_elf(path)
+    return elf.functions if elf is not None else {}

@@ -24,6 +24,12 @@ class CompileError(Exception):
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
 
+class Unresolved(CompileError):
+    """An attach point that names nothing on this machine (a uprobe symbol the
+    binary does not have). As bpftrace 0.17, a script whose other probes resolve
+    skips it (with a warning here); alone it is an error."""
+
+
 def error(message: str, span: Optional[Span] = None) -> CompileError:
     return CompileError(Diagnostic(message, span))
 

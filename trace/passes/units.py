@@ -8,11 +8,11 @@ probe's context (`args`), the same context layout.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
 from ..language import ast
-from ..language.diagnostics import error
+from ..language.diagnostics import Diagnostic, Unresolved, error
 from ..providers import ExpandedProbe, Provider, expand_attach_point
 
 
@@ -40,13 +40,20 @@ def _reads_args(probe: ast.Probe) -> bool:
                for n in nodes)
 
 
-def build_units(program: ast.Program) -> List[Unit]:
+def build_units(program: ast.Program, warnings: Optional[list] = None) -> List[Unit]:
+    """The program units; an attach point that resolves to nothing on this machine
+    is skipped with a warning (as 0.17 skips it) unless nothing else is left."""
     units: List[Unit] = []
     seen_special = {}
+    unresolved: List[Unresolved] = []
     for probe in program.probes:
         expanded: List[ExpandedProbe] = []
         for ap in probe.attach_points:
-            found = expand_attach_point(ap)
+            try:
+                found = expand_attach_point(ap)
+            except Unresolved as e:
+                unresolved.append(e)
+                found = []
             ap.expanded = [p.name for p in found]
             for p in found:
                 if p.provider.once_per_script:      # BEGIN, END
@@ -65,4 +72,10 @@ def build_units(program: ast.Program) -> List[Unit]:
             body = probe.body if first else copy.deepcopy(probe.body)
             first = False
             units.append(Unit(probe, members[0].provider, members, body))
+    if unresolved and not units:
+        raise unresolved[0]
+    for e in unresolved:
+        for d in e.diagnostics:
+            (warnings if warnings is not None else []).append(
+                Diagnostic(f"{d.message} (the probe is skipped)", d.span, "WARNING"))
     return units

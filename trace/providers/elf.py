@@ -224,3 +224,21 @@ def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
     if elf is None:
         raise error(f"{what} target file '{target}' does not exist or is not executable", ap.span)
     return path, elf
+
+
+def needed_libraries(path: str) -> List[str]:
+    """The paths of the libraries an ELF file needs (DT_NEEDED, through the linker
+    cache): where a stub library's symbols really are (glibc 2.34 moved libpthread's
+    into libc.so.6)."""
+    # lazy: start-up time (pyelftools; only when a symbol is not in the file itself)
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+    try:
+        with open(path, "rb") as f:
+            dyn = next((s for s in ELFFile(f).iter_sections() if isinstance(s, DynamicSection)), None)
+            names = [t.needed for t in dyn.iter_tags("DT_NEEDED")] if dyn is not None else []
+    except (ELFError, OSError, ValueError):
+        return []
+    cache = dict(_ld_cache())
+    return [cache[n] for n in names if n in cache and os.path.isfile(cache[n])]

@@ -18,10 +18,10 @@ import functools
 import re
 
 from ..codegen.builder import const
-from ..language.diagnostics import error
+from ..language.diagnostics import Diagnostic, Unresolved, error
 from ..types.model import IntT, PtrT
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
-from .elf import binary_for, listing_binary
+from .elf import binary_for, listing_binary, needed_libraries, read_elf
 from .regs import ARG_REGS, RegsProvider, read_reg, read_user_u64
 
 
@@ -60,7 +60,10 @@ class Uprobe(RegsProvider):
     def _probe(self, ap, path, elf, func, off, spec=None):
         sym = elf.functions.get(func)
         if sym is None:
-            raise error(f"Could not resolve symbol: {path}:{func}", ap.span)
+            path, elf = _defining_library(path, func)
+            sym = elf.functions.get(func) if elf is not None else None
+        if sym is None:
+            raise Unresolved(Diagnostic(f"Could not resolve symbol: {ap.target}:{func}", ap.span))
         vaddr, size = sym
         if off and size and off >= size:
             raise error(f"Offset outside the function bounds ('{func}' size is {size})", ap.span)
@@ -112,6 +115,16 @@ class Uprobe(RegsProvider):
         d = _dw().dwarf_of(path)
         params = d.params(func) if d is not None else None
         return [f"{_dw().type_name(die)} {name}" for name, _ct, die in params or ()]
+
+
+def _defining_library(path, func):
+    """(path, ElfFile) of the library `path` needs that defines func (a stub such as
+    libpthread.so.0, whose functions live in libc.so.6), or (path, None)."""
+    for lib in needed_libraries(path):
+        elf = read_elf(lib)
+        if elf is not None and func in elf.functions:
+            return lib, elf
+    return path, None
 
 
 def _dw():
