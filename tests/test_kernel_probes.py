@@ -5,7 +5,6 @@ This VM has no kprobes (CONFIG_KPROBES unset), no fentry/fexit and no hardware P
 those programs are compiled, kprobe programs are loaded through the verifier, and
 running them must print one clear error (never a traceback) and leave nothing loaded.
 """
-import json
 import os
 import subprocess
 import sys
