@@ -449,3 +449,23 @@ def read_elf_functions(path):
     from pytrace.providers.elf import read_elf
     elf = read_elf(path)
     return elf.functions if elf is not None else {}
+
+
+def test_versioned_symbol_names(tmp_path):
+    """A .symver name of the symbol table (`pthread_create@@GLIBC_2.34`, from libc's
+    debug file) is listed beside the plain name, as bpftrace lists it; a wildcard
+    without `@` takes only the plain names (each address once)."""
+    r = run(["-l", "uprobe:libc:pthread_create*"])
+    versioned = [line for line in r.stdout.splitlines() if "@" in line]
+    if not versioned:
+        pytest.skip("no .symver names in libc's symbols here (libc6-dbg not installed)")
+    assert any(line.endswith(":pthread_create@@GLIBC_2.34") for line in versioned), r.stdout
+    src = tmp_path / "t.c"
+    src.write_text("#include <pthread.h>\nstatic void *f(void *a) { return a; }\n"
+                   "int main(void) { pthread_t t; pthread_create(&t, 0, f, 0); "
+                   "pthread_join(t, 0); return 0; }\n")
+    subprocess.run(["gcc", "-o", str(tmp_path / "t"), str(src)], check=True)
+    r = run(["-c", str(tmp_path / "t"), "-e",
+             'uprobe:libc:pthread_create* /pid == cpid/ { @[probe] = count(); }'])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("]: 1\n") == 1 and ":pthread_create]: 1\n" in r.stdout, r.stdout

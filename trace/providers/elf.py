@@ -104,6 +104,8 @@ def _add_symbols(elf, functions, objects):
             continue
         if type_ in (STT_FUNC, STT_GNU_IFUNC):
             functions.setdefault(name.split("@")[0], (value, size))
+            if "@" in name:     # a .symver name (`f@@GLIBC_2.34`), listed as bcc lists it
+                functions.setdefault(name, (value, size))
         elif type_ in (STT_OBJECT, STT_TLS, STT_COMMON):
             objects.setdefault(name.split("@")[0], (value, size))
 

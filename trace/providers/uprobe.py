@@ -40,7 +40,9 @@ class Uprobe(RegsProvider):
         path, elf = binary_for(ap, target, "uprobe")
         ap.target = path
         if "*" in spec:
-            names = sorted(n for n in elf.functions if glob_match(spec, n))
+            # versioned names (`f@@V`) alias a plain one: only a pattern with `@` has them
+            names = sorted(n for n in elf.functions
+                           if glob_match(spec, n) and ("@" not in n or "@" in spec))
             if not names:
                 raise error(f"No probes found for {self.name}:{path}:{spec}", ap.span)
             return [self._probe(ap, path, elf, n, 0) for n in names]
