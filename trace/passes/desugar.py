@@ -19,19 +19,19 @@ def filters_to_if(program: ast.Program) -> ast.Program:
     return program
 
 
+# C's strtoll(s, 0) over the whole text, as bpftrace reads a numeric positional
+# parameter: 0x1f hexadecimal, 0775 octal, 123 decimal, an optional sign
+_C_INT = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
 def _is_number(text: str) -> bool:
-    try:
-        int(text, 0)
-        return True
-    except ValueError:
-        return text.isdigit()
+    return _C_INT.fullmatch(text) is not None
 
 
 def _number(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        return int(text, 10)
+    sign, digits = _C_INT.fullmatch(text).groups()
+    value = int(digits, 16 if digits[:2].lower() == "0x" else 8 if digits.startswith("0") else 10)
+    return -value if sign == "-" else value
 
 
 STR_MAX = STRLEN - 1   # str() keeps at most BPFTRACE_STRLEN - 1 characters
