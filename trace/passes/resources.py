@@ -96,17 +96,27 @@ def _programs(st):
 
 
 def _user_maps(st):
+    deleted = _deleted_maps(st.units)
     for i, info in enumerate(sorted(st.maps.values(), key=lambda m: m.name.encode())):
         info.symbol = kernel_name(f"m{i}_{info.name[1:]}")
-        layout_map(info, st.options.max_map_keys)
+        layout_map(info, st.options.max_map_keys, info.name in deleted)
+
+
+def _deleted_maps(units) -> set:
+    """Names of the maps a `delete(@m)` removes an element of."""
+    return {n.args[0].name for u in units for stmt in u.body for n in ast.walk(stmt)
+            if isinstance(n, ast.Call) and n.name == "delete" and n.args
+            and isinstance(n.args[0], ast.Map)}
 
 
 def kernel_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)[:15]
 
 
-def layout_map(info, max_entries):
-    """Key/value sizes and kernel map type of one user map (see docs/object-contract.md)."""
+def layout_map(info, max_entries, deleted: bool = False):
+    """Key/value sizes and kernel map type of one user map (see docs/object-contract.md).
+    A keyless count is a one-slot PERCPU_ARRAY, unless the script deletes it (an
+    array element can not be deleted; the runtime prints an empty one as 0)."""
     keys = info.keys or []
     user_key = packed(keys)[1] if keys else 8
     info.user_key_size = user_key
@@ -115,7 +125,7 @@ def layout_map(info, max_entries):
     info.value_size = info.value.size
     info.percpu = kind != "plain"
     info.max_entries = max_entries
-    if kind == "count" and not keys:
+    if kind == "count" and not keys and not deleted:
         info.map_type, info.max_entries = MAP_TYPE_PERCPU_ARRAY, 1
         info.kernel_key_size = 4
     elif info.percpu:
