@@ -502,3 +502,19 @@ def test_cgroup_path_errors(src, message):
     assert r.returncode == 1 and f"ERROR: {message}" in r.stderr
     r = run(["-e", "BEGIN { @[cgroup_path(1)] = 1; }"])
     assert "ERROR: Invalid map key type: cgroup_path_t" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "a1111"], "ERROR: pid 'a1111' is not a valid decimal number\n"),
+    (["-p", "111a1"], "ERROR: pid '111a1' is not a valid decimal number\n"),
+    (["-p", "5000000"], "ERROR: pid '5000000' out of valid pid range [1,4194304]\n"),
+    (["-p", "0"], "ERROR: pid '0' out of valid pid range [1,4194304]\n"),
+    (["-f", "jsonx"], "ERROR: Invalid output format \"jsonx\"\nValid formats: 'text', 'json'\n"),
+    (["-l", "\\n"], "stdin:1:1-2: ERROR: invalid character '\\'\n\\n\n~\n"),
+])
+def test_bad_options_are_answered_as_bpftrace(args, message):
+    """bpftrace 0.17's words (basic.pid fails validation…, json-output.invalid_format,
+    basic.errors on invalid character in search expression)."""
+    extra = [] if "-l" in args else ["-e", "BEGIN { exit(); }"]
+    r = run(args + extra)
+    assert r.returncode == 1 and r.stderr == message, r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import shlex
 import signal
 import sys
@@ -61,9 +62,9 @@ def build_parser():
     p = argparse.ArgumentParser(prog="pytrace", add_help=False, usage=argparse.SUPPRESS)
     p.add_argument("-e", dest="program")
     p.add_argument("-c", dest="command")
-    p.add_argument("-p", dest="pid", type=int)
+    p.add_argument("-p", dest="pid")
     p.add_argument("-o", dest="output")
-    p.add_argument("-f", dest="format", default="text", choices=["text", "json"])
+    p.add_argument("-f", dest="format", default="text")
     p.add_argument("-B", dest="buffering", default=None)
     p.add_argument("-k", dest="helper_errors", action="count", default=0)
     p.add_argument("-q", dest="quiet", action="store_true")
@@ -116,14 +117,37 @@ def _end_by_sigpipe():
     return 141
 
 
+FORMATS = ("text", "json")
+PID_MAX_LIMIT = 4194304      # the kernel's largest pid_max (bpftrace checks against it)
+
+
+def _bad_option(args) -> str:
+    """bpftrace 0.17's checks of -B, -f and -p (args.pid becomes an int); the error
+    text, or '' if they are fine."""
+    if args.buffering not in (None, "line", "full", "none"):
+        return "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n"
+    if args.format not in FORMATS:
+        return (f'ERROR: Invalid output format "{args.format}"\n'
+                f"Valid formats: {', '.join(repr(f) for f in FORMATS)}\n")
+    if args.pid is not None:
+        text = args.pid
+        if not re.fullmatch(r"-?[0-9]+", text):
+            return f"ERROR: pid '{text}' is not a valid decimal number\n"
+        args.pid = int(text)
+        if not 1 <= args.pid <= PID_MAX_LIMIT:
+            return f"ERROR: pid '{text}' out of valid pid range [1,{PID_MAX_LIMIT}]\n"
+    return ""
+
+
 def _main(argv) -> int:
     try:
         args = parse_args(argv)
     except UsageError as e:
         sys.stderr.write(f"ERROR: {e}\n" + _usage())
         return 1
-    if args.buffering not in (None, "line", "full", "none"):
-        sys.stderr.write("ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n")
+    problem = _bad_option(args)
+    if problem:
+        sys.stderr.write(problem)
         return 1
     if args.help:
         sys.stdout.write(_usage())

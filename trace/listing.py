@@ -1,9 +1,13 @@
 """`pytrace -l [glob]` and `-lv`: list the probes this machine offers."""
 from __future__ import annotations
 
+import re
 import sys
 
 from .providers import all_providers, glob_match, lookup, split_attach_point
+
+
+_SEARCH_CHARS = re.compile(r"[\w:*./+@\- ,\[\]?{}\"]*")     # surely no invalid character
 
 
 def _normalise(pattern: str) -> str:
@@ -15,7 +19,27 @@ def _normalise(pattern: str) -> str:
     return ":".join(parts)
 
 
+def _invalid_character(pattern: str) -> str:
+    """bpftrace parses the search as attach points: a character no attach point can
+    hold is its located error (`-l '\\n'`); '' if there is none."""
+    # lazy: start-up time (lark; -l without such characters never parses)
+    from .language.diagnostics import CompileError, render
+    from .language.parser import parse
+    try:
+        parse(f"{pattern} {{}}")
+    except CompileError as e:
+        d = e.diagnostics[0]
+        if d.message.startswith("invalid character"):
+            return render(d, pattern, "stdin")
+    return ""
+
+
 def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
+    if pattern and not _SEARCH_CHARS.fullmatch(pattern):
+        problem = _invalid_character(pattern)
+        if problem:
+            sys.stderr.write(problem)
+            return 1
     pattern = _normalise(pattern) if pattern else "*"
     if ":" not in pattern and "*" not in pattern:
         pattern = f"*{pattern}*"
