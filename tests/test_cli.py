@@ -470,7 +470,7 @@ def _cgroup2_mount():
     return None
 
 
-def test_cgroup_path_names_the_cgroup_a_process_runs_in(workload, no_leaks):
+def test_cgroup_path_names_the_cgroup_a_process_runs_in(workload, no_leaks, tmp_path):
     root = _cgroup2_mount()
     if root is None:
         pytest.skip("no cgroup v2 hierarchy is mounted")
@@ -480,7 +480,9 @@ def test_cgroup_path_names_the_cgroup_a_process_runs_in(workload, no_leaks):
         prog = ('tracepoint:syscalls:sys_enter_getppid /pid == cpid && comm != "sh"/ { '
                 'printf("[%s]\\n", cgroup_path(cgroup, "unified")); print(cgroup_path(cgroup, "uni*")); '
                 '@p = cgroup_path(cgroup, "unif*"); @none = cgroup_path(0); exit(); }')
-        cmd = f"sh -c 'echo $$ > {cg}/cgroup.procs && exec {workload} getppid 1'"
+        script = tmp_path / "join.sh"
+        script.write_text(f"echo $$ > {cg}/cgroup.procs && exec {workload} getppid 1\n")
+        cmd = f"sh {script}"        # -c is split at spaces, as bpftrace splits it
         r = run(["-c", cmd, "-e", prog])
         rel = "unified:/" + os.path.basename(cg)
         assert r.returncode == 0, r.stderr
@@ -518,3 +520,11 @@ def test_bad_options_are_answered_as_bpftrace(args, message):
     extra = [] if "-l" in args else ["-e", "BEGIN { exit(); }"]
     r = run(args + extra)
     assert r.returncode == 1 and r.stderr == message, r.stderr
+
+
+def test_command_is_split_at_spaces_without_a_shell(workload):
+    """-c is split as bpftrace splits it (json-output.join_delim): quotes stay."""
+    r = run(["--unsafe", "-e", 'tracepoint:syscalls:sys_enter_execve /pid == cpid/ '
+             '{ join(args->argv, ","); }', "-c", f"{workload}  exec /bin/echo 'A'"])
+    assert r.returncode == 0, r.stderr
+    assert "/bin/echo,'A'\n" in r.stdout, r.stdout

@@ -146,7 +146,9 @@ def test_uprobe_quoted_path(prog, tmp_path):
     spaced.mkdir()
     p = spaced / "prog"
     shutil.copy(prog["prog"], p)
-    out = trace(f'uprobe:"{p}":add {{ @ = count(); }}', f"'{p}' 2 x")
+    link = tmp_path / "prog_link"       # -c is split at spaces (as bpftrace splits it)
+    link.symlink_to(p)
+    out = trace(f'uprobe:"{p}":add {{ @ = count(); }}', f"{link} 2 x")
     assert "@: 2" in map_lines(out)
 
 
@@ -265,11 +267,18 @@ def test_uprobe_objects_are_cached_until_the_binary_changes(prog, tmp_path):
 needs_python_sdt = pytest.mark.skipif(not os.path.exists(PYTHON_SDT), reason="no python3.11")
 
 
+def python_running(tmp_path, code):
+    """A -c command running `code` (-c is split at spaces, as bpftrace splits it)."""
+    script = tmp_path / "code.py"
+    script.write_text(code + "\n")
+    return f"{PYTHON_SDT} -S {script}"
+
+
 @needs_root
 @needs_python_sdt
-def test_usdt_string_argument():
+def test_usdt_string_argument(tmp_path):
     out = trace(f'usdt:{PYTHON_SDT}:python:import__find__load__start /pid == cpid/ '
-                f'{{ @[str(arg0)] = count(); }}', f"{PYTHON_SDT} -S -c 'import json'")
+                f'{{ @[str(arg0)] = count(); }}', python_running(tmp_path, "import json"))
     lines = map_lines(out)
     assert [ln for ln in lines if "json" in ln] == [
         "@[_json]: 1", "@[json]: 1", "@[json.decoder]: 1", "@[json.encoder]: 1", "@[json.scanner]: 1"]
@@ -277,11 +286,12 @@ def test_usdt_string_argument():
 
 @needs_root
 @needs_python_sdt
-def test_usdt_memory_argument_and_short_form():
+def test_usdt_memory_argument_and_short_form(tmp_path):
     # gc__start's argument is `-4@112(%rsp)`: read from the stack
     out = trace(f'U:{PYTHON_SDT}:gc__start /pid == cpid/ {{ @[arg0] = count(); }} '
                 f'usdt:{PYTHON_SDT}:python:gc__done /pid == cpid/ {{ @done = count(); }}',
-                f"{PYTHON_SDT} -S -c 'import gc; gc.disable(); gc.collect(1); gc.collect(1); gc.collect(2)'")
+                python_running(tmp_path, "import gc; gc.disable(); gc.collect(1); gc.collect(1); "
+                               "gc.collect(2)"))
     counts = {}
     for line in map_lines(out):
         key, value = line.rsplit(": ", 1)
@@ -292,9 +302,9 @@ def test_usdt_memory_argument_and_short_form():
 
 @needs_root
 @needs_python_sdt
-def test_usdt_wildcard_probe_names():
+def test_usdt_wildcard_probe_names(tmp_path):
     out = trace(f'usdt:{PYTHON_SDT}:python:import* /pid == cpid/ {{ @[probe] = count(); }}',
-                f"{PYTHON_SDT} -S -c 'import json'")
+                python_running(tmp_path, "import json"))
     names = {line.split("]")[0][2:] for line in map_lines(out)}
     assert names == {f"usdt:{PYTHON_SDT}:python:import__find__load__start",
                      f"usdt:{PYTHON_SDT}:python:import__find__load__done"}

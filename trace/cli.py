@@ -5,7 +5,6 @@ import argparse
 import ctypes
 import os
 import re
-import shlex
 import signal
 import sys
 
@@ -273,7 +272,8 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     out = sys.stdout
     if args.output:
         out = open(args.output, "w")
-    child = shlex.split(args.command) if args.command else None
+    # split at spaces, no shell quoting, as bpftrace splits it (`'A'` stays `'A'`)
+    child = [w for w in args.command.split(" ") if w] if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
                       verbose=args.verbose)
