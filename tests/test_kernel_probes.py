@@ -345,3 +345,15 @@ def test_iter_errors():
                                   'printf("SUCCESS %d\\n", ((struct x *)ctx)->x); exit(); }'],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "SUCCESS " in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("func", ["_raw_spin_lock", "_raw_spin_lock_irqsave",
+                                  "_raw_spin_unlock_irqrestore", "queued_spin_lock_slowpath"])
+def test_banned_kretprobes_are_refused_before_anything_loads(func):
+    """bpftrace 0.17's banned kretprobes, in its words (it says them at attach time;
+    here the compiler says them, located, and nothing is loaded)."""
+    r = subprocess.run(PYTRACE + ["--emit-elf", os.devnull, "-e", f"kretprobe:{func} {{ exit(); }}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"stdin:1:1-{len(func) + 11}: ERROR: error: kretprobe:{func} can't "
+                               f"be used as it might lock up your system.\n"), r.stderr

@@ -22,6 +22,10 @@ from .regs import RegsProvider
 from ..runtime.manifest import KprobeAttach
 
 KALLSYMS = "/proc/kallsyms"
+# kernel functions a kretprobe could lock the machine up on (bpftrace 0.17's list:
+# not `notrace`, but called from the kretprobe machinery itself)
+BANNED_KRETPROBES = frozenset({"_raw_spin_lock", "_raw_spin_lock_irqsave",
+                               "_raw_spin_unlock_irqrestore", "queued_spin_lock_slowpath"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,16 +77,19 @@ class Kprobe(RegsProvider):
             if not names:
                 raise error(f"No probes found for {self.name}:{spec}" if not module else
                             f"No probes found for {self.name}:{module}:{spec}", ap.span)
-            return [self._probe(n, 0, module) for n in names]
+            return [self._probe(n, 0, module, ap=ap) for n in names]
         m = re.fullmatch(r"([A-Za-z_.][\w.]*)\+(\w+)", spec)
         if m:
             return [self._probe(m.group(1), probe_offset(ap, m.group(2), self.retprobe), module,
-                                spec)]
+                                spec, ap)]
         if not re.fullmatch(r"[A-Za-z_.][\w.]*", spec):
             raise error(f"Invalid {self.name} function: {spec}", ap.span)
-        return [self._probe(spec, 0, module)]
+        return [self._probe(spec, 0, module, ap=ap)]
 
-    def _probe(self, func, offset, module="", spec=None):
+    def _probe(self, func, offset, module="", spec=None, ap=None):
+        if self.retprobe and func in BANNED_KRETPROBES:     # 0.17's words, its "error: " too
+            raise error(f"error: kretprobe:{func} can't be used as it might lock up your "
+                        f"system.", ap.span if ap is not None else None)
         mod = f"{module}:" if module else ""
         return ExpandedProbe(f"{self.name}:{mod}{spec or func}", self, module, func,
                              {"offset": offset})
