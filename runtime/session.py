@@ -196,6 +196,10 @@ class Session:
         self.attachments.enable_all()
         if self.child_pid is not None:
             self._release_child()
+        if os.environ.get("__BPFTRACE_NOTIFY_PROBES_ATTACHED"):
+            # bpftrace's runtime tests wait for this line to start their workload
+            sys.stderr.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
+            sys.stderr.flush()
         iterators = [a for a in self.attachments.items if a.kind == "iter"]
         if iterators:
             for att in iterators:

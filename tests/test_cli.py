@@ -528,3 +528,12 @@ def test_command_is_split_at_spaces_without_a_shell(workload):
              '{ join(args->argv, ","); }', "-c", f"{workload}  exec /bin/echo 'A'"])
     assert r.returncode == 0, r.stderr
     assert "/bin/echo,'A'\n" in r.stdout, r.stdout
+
+
+def test_notify_probes_attached_line_for_bpftrace_test_harnesses():
+    """With __BPFTRACE_NOTIFY_PROBES_ATTACHED set, one line on stderr once every probe
+    is attached and BEGIN has run (bpftrace 0.17's runtime tests wait for it)."""
+    prog = 'BEGIN { printf("begin\\n"); } interval:ms:50 { exit(); }'
+    r = run(["-e", prog], env=dict(os.environ, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1"))
+    assert r.returncode == 0 and r.stderr == "__BPFTRACE_NOTIFY_PROBES_ATTACHED\n", r.stderr
+    assert "__BPFTRACE" not in run(["-e", prog]).stderr
