@@ -362,7 +362,8 @@ class TextOutput(Output):
         """`stdin:1:25-30: WARNING: Failed to map_update_elem: Argument list too long (-7)`,
         the source line and a caret: rendered by the compiler around the error text."""
         before, after = action.message
-        self._emit(f"{before}{os.strerror(-err)} ({err}){after}")
+        # a lookup that found nothing is no errno: 0.17 prints its 0
+        self._emit(f"{before}{os.strerror(-err)} ({err}){after}" if err else f"{before}0{after}")
 
 
 class JsonOutput(Output):

@@ -74,12 +74,16 @@ class Lowerer:
             return
         loc, self.loc = self.loc, None       # the record's own helpers are not checked
         with self.b.if_then(self.b.icmp_signed("<", result, const(0))):
-            action = {"kind": "helper_error", "helper": name,
-                      "span": [loc.line, loc.col, loc.end_line, loc.end_col], "args": []}
-            types = [IntT(64, True)]
-            async_id = self.res.add_action(record_layout(types, action))
-            self.write_record(async_id, list(zip(types, [result])))
+            self.helper_error(name, loc, result)
         self.loc = loc
+
+    def helper_error(self, helper: str, span, result):
+        """Send a helper_error record: `helper` failed with `result` at `span`."""
+        action = {"kind": "helper_error", "helper": helper,
+                  "span": [span.line, span.col, span.end_line, span.end_col], "args": []}
+        types = [IntT(64, True)]
+        self.write_record(self.res.add_action(record_layout(types, action)),
+                          list(zip(types, [result])))
 
     # ------------------------------------------------------------ driver
     def run(self):
@@ -274,6 +278,7 @@ class Lowerer:
 
     def map_read(self, info, m: ast.Map):
         key = self.map_key(info, m.keys)
+        self.report_missing(info, key, m)
         t = info.value
         if t.in_register:
             return self.map_read_int(info, key)
@@ -286,6 +291,15 @@ class Lowerer:
             with present:
                 fb.copy(out, p, t.size)
         return out
+
+    def report_missing(self, info, key, m: ast.Map):
+        """-kk: reading a key the map does not have is reported, as 0.17 reports its
+        failed lookup (`WARNING: Failed to map_lookup_elem: 0`)."""
+        if self.options.helper_errors < 2:
+            return
+        fb, b = self.fb, self.b
+        with b.if_then(fb.is_null(fb.map_lookup(info.gv, key))):
+            self.helper_error("map_lookup_elem", m.span, const(0))
 
     # ------------------------------------------------------------ records
     def send(self, node, args):
