@@ -265,7 +265,7 @@ def test_helper_errors_k_and_kk(no_leaks):
     assert kk[0] == full and len(kk) == 2
     assert kk[1].startswith("stdin:1:58-64: WARNING: Failed to probe_read_str: ")
     # -kk: reading a key the map does not have (other.runtime_error_check_lookup)
-    r = run(["-kk", "-e", 'i:ms:100 { @[1] = 1; printf("%d\n", @[2]); exit(); }'], env=env)
+    r = run(["-kk", "-e", 'i:ms:100 { @[1] = 1; printf("%d\\n", @[2]); exit(); }'], env=env)
     assert r.stdout.startswith("Attaching 1 probe...\nstdin:1:37-41: WARNING: Failed to "
                                "map_lookup_elem: 0\n"), r.stdout
 
