@@ -166,7 +166,7 @@ def _main(argv) -> int:
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
     cache_key = None
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid,
+        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys, args.pid,
                               args.helper_errors, args.include_dirs, args.includes)
         hit = cache.load(cache_key)
         if hit is not None:
@@ -202,7 +202,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
         return 1
     if args.dump_all:
         dump_after = "codegen"
-    options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
+    options = CompileOptions(has_child=bool(args.command), command=args.command,
+                             unsafe=args.unsafe, params=rest,
                              include_dirs=args.include_dirs, includes=args.includes,
                              max_map_keys=max_map_keys, pid=args.pid,
                              dump_after=dump_after, emitter=emitter,

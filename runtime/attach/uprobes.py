@@ -13,7 +13,9 @@ from .links import Attachment, attach_error, per_cpu, pmu_retprobe_bit, pmu_type
 
 
 def attach(prog_fd: int, spec, probe: str, child_pid) -> list:
-    return uprobe(prog_fd, spec.path, spec.offset, spec.is_return, spec.pid, spec.cookie,
+    """``child``: only in the -c child (if there is one)."""
+    pid = child_pid if spec.child and spec.pid == -1 and child_pid else spec.pid
+    return uprobe(prog_fd, spec.path, spec.offset, spec.is_return, pid, spec.cookie,
                   probe, spec.ref_ctr_offset)
 
 

@@ -40,13 +40,14 @@ def _reads_args(probe: ast.Probe) -> bool:
                for n in nodes)
 
 
-def build_units(program: ast.Program) -> List[Unit]:
+def build_units(program: ast.Program, options=None) -> List[Unit]:
+    """options: the compile options (-c, -p), for the providers that expand by them."""
     units: List[Unit] = []
     seen_special = {}
     for probe in program.probes:
         expanded: List[ExpandedProbe] = []
         for ap in probe.attach_points:
-            found = expand_attach_point(ap)
+            found = expand_attach_point(ap, options)
             ap.expanded = [p.name for p in found]
             for p in found:
                 if p.provider.once_per_script:      # BEGIN, END
@@ -65,4 +66,7 @@ def build_units(program: ast.Program) -> List[Unit]:
             body = probe.body if first else copy.deepcopy(probe.body)
             first = False
             units.append(Unit(probe, members[0].provider, members, body))
+        for p in expanded:
+            for setup in p.provider.setup_probes(p):
+                units.append(Unit(probe, setup.provider, [setup], []))
     return units
