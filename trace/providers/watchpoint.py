@@ -58,6 +58,8 @@ class Watchpoint(Provider):
             addr = int(addr_s, 0)
         except ValueError:
             raise error(f"Invalid {self.name} address: {addr_s}", ap.span) from None
+        if not addr:
+            raise error("watchpoint must be attached to a non-zero address", ap.span)
         length, bp_type = self._len_mode(ap, len_s, mode)
         name = f"{self.name}:{addr_s}:{len_s}:{mode}"
         return [ExpandedProbe(name, self, addr_s, len_s,
@@ -154,14 +156,18 @@ class WatchpointSetup(RegsProvider):
                              cookie=c) for p, c in zip(probes, cookies)]
 
     def prologue(self, lw):
-        """SIGSTOP the process (synchronous form), then send argN."""
+        """Send argN to user space; the synchronous form also stops the process
+        (SIGSTOP), once the record is reserved: a record lost to a full ring buffer
+        must not leave the process stopped with nobody to resume it."""
         p = lw.unit.probes[0].params
-        if not p["async"]:
-            lw.fb.helper(B.SEND_SIGNAL, B.const(SIGSTOP, B.I32))
         addr = read_reg(lw, ARG_REGS[p["arg"]])
         aid = lw.res.add_action({"kind": "watchpoint_arm", "cookie": lw.res.cookie_of(p["watch"]),
                                  "async": p["async"]})
-        lw.write_record(aid, [(UINT64, addr)])
+        stop = None
+        if not p["async"]:
+            def stop(rec):
+                lw.fb.helper(B.SEND_SIGNAL, B.const(SIGSTOP, B.I32))
+        lw.write_record(aid, [(UINT64, addr)], extra=stop)
 
 
 SETUP = WatchpointSetup()
