@@ -67,7 +67,8 @@ class OnCall:
     an address the entry was last armed at is not armed again; no free debug register
     is the message OUT_OF_REGISTERS, and the trace goes on) and, unless ``async_``,
     resumes the process the uprobe stopped, whatever happened; ``unwatch(addr)``
-    removes every watchpoint on addr; ``resume()`` (teardown) continues the process
+    removes every watchpoint on addr (as 0.17, a later call with the address an entry
+    was last armed at does not arm it again); ``resume()`` (teardown) continues the process
     if a synchronous watchpoint may have left it stopped.  The attachments go to
     ``attachments`` (an AttachSet), which closes them at the end."""
 
@@ -120,9 +121,6 @@ class OnCall:
         if gone:
             self.armed = [(at, a) for at, a in self.armed if at != addr]
             self.attachments.remove(gone)
-        for cookie, last in list(self.last.items()):
-            if last == addr:
-                del self.last[cookie]
 
     def resume(self) -> None:
         if self.may_stop and self.pid is not None:

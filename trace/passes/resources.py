@@ -8,8 +8,10 @@
 - the async actions: every call whose entry sends a record to user space gets
   its action (from the entry's `action` hook) and its id in `Call.async_id`.
 
-Only -k's helper_error actions are added while lowering: which helpers a
-statement calls is known only there.
+Only -k's helper_error actions are added while lowering (which helpers a
+statement calls is known only there), and the watchpoint_arm actions of
+watchpoint:func+argN setup programs, which have no body (their provider's
+prologue sends them; Resources.cookie_of gives the cookie they name).
 """
 from __future__ import annotations
 
