@@ -219,3 +219,17 @@ def test_failed_arming_is_an_error_and_resumes_the_process(prog, no_leaks):  # n
     finally:
         target.kill()
         target.wait()
+
+
+@needs_root
+def test_object_run_without_its_process_is_refused(prog, tmp_path, no_leaks):  # noqa: F811
+    """An object compiled with -c run without it: its uprobe would stop every process of
+    the binary, with nobody to resume them."""
+    obj = tmp_path / "w.o"
+    r = run(["--emit-elf", str(obj), "-c", prog, "-e", "watchpoint:bump+arg1:4:w { }"])
+    assert r.returncode == 0, r.stderr
+    r = run([str(obj)])
+    assert r.returncode != 0
+    assert "-p PID or -c CMD required for watchpoint" in r.stderr and "Traceback" not in r.stderr
+    r = run([str(obj), "-c", f"{prog} many"])
+    assert r.returncode == 0, r.stderr

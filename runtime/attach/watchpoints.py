@@ -83,6 +83,12 @@ class OnCall:
         self.may_stop = False
 
     def add(self, prog_fd: int, spec) -> None:
+        """File an on_call entry; refused without a process to watch (an object
+        compiled with -c or -p, run without them): its uprobe would stop processes
+        nobody resumes."""
+        if self.pid is None:
+            probe = self.probes[spec.cookie] if 0 <= spec.cookie < len(self.probes) else ""
+            raise AttachError(probe, "-p PID or -c CMD required for watchpoint")
         self.entries[spec.cookie] = (prog_fd, spec)
 
     def arm(self, cookie: int, addr: int, async_: bool) -> None:
