@@ -75,6 +75,8 @@ def _watchpoint_arm(action, aid, output, reader, control=None):
     if control is None:
         _no_control(aid)
     cookie, async_, unpack = action.cookie, action.async_, _ADDR.unpack_from
+    if not async_:
+        control.may_stop = True     # resumed at the stop even if no record is handled
     return lambda rec: control.arm(cookie, unpack(rec, 8)[0], async_)
 
 

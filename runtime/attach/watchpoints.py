@@ -80,7 +80,7 @@ class OnCall:
         self.entries = {}               # cookie -> (prog_fd, WatchpointAttach)
         self.last = {}                  # cookie -> the address it was last armed at
         self.armed = []                 # (addr, Attachment)
-        self.may_stop = False
+        self.may_stop = False           # a synchronous setup uprobe may stop the process
 
     def add(self, prog_fd: int, spec) -> None:
         """File an on_call entry; refused without a process to watch (an object
@@ -92,8 +92,6 @@ class OnCall:
         self.entries[spec.cookie] = (prog_fd, spec)
 
     def arm(self, cookie: int, addr: int, async_: bool) -> None:
-        if not async_:
-            self.may_stop = True
         try:
             if cookie in self.entries and self.last.get(cookie) != addr:
                 self._attach(cookie, addr)
