@@ -233,3 +233,19 @@ def test_object_run_without_its_process_is_refused(prog, tmp_path, no_leaks):  #
     assert "-p PID or -c CMD required for watchpoint" in r.stderr and "Traceback" not in r.stderr
     r = run([str(obj), "-c", f"{prog} many"])
     assert r.returncode == 0, r.stderr
+
+
+@needs_root
+def test_other_processes_of_the_binary_are_not_stopped(prog, looping, no_leaks):  # noqa: F811
+    """With -c, the setup uprobe fires in the child only: another process running the
+    same binary is neither stopped nor watched."""
+    r = run(["-c", f"{prog} many", "-e", "watchpoint:bump+arg1:4:w { @ = count(); }"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Attaching 1 probe...\n\n\n@: 0\n"     # untouched, as 0.17 prints it
+    assert state(looping.pid) in ("S", "R")
+    r = run(["-c", f"{prog} loop", "-e", "watchpoint:bump+arg1:4:w { @[pid] = count(); "
+             "if (pid == " + str(looping.pid) + ") { exit() } } interval:ms:300 { exit() }"])
+    assert r.returncode == 0, r.stderr
+    assert f"@[{looping.pid}]" not in r.stdout
+    time.sleep(0.1)
+    assert state(looping.pid) in ("S", "R")

@@ -185,7 +185,7 @@ def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
     entries = [e for e in entries if not e.deferred]
     try:
         if uprobe_multi_links:
-            for (path, retprobe, pid), group in uprobe_multi_groups(entries).items():
+            for (path, retprobe, pid), group in uprobe_multi_groups(entries, child_pid).items():
                 out.append(uprobe_multi(prog_fd, path, group, retprobe, pid, probes))
         else:
             for entry in entries:
