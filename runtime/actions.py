@@ -4,7 +4,8 @@ Every ring buffer record is ``{u64 async_id; payload}``; the manifest's
 ``actions[async_id]`` (a runtime.manifest.AsyncAction) says what user space does
 with it (docs/object-contract.md, "async actions").  ``handlers()`` builds the
 session's list of handlers, one per action: ``handler(record) -> None``, or
-None for ``exit`` (the session stops there).
+None for ``exit`` (the session stops there).  ``watchpoint_arm`` and ``unwatch``
+act on the session's run-time watchpoints (``control``, an attach.OnCall).
 
 The actions on maps act here; those that print (printf, print_value, time, join,
 system, cat, helper_error) are compiled by the output layer's method the table
@@ -13,8 +14,12 @@ action of a kind not in the table goes to ``Output.record``, which refuses it
 (ValueError) when such a record arrives.
 """
 
+import struct
+
 from . import maps
 from .errors import RuntimeFailure
+
+_ADDR = struct.Struct("<Q")     # the u64 payload of watchpoint_arm and unwatch, at 8
 
 
 class ByOutput:
@@ -26,12 +31,12 @@ class ByOutput:
     def __init__(self, method):
         self.method = method
 
-    def __call__(self, action, aid, output, reader):
+    def __call__(self, action, aid, output, reader, control=None):
         record = output.record
         return lambda rec: record(action, rec)
 
 
-def _exit(action, aid, output, reader):
+def _exit(action, aid, output, reader, control=None):
     return None
 
 
@@ -45,29 +50,51 @@ def _user_map(action, aid, reader):
     return meta, reader.kernel_map(action.map)
 
 
-def _print_map(action, aid, output, reader):
+def _print_map(action, aid, output, reader, control=None):
     meta, km = _user_map(action, aid, reader)
     top, div = action.top, action.div
     return lambda rec: output.print_map(meta, maps.dump(km), top, div)
 
 
-def _clear(action, aid, output, reader):
+def _clear(action, aid, output, reader, control=None):
     _, km = _user_map(action, aid, reader)
     return lambda rec: maps.clear(km)
 
 
-def _zero(action, aid, output, reader):
+def _zero(action, aid, output, reader, control=None):
     meta, km = _user_map(action, aid, reader)
     kind = meta.kind
     return lambda rec: maps.zero(km, kind)
 
 
-# kind -> factory(action, async_id, output, maps reader) -> handler or None
+def _no_control(aid):
+    raise RuntimeFailure(f"async action {aid} needs run-time watchpoints, which this run has not")
+
+
+def _watchpoint_arm(action, aid, output, reader, control=None):
+    if control is None:
+        _no_control(aid)
+    cookie, async_, unpack = action.cookie, action.async_, _ADDR.unpack_from
+    if not async_:
+        control.may_stop = True     # resumed at the stop even if no record is handled
+    return lambda rec: control.arm(cookie, unpack(rec, 8)[0], async_)
+
+
+def _unwatch(action, aid, output, reader, control=None):
+    if control is None:
+        _no_control(aid)
+    unpack = _ADDR.unpack_from
+    return lambda rec: control.unwatch(unpack(rec, 8)[0])
+
+
+# kind -> factory(action, async_id, output, maps reader, OnCall) -> handler or None
 ACTIONS = {
     "exit": _exit,
     "print_map": _print_map,
     "clear": _clear,
     "zero": _zero,
+    "watchpoint_arm": _watchpoint_arm,
+    "unwatch": _unwatch,
     "printf": ByOutput("_compile_printf"),
     "print_value": ByOutput("_compile_print_value"),
     "time": ByOutput("_compile_time"),
@@ -83,9 +110,9 @@ def factory(kind: str):
     return ACTIONS[kind] if kind in ACTIONS else _UNKNOWN
 
 
-def handlers(actions, output, reader) -> list:
+def handlers(actions, output, reader, control=None) -> list:
     """One handler per action, in async_id order (None: exit)."""
-    return [factory(action.kind)(action, aid, output, reader)
+    return [factory(action.kind)(action, aid, output, reader, control)
             for aid, action in enumerate(actions)]
 
 

@@ -183,6 +183,11 @@ class AttachSpec(_Json):
     def for_process(self, pid: int) -> None:
         """-p PID: restrict an entry that can target one process to it."""
 
+    @property
+    def deferred(self) -> bool:
+        """Not attached when the trace starts: an async action attaches it later."""
+        return False
+
 
 @record
 class RunOnceAttach(AttachSpec):
@@ -247,17 +252,20 @@ class KfuncAttach(AttachSpec):
 
 @record
 class UprobeAttach(AttachSpec):
-    """``offset``: a file offset in ``path``; ``pid`` -1: every process.  usdt entries
-    carry their semaphore's file offset as ``ref_ctr_offset``."""
+    """``offset``: a file offset in ``path``; ``pid`` -1: every process (with ``child``:
+    the -c child, if there is one).  usdt entries carry their semaphore's file offset as
+    ``ref_ctr_offset``."""
     path: str
     offset: int
     pid: int = -1
     ref_ctr_offset: int = 0
     retprobe: bool = False      # older objects: an uprobe entry marked as a return probe
+    child: bool = False
     KINDS = ("uprobe", "uretprobe", "usdt")
     NEWEST_FIRST = True
-    _convert = {"offset": int, "pid": int, "ref_ctr_offset": int, "retprobe": bool}
-    _sparse = ("ref_ctr_offset", "retprobe")
+    _convert = {"offset": int, "pid": int, "ref_ctr_offset": int, "retprobe": bool,
+                "child": bool}
+    _sparse = ("ref_ctr_offset", "retprobe", "child")
 
     def for_process(self, pid: int) -> None:
         if self.pid == -1:
@@ -270,17 +278,26 @@ class UprobeAttach(AttachSpec):
 
 @record
 class WatchpointAttach(AttachSpec):
-    """``bp_type``: r=1, w=2, x=4; ``pid`` -1: the -c child if any, else every CPU."""
+    """``bp_type``: r=1, w=2, x=4; ``pid`` -1: the -c child if any, else every CPU.
+    ``on_call`` (watchpoint:func+argN): not attached at start; a WatchpointArmAction
+    naming its cookie attaches it at each address the function is called with
+    (``addr`` is 0)."""
     addr: int
     len: int
     bp_type: int
     pid: int = -1
+    on_call: bool = False
     KINDS = ("watchpoint",)
-    _convert = {"addr": int, "len": int, "bp_type": int, "pid": int}
+    _convert = {"addr": int, "len": int, "bp_type": int, "pid": int, "on_call": bool}
+    _sparse = ("on_call",)
 
     def for_process(self, pid: int) -> None:
         if self.pid == -1:
             self.pid = pid
+
+    @property
+    def deferred(self) -> bool:
+        return self.on_call
 
 
 @record
@@ -479,6 +496,24 @@ class HelperErrorAction(AsyncAction):
 
 
 @record
+class WatchpointArmAction(AsyncAction):
+    """watchpoint:func+argN: the uprobe on func sent argN (payload: u64 at 8); attach
+    the ``on_call`` watchpoint entry whose cookie is ``cookie`` at that address.  Not
+    ``async``: the uprobe stopped the process (SIGSTOP); SIGCONT it once armed."""
+    cookie: int
+    async_: bool = False
+    KINDS = ("watchpoint_arm",)
+    _keys = {"async_": "async"}
+    _convert = {"cookie": int, "async_": bool}
+
+
+@record
+class UnwatchAction(AsyncAction):
+    """unwatch(addr): remove every armed watchpoint on addr (payload: u64 at 8)."""
+    KINDS = ("unwatch",)
+
+
+@record
 class ExitAction(AsyncAction):
     KINDS = ("exit",)
 
@@ -491,7 +526,7 @@ class UnknownAction(_KeepsRaw, AsyncAction):
 
 _ACTION_CLASSES = {kind: cls for cls in (
     FormattedAction, PrintValueAction, PrintMapAction, MapAction, TimeAction, JoinAction,
-    HelperErrorAction, ExitAction) for kind in cls.KINDS}
+    HelperErrorAction, WatchpointArmAction, UnwatchAction, ExitAction) for kind in cls.KINDS}
 
 
 # ------------------------------------------------------------------ the manifest

@@ -103,6 +103,7 @@ class Session:
         self._gate_w = None
         self._err_r = None
         self._handlers = []
+        self.watches = A.OnCall(self.attachments, None, (), self._notice)   # func+argN
         self._warned = set()
         self._last_lost_check = 0.0
         self._torn_down = False
@@ -156,6 +157,7 @@ class Session:
         if lm is not None:
             self.lost = LostCounter(lm)
         self.reader = maps.MapsReader(self.obj, m)
+        self.watches.probes = m.probes
         set_reader = getattr(self.output, "set_maps_reader", None)
         if set_reader is not None:          # stacks: the output reads the stack maps
             set_reader(self.reader)
@@ -165,11 +167,14 @@ class Session:
         """The -c child (held until attached), globals, signals, epoll, "Attaching"."""
         if self.opt.child_argv:
             self._spawn_gated_child(list(self.opt.child_argv))
+        self.watches.pid = self.child_pid or self.opt.pid
         self._write_globals()
         self._install_signals()
         self._setup_epoll()
         if not self.opt.quiet:
-            self.output.attached(len(self.manifest.probes))
+            # as 0.17, a watchpoint armed at run time is not counted (its uprobe is)
+            deferred = sum(e.deferred for p in self.manifest.programs for e in p.attach)
+            self.output.attached(len(self.manifest.probes) - deferred)
             self._flush()
 
     def _programs_by_role(self) -> tuple:
@@ -190,6 +195,9 @@ class Session:
         """Attach and enable every probe, release the -c child, and trace until a
         stop (iter probes: run once over their objects, then the run ends)."""
         for lp in _attach_order(programs):
+            for entry in lp.meta.attach:
+                if entry.deferred:
+                    self.watches.add(lp.fd, entry)
             self.attachments.add(A.attach_program(
                 lp.fd, lp.meta.attach, self.manifest.probes, self.child_pid,
                 uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
@@ -212,7 +220,9 @@ class Session:
         """Detach, what was queued (bounded), END and its output, the maps."""
         self._stopping = True
         stop_time = time.monotonic()
+        self.watches.stop()
         self.attachments.detach(background=True)
+        self.watches.resume()
         self._drain_at_stop(stop_time + STOP_BUDGET)
         for lp in end_programs:
             A.run_once(lp.fd)
@@ -235,7 +245,11 @@ class Session:
     # ------------------------------------------------------------ events
 
     def _build_handlers(self):
-        self._handlers = actions.handlers(self.manifest.actions, self.output, self.reader)
+        self._handlers = actions.handlers(self.manifest.actions, self.output, self.reader,
+                                          self.watches)
+
+    def _notice(self, text: str) -> None:
+        self.output.notice(text)
 
     def _dispatch(self, recs, honour_exit: bool, deadline) -> tuple:
         """Act on records in order, until a stop is asked (or, with a deadline,
@@ -538,7 +552,9 @@ class Session:
                 errors.append(e)
 
         step(self._hold_signals)
+        step(self.watches.stop)
         step(self.attachments.close)
+        step(self.watches.resume)       # a process a watchpoint's uprobe stopped goes on
         if self.rb is not None:
             step(self.rb.close)
         if self.obj is not None:

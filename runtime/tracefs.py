@@ -140,10 +140,9 @@ def parse_field(line: str):
     off = int(m.group("off"))
     size = int(m.group("size"))
     signed = m.group("signed") not in (None, "0")
-    is_data_loc = is_rel_loc = False
+    is_rel_loc = False
     for kw in ("__data_loc", "__rel_loc"):
         if decl.startswith(kw + " "):
-            is_data_loc = True
             is_rel_loc = kw == "__rel_loc"
             rest = decl[len(kw):].strip()
             pm = _PLAIN_RE.match(rest)

@@ -102,7 +102,7 @@ def test_emit_elf_hardware_watchpoint_rawtracepoint(tmp_path):
 
 @pytest.mark.parametrize("ap, message", [
     ("watchpoint:0x1000:3:w", "watchpoint length must be one of (1,2,4,8)"),
-    ("watchpoint:0x1000:4:q", "watchpoint mode must be a combination of (r,w,x)"),
+    ("watchpoint:0x1000:4:q", "watchpoint mode must be combination of (r,w,x)"),
     ("watchpoint:zz:4:w", "Invalid watchpoint address: zz"),
     ("rawtracepoint:no_such_event_x", "rawtracepoint not found: no_such_event_x"),
     ("kretprobe:vfs_read+4", "Offset not allowed"),
@@ -302,9 +302,9 @@ def test_watchpoint_on_child(workload, no_leaks):  # noqa: F811
     r = run(["-c", f"{workload} poke 5", "-e", "watchpoint:0x10000000:4:w { @ = count(); }"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("@: 5\n")
-    r = run(["-c", f"{workload} poke 3", "-e", "aw:0x10000000:4:rw { @[probe] = count(); }"])
+    r = run(["-c", f"{workload} poke 3", "-e", "w:0x10000000:4:rw { @[probe] = count(); }"])
     assert r.returncode == 0, r.stderr
-    assert r.stdout.endswith("@[asyncwatchpoint:0x10000000:4:rw]: 3\n")
+    assert r.stdout.endswith("@[watchpoint:0x10000000:4:rw]: 3\n")
 
 
 def test_listing_kernel_functions_and_kfuncs():

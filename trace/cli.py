@@ -189,7 +189,7 @@ def _main(argv) -> int:
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
     cache_key = None
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, bool(args.command), args.unsafe, max_map_keys, args.pid,
+        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys, args.pid,
                               args.helper_errors, args.include_dirs, args.includes)
         hit = cache.load(cache_key)
         if hit is not None:
@@ -225,7 +225,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
         return 1
     if args.dump_all:
         dump_after = "codegen"
-    options = CompileOptions(has_child=bool(args.command), unsafe=args.unsafe, params=rest,
+    options = CompileOptions(has_child=bool(args.command), command=args.command,
+                             unsafe=args.unsafe, params=rest,
                              include_dirs=args.include_dirs, includes=args.includes,
                              max_map_keys=max_map_keys, pid=args.pid,
                              dump_after=dump_after, emitter=emitter,
@@ -266,14 +267,14 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         return 1
     # lazy: start-up time (-l, --help and --emit-elf run nothing)
     from .runtime import errors
+    from .runtime.command import command_argv
     from .runtime.session import RunOptions, run
 
     _set_process_name(b"pytrace")
     out = sys.stdout
     if args.output:
         out = open(args.output, "w")
-    # split at spaces, no shell quoting, as bpftrace splits it (`'A'` stays `'A'`)
-    child = [w for w in args.command.split(" ") if w] if args.command else None
+    child = command_argv(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
                       verbose=args.verbose)

@@ -27,6 +27,7 @@ class CompileOptions(Options):
     max_map_keys: int = 4096
     dump_after: Optional[str] = None
     pid: Optional[int] = None       # -p: user-space probes (uprobe, usdt) trace only this process
+    command: Optional[str] = None   # -c: the command (watchpoint:func+argN probes its binary)
     dump: Callable[[str], None] = print
     emitter: object = None          # a codegen.emit.BackgroundEmitter, else emit in-process
     helper_errors: int = 0          # -k: 1 warns when map updates/deletes fail, -kk: 2 also reads
@@ -60,7 +61,7 @@ def desugar_pass(st: State):
 
 
 def units_pass(st: State):
-    st.units = build_units(st.program, st.warnings)
+    st.units = build_units(st.program, st.options, st.warnings)
 
 
 def declarations_pass(st: State):

@@ -16,7 +16,7 @@ with the module its kind names in ``MECHANISMS``:
     kprobes          kprobe, kretprobe
     uprobes          uprobe, uretprobe, usdt (and uprobe_multi links)
     tracing          kfunc, kretfunc (not available on this kernel)
-    watchpoints      watchpoint
+    watchpoints      watchpoint (and OnCall: watchpoint:func+argN, armed at run time)
     iterators        iter (run_iterator)
 
 ``links`` holds what they share (Attachment, linking a perf event on each CPU).
@@ -38,10 +38,10 @@ from .perf_events import perf_event
 from .raw_tracepoints import raw_tracepoint
 from .tracepoints import tracepoint
 from .uprobes import UPROBE_KINDS, uprobe, uprobe_multi, uprobe_multi_groups, uprobe_multi_supported
-from .watchpoints import watchpoint
+from .watchpoints import OnCall, watchpoint
 
 __all__ = [
-    "AttachSet", "Attachment", "MECHANISMS", "attach_entry", "attach_program", "close_parallel",
+    "AttachSet", "Attachment", "MECHANISMS", "OnCall", "attach_entry", "attach_program", "close_parallel",
     "iterator", "kprobe", "perf_event", "raw_tracepoint", "run_iterator", "run_once",
     "tracepoint", "UPROBE_KINDS", "uprobe", "uprobe_multi", "uprobe_multi_groups",
     "uprobe_multi_supported", "watchpoint", "online_cpus", "parse_cpu_list", "possible_cpus",
@@ -111,6 +111,12 @@ class AttachSet:
     def __len__(self):
         return len(self.items)
 
+    def remove(self, atts) -> None:
+        """Detach and close these attachments now (unwatch)."""
+        gone = {id(a) for a in atts}
+        self.items = [a for a in self.items if id(a) not in gone]
+        close_parallel(atts)
+
     def enable_all(self):
         for a in self.items:
             a.enable()
@@ -176,9 +182,10 @@ def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
     (see uprobes.uprobe_multi).
     If one fails, the attachments already made are closed."""
     out = []
+    entries = [e for e in entries if not e.deferred]
     try:
         if uprobe_multi_links:
-            for (path, retprobe, pid), group in uprobe_multi_groups(entries).items():
+            for (path, retprobe, pid), group in uprobe_multi_groups(entries, child_pid).items():
                 out.append(uprobe_multi(prog_fd, path, group, retprobe, pid, probes))
         else:
             for entry in entries:

@@ -12,9 +12,15 @@ from ..manifest import UprobeAttach
 from .links import Attachment, attach_error, per_cpu, pmu_retprobe_bit, pmu_type
 
 
+def target_pid(spec, child_pid) -> int:
+    """The process an entry probes: its pid; for a ``child`` entry with pid -1, the -c
+    child if there is one."""
+    return child_pid if spec.child and spec.pid == -1 and child_pid else spec.pid
+
+
 def attach(prog_fd: int, spec, probe: str, child_pid) -> list:
-    return uprobe(prog_fd, spec.path, spec.offset, spec.is_return, spec.pid, spec.cookie,
-                  probe, spec.ref_ctr_offset)
+    return uprobe(prog_fd, spec.path, spec.offset, spec.is_return, target_pid(spec, child_pid),
+                  spec.cookie, probe, spec.ref_ctr_offset)
 
 
 def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
@@ -47,12 +53,14 @@ def uprobe(prog_fd: int, path: str, offset: int, retprobe: bool = False,
 UPROBE_KINDS = UprobeAttach.KINDS
 
 
-def uprobe_multi_groups(entries) -> dict:
+def uprobe_multi_groups(entries, child_pid=None) -> dict:
     """A program's uprobe attach entries (UprobeAttach) grouped by what one
-    BPF_TRACE_UPROBE_MULTI link can hold: (path, retprobe, pid) -> [entry, ...], in order."""
+    BPF_TRACE_UPROBE_MULTI link can hold: (path, retprobe, pid) -> [entry, ...], in order
+    (pid: target_pid)."""
     groups = {}
     for entry in entries:
-        groups.setdefault((entry.path, entry.is_return, entry.pid), []).append(entry)
+        key = (entry.path, entry.is_return, target_pid(entry, child_pid))
+        groups.setdefault(key, []).append(entry)
     return groups
 
 

@@ -173,6 +173,11 @@ class Output:
     def lost(self, n: int) -> None:
         raise NotImplementedError
 
+    def notice(self, text: str) -> None:
+        """A line of the run's own, where 0.17 prints a lost_events message (a
+        watchpoint without a free debug register)."""
+        raise NotImplementedError
+
     # --------------------------------------------------------------- records
     def _compile(self, action: AsyncAction):
         """Per action: a function ``record -> None`` (the method runtime.actions
@@ -340,6 +345,10 @@ class TextOutput(Output):
         self._emit(_text.lost_text(n))
         self._after_record()
 
+    def notice(self, text: str) -> None:
+        self._emit(text + "\n")
+        self._after_record()
+
     def _value(self, v) -> None:
         self._emit(_text.value_text(v) + "\n")
 
@@ -375,6 +384,10 @@ class JsonOutput(Output):
 
     def lost(self, n: int) -> None:
         self._emit(_json.lost_json(n))
+        self._after_record()
+
+    def notice(self, text: str) -> None:
+        self._emit(_json.message_json("lost_events", text))
         self._after_record()
 
     def _value(self, v) -> None:

@@ -1,13 +1,14 @@
-"""Entries that print: printf, system, cat (one printf-like path), print, time, exit."""
+"""Entries that print: printf, system, cat (one printf-like path), print, time; and
+exit and unwatch, which act on the run."""
 from __future__ import annotations
 
 from ..language import ast
 from ..codegen.builder import const
 from ..runtime.printf_grammar import parse_format
 from ..language.diagnostics import error
-from ..types.model import (AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
-from .registry import (call_to_map_span, check_unsafe, function, literal_int, nargs, printf_kind,
-                       record_layout)
+from ..types.model import (UINT64, AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
+from .registry import (call_to_map_span, check_unsafe, function, int_arg, literal_int, nargs,
+                       printf_kind, record_layout)
 
 
 # ---------------------------------------------------------------- printf and friends
@@ -170,4 +171,18 @@ def _exit(lw, node):
     lw.send(node, [])
     lw.b.branch(lw.fb.exit_block)
     lw.b.position_at_end(lw.fb.new_block("after_exit"))
+    return const(0)
+
+
+def _check_unwatch(ck, node):
+    nargs(node, 1)
+    int_arg(ck, node, 0)
+    return NoneT()
+
+
+@function("unwatch", "unwatch(addr): remove the watchpoints (watchpoint:func+argN) armed on addr.",
+          _check_unwatch, signature="unwatch(addr)",
+          action=lambda node: {"kind": "unwatch"})
+def _unwatch(lw, node):
+    lw.send(node, [(UINT64, lw.expr(node.args[0]))])
     return const(0)

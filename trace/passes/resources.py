@@ -8,8 +8,10 @@
 - the async actions: every call whose entry sends a record to user space gets
   its action (from the entry's `action` hook) and its id in `Call.async_id`.
 
-Only -k's helper_error actions are added while lowering: which helpers a
-statement calls is known only there.
+Only -k's helper_error actions are added while lowering (which helpers a
+statement calls is known only there), and the watchpoint_arm actions of
+watchpoint:func+argN setup programs, which have no body (their provider's
+prologue sends them; Resources.cookie_of gives the cookie they name).
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ GLOBALS = {"start_ns": 0, "cpid": 8}     # slots of the globals map
 class Resources:
     actions: List[dict] = field(default_factory=list)
     internal: Dict[str, InternalMap] = field(default_factory=dict)   # by role or symbol
+    cookies: Dict[int, int] = field(default_factory=dict)   # id(ExpandedProbe) -> its cookie
+
+    def cookie_of(self, probe) -> int:
+        """The cookie (index in the manifest's probes) of an expanded probe."""
+        return self.cookies[id(probe)]
 
     def add_action(self, action: dict) -> int:
         self.actions.append(action)
@@ -46,9 +53,9 @@ class Resources:
 
 
 def allocate(st) -> Resources:
-    _programs(st)
-    _user_maps(st)
     res = Resources()
+    _programs(st, res)
+    _user_maps(st)
     begin_end_only = all(p.name in ("BEGIN", "END") for u in st.units for p in u.probes)
     res.internal["ringbuf"] = InternalMap("ringbuf", MAP_TYPE_RINGBUF, 0, 0,
                                           RINGBUF_BYTES_BEGIN_END if begin_end_only else RINGBUF_BYTES)
@@ -77,7 +84,7 @@ def _node_resources(node, res: Resources, options):
             res.internal.setdefault(m.symbol, m)
 
 
-def _programs(st):
+def _programs(st, res):
     """Name every program, give it a section, and list the probes for the manifest."""
     probes = []
     used_sections = set()
@@ -85,6 +92,7 @@ def _programs(st):
         unit.cookies = []
         for p in unit.probes:
             unit.cookies.append(len(probes))
+            res.cookies[id(p)] = len(probes)
             probes.append(p.name)
         unit.symbol = f"prog_{i}"
         section = unit.provider.section(unit.probes[0])

@@ -40,9 +40,11 @@ def _reads_args(probe: ast.Probe) -> bool:
                for n in nodes)
 
 
-def build_units(program: ast.Program, warnings: Optional[list] = None) -> List[Unit]:
-    """The program units; an attach point that resolves to nothing on this machine
-    is skipped with a warning (as 0.17 skips it) unless nothing else is left."""
+def build_units(program: ast.Program, options=None,
+                warnings: Optional[list] = None) -> List[Unit]:
+    """The program units. options: the compile options (-c, -p), for the providers
+    that expand by them. An attach point that resolves to nothing on this machine is
+    skipped with a warning (as 0.17 skips it) unless nothing else is left."""
     units: List[Unit] = []
     seen_special = {}
     unresolved: List[Unresolved] = []
@@ -50,7 +52,7 @@ def build_units(program: ast.Program, warnings: Optional[list] = None) -> List[U
         expanded: List[ExpandedProbe] = []
         for ap in probe.attach_points:
             try:
-                found = expand_attach_point(ap)
+                found = expand_attach_point(ap, options)
             except Unresolved as e:
                 unresolved.append(e)
                 found = []
@@ -72,6 +74,9 @@ def build_units(program: ast.Program, warnings: Optional[list] = None) -> List[U
             body = probe.body if first else copy.deepcopy(probe.body)
             first = False
             units.append(Unit(probe, members[0].provider, members, body))
+        for p in expanded:
+            for setup in p.provider.setup_probes(p):
+                units.append(Unit(probe, setup.provider, [setup], []))
     if unresolved and not units:
         raise unresolved[0]
     for e in unresolved:

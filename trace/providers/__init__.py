@@ -121,11 +121,12 @@ def glob_match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, escaped)
 
 
-def expand_attach_point(ap) -> List[ExpandedProbe]:
-    """Parse one AttachPoint (filling provider/target/func) and expand it."""
+def expand_attach_point(ap, options=None) -> List[ExpandedProbe]:
+    """Parse one AttachPoint (filling provider/target/func) and expand it (options: the
+    compile options, for what -c and -p decide)."""
     parts = split_attach_point(ap.raw)
     provider = lookup(parts[0]) or lookup(parts[0].lower() if parts[0].lower() in ("begin", "end") else parts[0])
     if provider is None:
         raise error(f"Invalid probe type: {parts[0]}", ap.span)
     ap.provider = provider.name
-    return provider.expand(ap)
+    return provider.expand_for(ap, options)

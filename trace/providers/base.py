@@ -47,6 +47,16 @@ class Provider:
         """Parse one AttachPoint (filling ap.target/ap.func) into concrete probes."""
         raise NotImplementedError
 
+    def expand_for(self, ap, options) -> List[ExpandedProbe]:
+        """expand, knowing the compile options (-c, -p). Default: expand(ap)."""
+        return self.expand(ap)
+
+    def setup_probes(self, probe: ExpandedProbe) -> List[ExpandedProbe]:
+        """Probes that must run for this one to be attached, each a program of its own
+        with no body: its provider's prologue is its code (watchpoint:func+argN: the
+        uprobe on func that arms the watchpoint). Default: none."""
+        return []
+
     def context_key(self, probe: ExpandedProbe):
         """Probes with the same context key (and the same block) share one program
         when the block reads the probe's context (args, argN). Default: None (all
