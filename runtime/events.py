@@ -144,6 +144,34 @@ class LostCounter:
         return d if d > 0 else 0
 
 
+class FullCounter:
+    """The ``full`` per-CPU u64 counters, one slot per user map: the updates the
+    kernel refused because the map was full (see docs/deviations.md)."""
+
+    def __init__(self, m, user_maps):
+        self.m = m
+        self.user_maps = [(u.full_slot, u.name, limit) for u, limit in user_maps
+                          if 0 <= u.full_slot < m.max_entries]
+        self.seen = {}
+
+    def poll(self) -> list:
+        """[(map name, its key limit, updates dropped since the previous poll)]."""
+        out = []
+        for slot, name, limit in self.user_maps:
+            vals = maps.lookup(self.m, slot.to_bytes(4, "little"))
+            total = sum(int.from_bytes(v[:8], "little") for v in vals or ())
+            if total > self.seen.get(slot, 0):
+                out.append((name, limit, total - self.seen.get(slot, 0)))
+                self.seen[slot] = total
+        return out
+
+
+def full_text(name: str, limit: int, dropped: int) -> str:
+    return (f"WARNING: map {name} is full ({limit} keys): {dropped} "
+            f"update{'s' if dropped != 1 else ''} dropped (BPFTRACE_MAP_KEYS_MAX raises "
+            f"the limit)\n")
+
+
 def wait_readable(fd: int, timeout: float = None) -> bool:
     """epoll one fd (for simple consumers/tests)."""
     ep = select.epoll()

@@ -388,12 +388,13 @@ class UserMap(_Json):
     value_size: int = 0
     value: dict = field(default_factory=_int_value)
     lhist: Optional[Lhist] = None
+    full_slot: int = -1         # its slot in internal.full (-1: none, an older object)
 
     _what = "map"
-    _convert = {"percpu": bool, "key": MapKey.from_json, "value_size": int,
+    _convert = {"percpu": bool, "key": MapKey.from_json, "value_size": int, "full_slot": int,
                 "value": lambda v: v or _int_value(),
                 "lhist": lambda v: None if v is None else Lhist.from_json(v)}
-    _sparse = ("lhist",)
+    _sparse = ("lhist", "full_slot")
 
 
 @record
@@ -402,8 +403,9 @@ class InternalMaps(_Json):
     ringbuf: Optional[str] = None
     lost: Optional[str] = None
     globals: Optional[str] = None
+    full: Optional[str] = None      # per-CPU u64 by UserMap.full_slot: updates dropped, map full
     _what = "internal"
-    _sparse = ("ringbuf", "lost", "globals")
+    _sparse = ("ringbuf", "lost", "globals", "full")
 
 
 @record

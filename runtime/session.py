@@ -24,7 +24,7 @@ from . import uapi as U
 from . import actions, loader, maps, objfile
 from . import syscall as S
 from .errors import BpfError, PermissionFailure, RuntimeFailure
-from .events import LostCounter, RingBuffer
+from .events import FullCounter, LostCounter, RingBuffer, full_text
 from .manifest import Manifest
 
 
@@ -85,6 +85,7 @@ class Session:
         self.output = None
         self.rb = None
         self.lost = None
+        self.full = None
         self.reader = None
         self.attachments = A.AttachSet()
         self.ep = None
@@ -156,6 +157,10 @@ class Session:
         lm = self.obj.optional_map(m.internal.lost)
         if lm is not None:
             self.lost = LostCounter(lm)
+        fm = self.obj.optional_map(m.internal.full)
+        if fm is not None:
+            self.full = FullCounter(fm, [(u, self.obj.maps[u.symbol].max_entries)
+                                         for u in m.maps])
         self.reader = maps.MapsReader(self.obj, m)
         self.watches.probes = m.probes
         set_reader = getattr(self.output, "set_maps_reader", None)
@@ -228,6 +233,7 @@ class Session:
             A.run_once(lp.fd)
         self._drain()
         self._report_lost()
+        self._report_full()
         sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
         self._flush()
         _write_text(sep, "\n\n")
@@ -356,6 +362,17 @@ class Session:
             return
         self._last_lost_check = now
         self._report_lost()
+        if self.opt.verbose:
+            self._report_full()
+
+    def _report_full(self):
+        """Updates dropped because a map was full: at the stop, and with -v as they
+        happen."""
+        if self.full is None:
+            return
+        for name, limit, dropped in self.full.poll():
+            self.errs.write(full_text(name, limit, dropped))
+        self.errs.flush()
 
     def _report_lost(self):
         if self.lost is None:

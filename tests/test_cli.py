@@ -541,3 +541,23 @@ def test_notify_probes_attached_line_for_bpftrace_test_harnesses():
     r = run(["-e", prog], env=dict(os.environ, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1"))
     assert r.returncode == 0 and r.stderr == "__BPFTRACE_NOTIFY_PROBES_ATTACHED\n", r.stderr
     assert "__BPFTRACE" not in run(["-e", prog]).stderr
+
+
+def test_updates_a_full_map_drops_are_reported(workload):
+    """Nothing lost silently (issue 13): the kernel counts the updates a full map
+    refuses, per map; the count is reported at exit, and with -v as it grows."""
+    env = dict(os.environ, BPFTRACE_MAP_KEYS_MAX="10")
+    prog = 'BEGIN { $i = 0; while ($i < 30) { @[$i] = $i; @c[$i] = count(); $i++; } @k = 1; exit(); }'
+    r = run(["-e", prog], env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("@c[") == 10 and "@k: 1" in r.stdout
+    assert r.stderr == (
+        "WARNING: map @ is full (10 keys): 20 updates dropped (BPFTRACE_MAP_KEYS_MAX raises the limit)\n"
+        "WARNING: map @c is full (10 keys): 20 updates dropped (BPFTRACE_MAP_KEYS_MAX raises the limit)\n")
+    # -v: reported while the trace runs, each drop once
+    prog = ('tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @[nsecs] = 1; } '
+            'interval:ms:1500 { exit(); }')
+    r = run(["-v", "-c", f"{workload} getppid 25 sleep 1200 getppid 5", "-e", prog], env=env)
+    warnings = [line for line in r.stderr.splitlines() if "is full" in line]
+    assert [w.split(": ")[1] for w in warnings] == ["map @ is full (10 keys)"] * 2, r.stderr
+    assert sum(int(w.split(": ")[2].split()[0]) for w in warnings) == 20, r.stderr

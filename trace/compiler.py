@@ -86,12 +86,15 @@ def resources_pass(st: State):
     st.resources = resources.allocate(st)
 
 
+INTERNAL_ROLES = ("ringbuf", "lost", "globals", "full")     # the runtime's own maps
+
+
 def map_manifest(info) -> dict:
     keys = info.keys or []
     fields = [{"offset": off, "type": k.descriptor()} for off, k in zip(packed(keys)[0], keys)]
     entry = {"name": info.name, "symbol": info.symbol, "kind": info.kind, "percpu": info.percpu,
              "key": {"size": info.user_key_size, "fields": fields},
-             "value_size": info.value_size}
+             "value_size": info.value_size, "full_slot": info.full_slot}
     if isinstance(info.value, AggT):
         entry["value"] = {"kind": "int", "signed": info.value.signed}
         if info.value.lhist:
@@ -137,7 +140,7 @@ def codegen_pass(st: State):
         "version": MANIFEST_VERSION,
         "programs": programs,
         "maps": [map_manifest(m) for m in sorted(st.maps.values(), key=lambda m: m.name.encode())],
-        "internal": {"ringbuf": "ringbuf", "lost": "lost_events", "globals": "globals"},
+        "internal": {role: m.symbol for role, m in res.internal.items() if role in INTERNAL_ROLES},
         "globals": dict(resources.GLOBALS),
         "async": res.actions,
     })

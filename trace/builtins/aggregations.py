@@ -57,7 +57,7 @@ def _agg_update(lw, info, key, init_size, init_fill, update_in_place):
         with missing:
             buf = fb.scratch(("val", info.name), init_size)
             init_fill(buf)
-            fb.map_update(info.gv, key, buf)
+            lw.update_user_map(info, key, buf)
         with present:
             update_in_place(p)
 

@@ -40,6 +40,8 @@ from ..passes.resources import GLOBALS, Resources
 from . import builder as B
 from .builder import I64, const
 
+E2BIG = 7      # what bpf_map_update_elem returns (negated) when the map is full
+
 MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT, CValueT)
 
 # -k checks these helpers' results (-kk: also the reads), as bpftrace: (level, name)
@@ -274,7 +276,21 @@ class Lowerer:
         else:
             buf = fb.scratch(("val", info.name), t.size)
             self.materialize(t, src_t, value, buf, 0)
-        fb.map_update(info.gv, key, buf)
+        self.update_user_map(info, key, buf)
+
+    def update_user_map(self, info, key, value):
+        """bpf_map_update_elem on a script's map; an update the full map refuses
+        (-E2BIG) is counted in its slot of the internal `full` map, for the runtime to
+        report."""
+        fb, b = self.fb, self.b
+        result = fb.map_update(info.gv, key, value)
+        with b.if_then(b.icmp_signed("==", result, const(-E2BIG))):
+            slot = fb.scratch("full_slot", 8)
+            fb.store(slot, 0, const(info.full_slot), bits=32)
+            p = fb.map_lookup(self.gvs["full"], slot)
+            with b.if_then(b.not_(fb.is_null(p))):
+                fb.store(p, 0, b.add(fb.load(p, 0), const(1)))
+        return result
 
     def map_read(self, info, m: ast.Map):
         key = self.map_key(info, m.keys)

@@ -61,6 +61,8 @@ def allocate(st) -> Resources:
                                           RINGBUF_BYTES_BEGIN_END if begin_end_only else RINGBUF_BYTES)
     res.internal["lost"] = InternalMap("lost_events", MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)
     res.internal["globals"] = InternalMap("globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
+    if st.maps:     # updates each user map dropped because it was full (its full_slot)
+        res.internal["full"] = InternalMap("map_full", MAP_TYPE_PERCPU_ARRAY, 4, 8, len(st.maps))
     for unit in st.units:
         for stmt in unit.body:
             for node in ast.walk(stmt):
@@ -107,6 +109,7 @@ def _user_maps(st):
     deleted = _deleted_maps(st.units)
     for i, info in enumerate(sorted(st.maps.values(), key=lambda m: m.name.encode())):
         info.symbol = kernel_name(f"m{i}_{info.name[1:]}")
+        info.full_slot = i
         layout_map(info, st.options.max_map_keys, info.name in deleted)
 
 

@@ -72,6 +72,7 @@ class MapInfo:
     span: Optional[ast.Span] = None
     symbol: str = ""
     keyed: Optional[bool] = None
+    full_slot: int = -1            # its counter of updates dropped for a full map (resources)
 
     @property
     def kind(self) -> str:
