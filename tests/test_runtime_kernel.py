@@ -252,7 +252,7 @@ entry:
   ret i64 %o
 }
 '''
-    before_p, before_m = set(S.prog_ids()), set(S.map_ids())
+    before_p = set(S.prog_ids())
     elf = build_module(ir, [Map("map_c", U.BPF_MAP_TYPE_HASH, 4, 8, 16)],
                        manifest([prog("prog_0", "raw_tracepoint/begin", 17, [], "BEGIN")]))
     with pytest.raises(LoadError) as ei:
@@ -303,7 +303,7 @@ def test_map_dump_batch_and_fallback():
 
 def test_object_ids_and_close():
     ir = ir_function("prog_0", "raw_tracepoint/begin", ir_increment("m", "0", "a", "d"))
-    before_p, before_m = set(S.prog_ids()), set(S.map_ids())
+    before_p = set(S.prog_ids())
     obj = load_ir(ir, [Map("m", U.BPF_MAP_TYPE_ARRAY, 4, 8, 1)],
                   [prog("prog_0", "raw_tracepoint/begin", 17)])
     pid_ = S.prog_info(obj.programs["prog_0"].fd)["id"]
