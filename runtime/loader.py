@@ -10,6 +10,7 @@ import os
 import struct
 
 from .record import record
+from . import environment
 from . import syscall as S
 from . import uapi as U
 from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
@@ -117,13 +118,9 @@ def load(spec: ObjectSpec, log_level: int = 0, programs=None) -> LoadedObject:
 def ringbuf_size(default: int) -> int:
     """BPFTRACE_PERF_RB_PAGES (pages per CPU, as bpftrace) sizes the ring buffer:
     a power of two of at least one page."""
-    pages = os.environ.get("BPFTRACE_PERF_RB_PAGES")
-    if not pages:
+    if "BPFTRACE_PERF_RB_PAGES" not in os.environ:
         return default
-    try:
-        want = max(1, int(pages)) * 4096 * len(possible_cpus())
-    except ValueError:
-        return default
+    want = max(1, environment.number("BPFTRACE_PERF_RB_PAGES")) * 4096 * len(possible_cpus())
     size = 4096
     while size < want:
         size *= 2

@@ -561,3 +561,27 @@ def test_updates_a_full_map_drops_are_reported(workload):
     warnings = [line for line in r.stderr.splitlines() if "is full" in line]
     assert [w.split(": ")[1] for w in warnings] == ["map @ is full (10 keys)"] * 2, r.stderr
     assert sum(int(w.split(": ")[2].split()[0]) for w in warnings) == 20, r.stderr
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("BPFTRACE_MAP_KEYS_MAX=abc",
+     "ERROR: Env var 'BPFTRACE_MAP_KEYS_MAX' did not contain a valid uint64_t, or was zero-valued.\n"),
+    ("BPFTRACE_PERF_RB_PAGES=x1",
+     "ERROR: Env var 'BPFTRACE_PERF_RB_PAGES' did not contain a valid uint64_t, or was zero-valued.\n"),
+    ("BPFTRACE_STRLEN=1000", "ERROR: 'BPFTRACE_STRLEN' 1000 exceeds the current maximum of 200 "
+     "bytes.\nThis limitation is because strings are currently stored on the 512 byte BPF stack.\n"),
+    ("BPFTRACE_NO_USER_SYMBOLS=yes",
+     "ERROR: Env var 'BPFTRACE_NO_USER_SYMBOLS' did not contain a valid value (0 or 1).\n"),
+])
+def test_bad_environment_values_are_answered_as_bpftrace(setting, message):
+    name, value = setting.split("=")
+    r = run(["-e", "BEGIN { exit(); }"], env=dict(os.environ, **{name: value}))
+    assert r.returncode == 1 and r.stderr == message, r.stderr
+
+
+def test_strlen_sets_the_string_size(workload):
+    """BPFTRACE_STRLEN: str() keeps STRLEN - 1 bytes (recorded from bpftrace 0.17)."""
+    prog = 'tracepoint:syscalls:sys_enter_openat /pid == cpid/ { printf("%s\\n", str(args->filename)); }'
+    r = run(["-c", f"{workload} openat /etc/hostname/xyz/abc 1", "-e", prog],
+            env=dict(os.environ, BPFTRACE_STRLEN="8"))
+    assert r.returncode == 0 and "\n/etc/ho\n" in r.stdout, r.stdout + r.stderr

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from . import __version__, cache
+from .runtime import environment
 
 USAGE = """USAGE:
     pytrace [options] filename
@@ -41,7 +42,10 @@ OPTIONS:
     -V, --version  pytrace version
 
 ENVIRONMENT:
-    BPFTRACE_MAP_KEYS_MAX  [default: 4096] max keys in a map
+    BPFTRACE_STRLEN             [default: 64] bytes on BPF stack per str()
+    BPFTRACE_MAP_KEYS_MAX       [default: 4096] max keys in a map
+    BPFTRACE_CAT_BYTES_MAX      [default: 10k] maximum bytes read by cat builtin
+    BPFTRACE_PERF_RB_PAGES      [default: 64] pages per CPU to allocate for ring buffer
 
 EXAMPLES:
 pytrace -l '*sleep*'
@@ -144,7 +148,7 @@ def _main(argv) -> int:
     except UsageError as e:
         sys.stderr.write(f"ERROR: {e}\n" + _usage())
         return 1
-    problem = _bad_option(args)
+    problem = _bad_option(args) or environment.check()
     if problem:
         sys.stderr.write(problem)
         return 1
@@ -185,11 +189,12 @@ def _main(argv) -> int:
         sys.stderr.write("ERROR: No program specified\n" + _usage())
         return 1
 
-    max_map_keys = _env_int("BPFTRACE_MAP_KEYS_MAX", 4096)
+    max_map_keys = environment.number("BPFTRACE_MAP_KEYS_MAX")
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
     cache_key = None
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys, args.pid,
+        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys,
+                              environment.number("BPFTRACE_STRLEN"), args.pid,
                               args.helper_errors, args.include_dirs, args.includes)
         hit = cache.load(cache_key)
         if hit is not None:
@@ -328,13 +333,6 @@ def _probed_files(manifest) -> list:
     object only while they are unchanged."""
     return [a["path"] for p in manifest.get("programs", []) for a in p.get("attach", [])
             if "path" in a]
-
-
-def _env_int(name, default):
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 def _usage():

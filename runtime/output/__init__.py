@@ -36,6 +36,7 @@ import struct
 import sys
 import time as _time
 
+from .. import environment
 from . import json as _json
 from . import text as _text
 from ..actions import output_method
@@ -257,10 +258,7 @@ class Output:
 
     def _cat(self, path: bytes) -> None:
         """At most BPFTRACE_CAT_BYTES_MAX bytes (default 10240) of the file."""
-        try:
-            limit = int(os.environ.get("BPFTRACE_CAT_BYTES_MAX", "10240"))
-        except ValueError:
-            limit = 10240
+        limit = environment.number("BPFTRACE_CAT_BYTES_MAX")
         try:
             with open(path, "rb") as f:
                 data = f.read(limit)

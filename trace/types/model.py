@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from ..runtime import environment
 from ..runtime.record import record, field
 from . import cmodel
 
 # BPFTRACE_STRLEN: bytes of a string value (str(), buf(), string literals), NUL included
-STRLEN = 64
+STRLEN = min(environment.number("BPFTRACE_STRLEN"), environment.MAX_STRLEN)
 
 
 class Type:
