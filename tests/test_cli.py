@@ -585,3 +585,16 @@ def test_strlen_sets_the_string_size(workload):
     r = run(["-c", f"{workload} openat /etc/hostname/xyz/abc 1", "-e", prog],
             env=dict(os.environ, BPFTRACE_STRLEN="8"))
     assert r.returncode == 0 and "\n/etc/ho\n" in r.stdout, r.stdout + r.stderr
+
+
+@needs_root
+def test_info_reports_what_the_kernel_offers():
+    """--info: bpftrace 0.17's layout (basic.info flag), each answer asked of the kernel."""
+    r = run(["--info"])
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    titles = [line for line in r.stderr.splitlines() if line and not line.startswith(" ")]
+    assert titles == ["System", "Build", "Kernel helpers", "Kernel features", "Map types",
+                      "Probe types"]
+    for line in ("  perf_event_array: yes", "  probe_read_kernel: yes", "  tracepoint: yes",
+                 "  btf: yes", "  kfunc: no", "  kprobe: no"):     # this machine: no kprobes, no fentry
+        assert line in r.stderr.splitlines(), r.stderr

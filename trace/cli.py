@@ -40,6 +40,7 @@ OPTIONS:
     --emit-llvm FILE
                    write the LLVM IR to FILE and stop
     -V, --version  pytrace version
+    --info         the system, the build and what this kernel supports
 
 ENVIRONMENT:
     BPFTRACE_STRLEN             [default: 64] bytes on BPF stack per str()
@@ -81,6 +82,7 @@ def build_parser():
     p.add_argument("-I", dest="include_dirs", action="append", default=[])
     p.add_argument("--include", dest="includes", action="append", default=[])
     p.add_argument("-V", "--version", dest="version", action="store_true")
+    p.add_argument("--info", dest="info", action="store_true")
     p.add_argument("-h", "--help", dest="help", action="store_true")
     p.add_argument("rest", nargs="*")
     return p
@@ -157,6 +159,11 @@ def _main(argv) -> int:
         return 0
     if args.version:
         print(f"pytrace v{__version__}")
+        return 0
+    if args.info:
+        # lazy: start-up time (only --info probes the kernel's features)
+        from .info import report
+        sys.stderr.write(report())
         return 0
     if args.list:
         # lazy: start-up time (only -l lists probes)
