@@ -211,8 +211,8 @@ class Session:
             self._release_child()
         if os.environ.get("__BPFTRACE_NOTIFY_PROBES_ATTACHED"):
             # bpftrace's runtime tests wait for this line to start their workload
-            sys.stderr.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
-            sys.stderr.flush()
+            self.errs.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
+            self.errs.flush()
         iterators = [a for a in self.attachments.items if a.kind == "iter"]
         if iterators:
             for att in iterators:
