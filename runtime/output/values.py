@@ -22,6 +22,7 @@ for avg and stats, :class:`HistValue` for hist and lhist.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -389,13 +390,17 @@ def _member_decoder(f: dict, ctx: "DecodeContext"):
     return dec_bits
 
 
+@functools.lru_cache(maxsize=1)
+def _boot_time_ns() -> int:
+    """The wall-clock time of boot, read once (as bpftrace): two timestamps of one
+    run differ by exactly what their nanoseconds differ by."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
 def _strftime(fmt: str, nsecs: int) -> str:
     """bpftrace's resolve_timestamp: boot-time nanoseconds as local time; %f is the
     microseconds (6 digits)."""
-    real = time.clock_gettime_ns(time.CLOCK_REALTIME)
-    boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    base = real - boot
-    total = base + nsecs
+    total = _boot_time_ns() + nsecs
     secs = total // 1000000000
     us = (total % 1000000000) // 1000
     fmt = fmt.replace("%f", "%06d" % us)
