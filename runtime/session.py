@@ -632,9 +632,11 @@ class Session:
 
 def _attach_order(programs) -> list:
     """Programs in the order to attach them so that several probes on one event run
-    in script order (as bpftrace): those whose kernel list runs the newest
-    attachment first go in reverse."""
+    in script order (as bpftrace): the blocks of those whose kernel list runs the
+    newest attachment first go in reverse; the programs of one block (a wildcard's
+    expansions) keep their order."""
     oldest, newest = [], []
     for lp in programs:
         (newest if any(a.NEWEST_FIRST for a in lp.meta.attach) else oldest).append(lp)
-    return oldest + newest[::-1]
+    newest.sort(key=lambda lp: tuple(lp.meta.span or ())[:2], reverse=True)    # stable
+    return oldest + newest
