@@ -252,7 +252,7 @@ entry:
   ret i64 %o
 }
 '''
-    before_p = set(S.prog_ids())
+    before_p, before_m = set(S.prog_ids()), set(S.map_ids())
     elf = build_module(ir, [Map("map_c", U.BPF_MAP_TYPE_HASH, 4, 8, 16)],
                        manifest([prog("prog_0", "raw_tracepoint/begin", 17, [], "BEGIN")]))
     with pytest.raises(LoadError) as ei:
