@@ -357,3 +357,28 @@ def test_banned_kretprobes_are_refused_before_anything_loads(func):
     assert r.returncode == 1
     assert r.stderr.startswith(f"stdin:1:1-{len(func) + 11}: ERROR: error: kretprobe:{func} can't "
                                f"be used as it might lock up your system.\n"), r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_path_of_the_files_a_process_holds():
+    """path() (bpf_d_path) in an iter:task_file program: the pointer chain from ctx is
+    followed with direct loads the verifier trusts."""
+    target = f"/tmp/pytrace-path-{os.getpid()}"      # short: paths are STRLEN bytes
+    with open(target, "w") as f:
+        r = subprocess.run(PYTRACE + ["-e", f"iter:task_file /ctx->task->pid == {os.getpid()}/ "
+                                      f'{{ printf("%d %s\\n", ctx->fd, path(ctx->file->f_path)); }}'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert f"{f.fileno()} {target}\n" in r.stdout, r.stdout
+    os.unlink(target)
+
+
+@pytest.mark.parametrize("program, message", [
+    ("BEGIN { path(0); }", "path() only supports pointer or record argument (integer provided)"),
+    ("tracepoint:syscalls:sys_enter_openat { path(args->filename); }",
+     "The path function can only be used with 'kfunc', 'kretfunc', 'iter' probes"),
+])
+def test_path_errors(program, message):
+    r = subprocess.run(PYTRACE + ["--emit-elf", os.devnull, "-e", program],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and f"ERROR: {message}\n" in r.stderr, r.stderr

@@ -1,12 +1,15 @@
 """Pointers and strings: kptr, uptr, str, join, strncmp, strcontains."""
 from __future__ import annotations
 
+import contextlib
+
 
 from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..language.diagnostics import error
-from ..types.model import (STRLEN, UINT64, IntT, NoneT, PtrT, StrT, bpftrace_name)
+from ..types.model import (STRLEN, UINT64, IntT, NoneT, PtrT, StrT, StructT, bpftrace_name,
+                           kind_name)
 from .registry import (function, int_arg, literal_int, nargs, printf_kind, reads_user)
 
 
@@ -80,6 +83,51 @@ def _str(lw, node):
         length = b.trunc(n, B.I32)
     fb.helper(helper, buf, length, b.inttoptr(value, B.PTR))
     return buf
+
+
+def _check_path(ck, node):
+    nargs(node, 1)
+    t = ck.expr(node.args[0])
+    if t is not None and not isinstance(t, (PtrT, StructT)):
+        raise error(f"path() only supports pointer or record argument ({kind_name(t)} provided)",
+                    node.span)
+    if ck.unit.provider.name not in ("kfunc", "kretfunc", "iter"):
+        raise error("The path function can only be used with 'kfunc', 'kretfunc', 'iter' probes",
+                    node.span)
+    return StrT(STRLEN)
+
+
+@function("path", "path(struct path *): the full path of a file (bpf_d_path; kfunc, kretfunc "
+          "and iter probes).", _check_path, signature="path(p)")
+def _path(lw, node):
+    """bpf_d_path wants a pointer the verifier trusts: the chain from the context
+    (`ctx->file->f_path`, `args->path`) is followed with direct loads, each loaded
+    pointer checked for NULL before it is moved (an empty string if one is)."""
+    fb, b = lw.fb, lw.b
+    buf = fb.temp(STRLEN)
+    fb.zero(buf, STRLEN)
+    with contextlib.ExitStack() as guards:
+        ptr = _trusted(lw, node.args[0], guards)
+        fb.helper(B.D_PATH, b.inttoptr(ptr, B.PTR), buf, const(STRLEN, B.I32))
+    return buf
+
+
+def _trusted(lw, e, guards):
+    """The value of a pointer expression as a BTF pointer: `ctx`, a pointer member
+    loaded directly (then NULL-checked: the rest is emitted under `guards`), a struct
+    member's address; anything else (kfunc's args->x) as lowered."""
+    fb, b = lw.fb, lw.b
+    if isinstance(e, ast.FieldAccess) and e.kaccess is not None and not e.kaccess.in_copy \
+            and isinstance(e.expr.type, PtrT) and not e.expr.type.user:
+        base = _trusted(lw, e.expr, guards)
+        if isinstance(e.type, StructT):
+            return b.add(base, const(e.kaccess.offset))
+        value = fb.load(b.inttoptr(b.add(base, const(e.kaccess.offset)), B.PTR), 0)
+        guards.enter_context(b.if_then(b.icmp_unsigned("!=", value, const(0))))
+        return value
+    if isinstance(e, ast.Builtin) and e.name == "ctx":
+        return b.ptrtoint(fb.ctx, B.I64)
+    return lw.expr(e)
 
 
 def _check_join(ck, node):
