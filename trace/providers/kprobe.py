@@ -1,7 +1,7 @@
 """kprobe / kretprobe: kernel function probes.
 
   kprobe:fn          kprobe:fn+OFF        kprobe:vfs_*  (wildcards over /proc/kallsyms)
-  kprobe:mod:fn      (the module part is only checked against kallsyms' [mod])
+  (as 0.17, no kprobe:module:fn: three parts are "requires 1 argument")
 
 Program type KPROBE; the context is `struct pt_regs *`: arg0..arg5 are di, si,
 dx, cx, r8, r9, retval is ax, func the probed function's name (the builtins
@@ -61,13 +61,9 @@ class Kprobe(RegsProvider):
 
     def expand(self, ap) -> List[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
-        if len(parts) == 3:
-            _, module, spec = parts
-        elif len(parts) == 2:
-            module, spec = "", parts[1]
-        else:
-            raise error(f"{self.name} probe type requires 1 argument" if len(parts) < 2 else
-                        f"Invalid {self.name} attach point: {ap.raw}", ap.span)
+        if len(parts) != 2:     # 0.17 has no kprobe:module:function
+            raise error(f"{self.name} probe type requires 1 argument", ap.span)
+        module, spec = "", parts[1]
         if not spec:
             raise error(f"{self.name} probe type requires 1 argument", ap.span)
         ap.target, ap.func = module, spec
