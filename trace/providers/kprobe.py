@@ -61,34 +61,27 @@ class Kprobe(RegsProvider):
 
     def expand(self, ap) -> List[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
-        if len(parts) != 2:     # 0.17 has no kprobe:module:function
+        if len(parts) != 2 or not parts[1]:     # 0.17 has no kprobe:module:function
             raise error(f"{self.name} probe type requires 1 argument", ap.span)
-        module, spec = "", parts[1]
-        if not spec:
-            raise error(f"{self.name} probe type requires 1 argument", ap.span)
-        ap.target, ap.func = module, spec
-        if "*" in spec or "*" in module:
-            names = sorted({n for n, m in kernel_functions()
-                            if glob_match(spec, n) and (not module or glob_match(module, m))})
+        spec = parts[1]
+        ap.target, ap.func = "", spec
+        if "*" in spec:
+            names = sorted({n for n, _mod in kernel_functions() if glob_match(spec, n)})
             if not names:
-                raise error(f"No probes found for {self.name}:{spec}" if not module else
-                            f"No probes found for {self.name}:{module}:{spec}", ap.span)
-            return [self._probe(n, 0, module, ap=ap) for n in names]
+                raise error(f"No probes found for {self.name}:{spec}", ap.span)
+            return [self._probe(ap, n, 0) for n in names]
         m = re.fullmatch(r"([A-Za-z_.][\w.]*)\+(\w+)", spec)
         if m:
-            return [self._probe(m.group(1), probe_offset(ap, m.group(2), self.retprobe), module,
-                                spec, ap)]
+            return [self._probe(ap, m.group(1), probe_offset(ap, m.group(2), self.retprobe), spec)]
         if not re.fullmatch(r"[A-Za-z_.][\w.]*", spec):
             raise error(f"Invalid {self.name} function: {spec}", ap.span)
-        return [self._probe(spec, 0, module, ap=ap)]
+        return [self._probe(ap, spec, 0)]
 
-    def _probe(self, func, offset, module="", spec=None, ap=None):
+    def _probe(self, ap, func, offset, spec=None):
         if self.retprobe and func in BANNED_KRETPROBES:     # 0.17's words, its "error: " too
             raise error(f"error: kretprobe:{func} can't be used as it might lock up your "
-                        f"system.", ap.span if ap is not None else None)
-        mod = f"{module}:" if module else ""
-        return ExpandedProbe(f"{self.name}:{mod}{spec or func}", self, module, func,
-                             {"offset": offset})
+                        f"system.", ap.span)
+        return ExpandedProbe(f"{self.name}:{spec or func}", self, "", func, {"offset": offset})
 
     def section(self, probe):
         return f"{self.name}/{probe.func}"
@@ -105,8 +98,7 @@ class Kprobe(RegsProvider):
         kretprobe takes the same names, so they are listed once, as kprobe."""
         if self.retprobe:
             return []
-        names = sorted({name if not mod else f"{mod}:{name}" for name, mod in kernel_functions()})
-        return [f"kprobe:{n}" for n in names]
+        return [f"kprobe:{n}" for n in sorted({name for name, _mod in kernel_functions()})]
 
 
 KPROBE = register(Kprobe("kprobe", False))
