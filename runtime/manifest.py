@@ -165,13 +165,15 @@ class AttachSpec(_Json):
     ``probes`` of the probe it serves (the BPF link's bpf_cookie)."""
     kind: str
     cookie: int = 0
+    optional: bool = field(default=False, kw_only=True)   # a wildcard's expansion: may be skipped
 
     KINDS = ()
     # the kernel runs the programs on one event newest attachment first (its
     # consumer/perf-event lists add at the head): attach these in reverse script order
     NEWEST_FIRST = False
     _what = "attach entry"
-    _convert = {"cookie": _int_or_0}
+    _convert = {"cookie": _int_or_0, "optional": bool}
+    _sparse = ("optional",)
 
     @classmethod
     def from_json(cls, obj):

@@ -205,7 +205,8 @@ class Session:
                     self.watches.add(lp.fd, entry)
             self.attachments.add(A.attach_program(
                 lp.fd, lp.meta.attach, self.manifest.probes, self.child_pid,
-                uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI))
+                uprobe_multi_links=lp.expected_attach_type == U.BPF_TRACE_UPROBE_MULTI,
+                warn=self.errs.write))
         self.attachments.enable_all()
         if self.child_pid is not None:
             self._release_child()

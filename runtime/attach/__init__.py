@@ -176,10 +176,11 @@ class AttachSet:
 
 
 def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
-                   uprobe_multi_links: bool = False) -> list:
+                   uprobe_multi_links: bool = False, warn=None) -> list:
     """Attach a program's attach entries (runtime.manifest.AttachSpec): one by one
     (attach_entry), or, for a program loaded for uprobe_multi, with one link per file
-    (see uprobes.uprobe_multi).
+    (see uprobes.uprobe_multi).  An `optional` entry (a wildcard's expansion) that
+    can't attach is skipped with `warn`, as 0.17 skips it, unless none attaches.
     If one fails, the attachments already made are closed."""
     out = []
     entries = [e for e in entries if not e.deferred]
@@ -188,13 +189,24 @@ def attach_program(prog_fd: int, entries, probes=(), child_pid=None,
             for (path, retprobe, pid), group in uprobe_multi_groups(entries, child_pid).items():
                 out.append(uprobe_multi(prog_fd, path, group, retprobe, pid, probes))
         else:
-            for entry in entries:
-                out.extend(attach_entry(prog_fd, entry, probes, child_pid))
+            for i, entry in enumerate(entries):
+                last_chance = i == len(entries) - 1 and not out
+                out.extend(_attach_or_skip(prog_fd, entry, probes, child_pid, warn, last_chance))
     except BaseException:
         for a in out:
             a.close()
         raise
     return out
+
+
+def _attach_or_skip(prog_fd, entry, probes, child_pid, warn, last_chance: bool) -> list:
+    try:
+        return attach_entry(prog_fd, entry, probes, child_pid)
+    except AttachError as e:
+        if not entry.optional or warn is None or last_chance:
+            raise
+        warn(f"WARNING: could not attach probe {e.probe}, skipping.\n")
+        return []
 
 
 def attach_entry(prog_fd: int, entry: M.AttachSpec, probes=(), child_pid=None) -> list:
