@@ -284,7 +284,8 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         # lazy: start-up time (only to print a diagnostic)
         from .language.diagnostics import Diagnostic, render
         e.elf = elf
-        span = _failure_span(e, manifest)
+        # an object run without its source (pytrace FILE.o) has nothing to point at
+        span = _failure_span(e, manifest) if source else None
         sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
         return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
     finally:
