@@ -23,7 +23,7 @@ from . import attach as A
 from . import uapi as U
 from . import actions, loader, maps, objfile
 from . import syscall as S
-from .errors import BpfError, PermissionFailure, RuntimeFailure
+from .errors import BpfError, LoadError, PermissionFailure, RuntimeFailure
 from .events import LostCounter, RingBuffer
 from .manifest import Manifest
 
@@ -147,7 +147,13 @@ class Session:
         """Maps and programs into the kernel; the ring buffer, the lost-events
         counter, the maps reader and the async action handlers."""
         m = self.manifest
-        self.obj = loader.load(self.spec)
+        try:
+            self.obj = loader.load(self.spec)
+        except LoadError as e:
+            if not self.opt.verbose:
+                raise
+            print("\n".join(e.log_tail), file=self.errs)     # the verifier's words first
+            raise LoadError(e.program, e.log, e.errno, e.name, e.probe, hint=False) from None
         if self.opt.verbose:
             self._verbose_programs()
         rbm = self.obj.optional_map(m.internal.ringbuf)
