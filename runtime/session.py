@@ -11,6 +11,7 @@ happens on every path, errors and signals included.  Errors are raised as
 import errno as E
 import os
 import select
+import shutil
 import signal
 import struct
 import sys
@@ -469,6 +470,9 @@ class Session:
 
     def _spawn_gated_child(self, argv):
         """fork now; the child execs only once _release_child() writes the gate."""
+        if not _executable(argv[0]):
+            raise RuntimeFailure(f"Failed to fork child: path '{argv[0]}' does not exist "
+                                 "or is not executable")
         gate_r, gate_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -617,6 +621,14 @@ class Session:
         except ChildProcessError:
             pass
         return True
+
+
+def _executable(name: str) -> bool:
+    """Whether exec can run ``name`` (a path, or a command looked up in PATH), checked
+    before anything starts, as bpftrace checks it."""
+    if "/" in name:
+        return os.path.isfile(name) and os.access(name, os.X_OK)
+    return shutil.which(name) is not None
 
 
 def _attach_order(programs) -> list:
