@@ -596,6 +596,7 @@ class Session:
         if done == 0:
             try:
                 os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGCONT)    # a stopped child acts on SIGTERM only once resumed
             except ProcessLookupError:
                 pass
             if not self._wait_child(pid, 5.0):

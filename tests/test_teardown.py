@@ -117,14 +117,17 @@ def assert_gone(pid: int) -> None:
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     if os.path.exists(f"/proc/{pid}"):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        pytest.fail(f"the -c child {pid} is still there (state {state})")
+        pytest.fail(f"the -c child {pid} is still there (state {process_state(pid)})")
 
 
 def one_line(err: str) -> str:
     assert "Traceback" not in err, err
     assert err.count("\n") == 1 and err.endswith("\n"), err
     return err
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def children_of(pid: int) -> list:
@@ -196,6 +199,25 @@ def test_child_killed_by_a_signal(tmp_path):
     rc, out, err = t.finish()
     assert (rc, err) == (0, "")
     assert "end\n\n\n" in out
+
+
+def test_stopped_child_is_not_left_stopped(tmp_path):
+    """A stopped child acts on SIGTERM only once resumed: it used to wait 5 s for SIGKILL."""
+    script = tmp_path / "stopper.sh"
+    script.write_text("#!/bin/sh\nkill -STOP $$\n")
+    script.chmod(0o755)
+    t = Trace(tmp_path, ["-c", str(script), "-e", TICK + END])
+    t.wait_for("tick")
+    (child,) = children_of(t.p.pid)
+    deadline = time.monotonic() + 10
+    while process_state(child) != "T":
+        assert time.monotonic() < deadline, "the child never stopped"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    t.p.send_signal(signal.SIGINT)
+    rc, out, err = t.finish()
+    assert (rc, err) == (0, "")
+    assert time.monotonic() - t0 < 3
 
 
 FIVE = ('BEGIN { printf("begin\\n"); } tracepoint:sched:sched_switch { @a = count(); } '
