@@ -412,7 +412,9 @@ class Session:
         self._wake_r, self._wake_w = r, w
 
         def stop(signum, frame):
-            if self._stopping:      # a second one, during END or the map dump
+            # a second one ends at once: during END or the map dump, or while a write
+            # to an output nobody reads keeps the trace from acting on the first
+            if self._stopping or self._sig_flag:
                 raise KeyboardInterrupt
             self._sig_flag = True
 

@@ -298,3 +298,27 @@ def test_stdout_closed(tmp_path):
     t.assert_clean()
     assert t.p.returncode == -signal.SIGPIPE, err
     assert err == ""
+
+
+def test_second_sigint_while_stdout_is_blocked(tmp_path):
+    """Nobody reads stdout (`pytrace ... | sleep 60`): the trace blocks in a write and
+    cannot act on SIGINT; a second one ends it (status 130), torn down."""
+    t = Trace(tmp_path, ["-c", "/bin/sleep 30", "-e",
+                         'tracepoint:sched:sched_switch { printf("%d %s\\n", pid, comm); }'])
+    deadline = time.monotonic() + 20
+    while "pipe_write" not in Path(f"/proc/{t.p.pid}/wchan").read_text():
+        assert time.monotonic() < deadline and t.p.poll() is None, "stdout never filled up"
+        time.sleep(0.05)
+    t.p.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert t.p.poll() is None
+    t.p.send_signal(signal.SIGINT)
+    try:
+        t.p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        t.p.kill()
+        pytest.fail("a second SIGINT did not end a trace blocked on its output")
+    t.assert_clean()
+    assert t.p.returncode == 130
+    assert t.p.stderr.read() == ""
+

@@ -6,6 +6,7 @@ import ctypes
 import os
 import re
 import signal
+import stat
 import sys
 
 from . import __version__, cache
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _main(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # a second SIGINT/SIGTERM: the session is torn down by now
+        _drop_unwritable_stdout()
         return 130
     except BrokenPipeError:     # `pytrace ... | head`: the session is torn down by now
         _end_by_sigpipe()
@@ -105,6 +107,26 @@ def main(argv=None) -> int:
         sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e} "
                          f"(set PYTRACE_DEBUG=1 for the traceback)\n")
         return 1
+
+
+def _drop_unwritable_stdout():
+    """What stdout still buffers is written if it can be without waiting; a pipe
+    nobody reads (the reason a second signal was needed) would otherwise hang the
+    exit's flush, so stdout then goes to /dev/null."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(1).st_mode):
+            return
+        os.set_blocking(1, False)
+        try:
+            sys.stdout.flush()
+            return
+        except OSError:
+            pass
+        finally:
+            os.set_blocking(1, True)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except (OSError, ValueError):
+        pass
 
 
 def _end_by_sigpipe():
