@@ -55,8 +55,16 @@ def run(elf_bytes: bytes, options: RunOptions = None) -> int:
         if e.errno == E.EPERM:
             raise PermissionFailure() from e
         raise RuntimeFailure(str(e)) from e
+    except OSError as e:
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        # the output cannot be written (-o on a full disk, stdout on /dev/full)
+        raise RuntimeFailure(f"failed to write the output: {os.strerror(e.errno)}") from e
     finally:
         sess.teardown()
+
+
+_WRITE_ERRORS = (E.ENOSPC, E.EDQUOT, E.EFBIG, E.EIO)
 
 
 _U64 = struct.Struct("<Q")
@@ -381,7 +389,10 @@ class Session:
                 self.out.flush()
         except BrokenPipeError:
             raise                   # stdout's reader is gone: the run ends
-        except (AttributeError, ValueError, OSError):
+        except OSError as e:
+            if e.errno in _WRITE_ERRORS:
+                raise               # the output cannot be written: the run ends
+        except (AttributeError, ValueError):
             pass
 
     def _warn_once(self, key, msg):

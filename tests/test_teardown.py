@@ -284,6 +284,20 @@ def test_exception_in_an_output_handler(tmp_path):
     assert one_line(err).startswith("ERROR: internal error: RuntimeError: injected failure")
 
 
+@pytest.mark.parametrize("where", ["-o", "stdout"])
+def test_output_that_cannot_be_written(tmp_path, where):
+    """A real exception inside the output handlers: their writes fail (ENOSPC)."""
+    full = open("/dev/full", "w")
+    args = ["-o", "/dev/full"] if where == "-o" else []
+    t = Trace(tmp_path, args + ["-c", "/bin/sleep 30", "-e",
+                                'tracepoint:sched:sched_switch { printf("%d\\n", pid); }' + END],
+              stdout=full)
+    full.close()
+    rc, out, err = t.finish()
+    assert rc == 1
+    assert one_line(err) == "ERROR: failed to write the output: No space left on device\n"
+
+
 def test_stdout_closed(tmp_path):
     t = Trace(tmp_path, ["-c", "/bin/sleep 30", "-e",
                          'tracepoint:sched:sched_switch { printf("%d\\n", pid); }' + END])

@@ -312,7 +312,10 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
     finally:
         if out is not sys.stdout:
-            out.close()
+            try:
+                out.close()
+            except OSError:     # a write error: reported by the run already
+                pass
 
 
 def _set_process_name(name: bytes):
