@@ -6,7 +6,8 @@ Used by tests/test_teardown.py.  Before handing over to ``pytrace.cli.main`` it
 wraps the runtime's system-call functions so that every BPF map, program and link
 the run creates is written to LOGFILE (one JSON object a line) with its kernel id,
 read from the process's own /proc/self/fdinfo, and every perf event with its fd.
-After ``Session.teardown`` it writes which of the process's fds still refer to a
+Any open of a tracefs file for writing is logged too.  After
+``Session.teardown`` it writes which of the process's fds still refer to a
 BPF object, a perf event, a pidfd or an epoll set (none should), and the -c
 child's pid.  Lines are flushed as written, so the record survives a process
 killed by SIGPIPE.
@@ -61,7 +62,29 @@ def record_fd(kind, fn):
     return wrapper
 
 
+def watch_tracefs_writes():
+    """Log every open of a tracefs file for writing (uprobe_events, kprobe_events,
+    an event's enable...): pytrace attaches through PMUs and should open none."""
+    import builtins
+    real_open, real_os_open = builtins.open, os.open
+
+    def is_tracefs(path) -> bool:
+        return isinstance(path, (str, bytes)) and "tracing/" in os.fsdecode(path)
+
+    def logged_open(file, mode="r", *args, **kw):
+        if is_tracefs(file) and any(c in mode for c in "wax+"):
+            log(event="tracefs_write", path=os.fsdecode(file))
+        return real_open(file, mode, *args, **kw)
+
+    def logged_os_open(path, flags, *args, **kw):
+        if is_tracefs(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            log(event="tracefs_write", path=os.fsdecode(path))
+        return real_os_open(path, flags, *args, **kw)
+    builtins.open, os.open = logged_open, logged_os_open
+
+
 def install():
+    watch_tracefs_writes()
     from pytrace.runtime import actions, session
     from pytrace.runtime import syscall as S
     for name, kind in (("map_create", "map"), ("prog_load", "prog"),

@@ -11,8 +11,9 @@ the run each case checks:
 - teardown ran, and left none of those fds open in the pytrace process;
 - none of the ids it created is still in the kernel (other tools may run BPF
   beside us, so only our own ids are looked at);
-- no uprobe_events / dynamic_events entry names the probed files (pytrace
-  uses the uprobe PMU and writes nothing there: this guards against that);
+- pytrace opened no tracefs file for writing, and no uprobe_events /
+  dynamic_events entry names the probed files (it attaches uprobes through the
+  uprobe PMU and writes nothing there: this guards against a change);
 - the -c child is gone (not running, not stopped, not a zombie).
 """
 import json
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import build_workload
 
 from pytrace.runtime import objfile, syscall
 from pytrace.runtime.elfread import ElfImage
@@ -42,6 +44,8 @@ END = 'END { printf("end\\n"); }'
 class Trace:
     def __init__(self, tmp_path, args, stdout=subprocess.PIPE, env=None):
         self.tmp = tmp_path
+        # an entry left in uprobe_events would name a probed file: ours are in these
+        self.watched = [str(tmp_path), os.path.dirname(build_workload())]
         self.log = tmp_path / "teardown.log"
         self.events_before = dynamic_events()
         self.p = subprocess.Popen(LAUNCHER + [str(self.log)] + args, stdout=stdout,
@@ -80,8 +84,10 @@ class Trace:
         child = downs[0]["child"]
         if child is not None:
             assert_gone(child)
+        assert not [r for r in recs if r["event"] == "tracefs_write"], "pytrace wrote to tracefs"
         new = dynamic_events() - self.events_before
-        assert not [e for e in new if str(self.tmp) in e], f"tracefs entries left: {new}"
+        assert not [e for e in new if any(w in e for w in self.watched)], \
+            f"tracefs entries left: {new}"
 
 
 def dynamic_events() -> set:
@@ -273,6 +279,20 @@ def test_attach_failure_of_a_uprobe_on_a_vanished_binary(tmp_path, workload):
     rc, out, err = t.finish()
     assert rc == 255
     assert one_line(err) == f"ERROR: Error attaching probe: 'uprobe:{victim}:main': {victim}: no such file\n"
+
+
+def test_attach_failure_of_a_perf_event_that_cannot_open(tmp_path):
+    """A script this time: the error line is located in the source, which follows it."""
+    t = Trace(tmp_path, ["-e", "tracepoint:sched:sched_switch { @a = count(); } "
+                               "interval:ms:50 { @c = count(); } hardware:cycles:1000 { @h = count(); }"])
+    rc, out, err = t.finish()
+    if rc == 0:
+        pytest.skip("this machine has a hardware PMU")
+    assert rc == 255 and "Traceback" not in err
+    assert err.splitlines()[0] == (
+        "stdin:1:82-102: ERROR: Error attaching probe: 'hardware:cycles:1000': hardware performance "
+        "counters are not available in this kernel/VM (no hardware PMU; perf_event_open: ENOENT)")
+    assert [r for r in t.records() if r.get("kind") == "link"], "nothing attached first"
 
 
 def test_exception_in_an_output_handler(tmp_path):
