@@ -44,6 +44,9 @@ class RunOptions:
     err: object = None            # stream for verbose/warning messages (None: sys.stderr)
     # (manifest, stream, fmt) -> output object; None: runtime.output.make_output
     output_factory: Optional[Callable] = None
+    # the process exits after the run (the CLI): SIGINT/SIGTERM stay ignored after
+    # teardown instead of getting their old handlers back
+    exiting: bool = False
 
 
 def run(elf_bytes: bytes, options: RunOptions = None) -> int:
@@ -101,6 +104,7 @@ class Session:
         self._sig_flag = False      # SIGINT/SIGTERM seen
         self._usr1_flag = False     # SIGUSR1 seen: print every map
         self._stopping = False      # the stop is under way: another SIGINT ends at once
+        self._interrupted = False   # KeyboardInterrupt raised (once; later signals ignored)
         self._backlog = []          # records read but not handled when a stop was asked
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
@@ -426,7 +430,10 @@ class Session:
             # a second one ends at once: during END or the map dump, or while a write
             # to an output nobody reads keeps the trace from acting on the first
             if self._stopping or self._sig_flag:
-                raise KeyboardInterrupt
+                if not self._interrupted:   # once: teardown is not to be cut short
+                    self._interrupted = True
+                    raise KeyboardInterrupt
+                return
             self._sig_flag = True
 
         def print_maps(signum, frame):
@@ -453,6 +460,8 @@ class Session:
         except (ValueError, OSError):
             signal.set_wakeup_fd(-1)
         for s, h in self._old_handlers.items():
+            if self.opt.exiting and s in (signal.SIGINT, signal.SIGTERM):
+                continue            # still held: a late one would only cut the exit short
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._old_handlers.clear()
 

@@ -178,6 +178,24 @@ def test_signal(tmp_path, workload, sig):
     assert "end\n\n\n@u: 1\n" in out
 
 
+@pytest.mark.parametrize("gap", [0.0005, 0.002])
+def test_a_burst_of_sigints(tmp_path, gap):
+    """Ctrl-C held down: the second signal ends the run at once, and no later one
+    cuts teardown or the exit short (they used to: killed by SIGINT, tracebacks, the
+    child left running)."""
+    t = Trace(tmp_path, ["-c", "/bin/sleep 30", "-e",
+                         'interval:ms:20 { printf("tick\\n"); @[1] = count(); } ' + END])
+    t.wait_for("tick")
+    for _ in range(30):
+        try:
+            t.p.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+        time.sleep(gap)
+    rc, out, err = t.finish()
+    assert rc in (0, 130) and err == "", (rc, err)
+
+
 def test_sigusr1_then_sigint(tmp_path):
     t = Trace(tmp_path, ["-e", "BEGIN { @a = 1; } " + TICK + END])
     t.wait_for("tick")

@@ -299,7 +299,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     child = command_argv(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
-                      verbose=args.verbose)
+                      verbose=args.verbose, exiting=True)
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:
