@@ -215,6 +215,24 @@ def test_child_that_cannot_start(tmp_path):
                              "does not exist or is not executable\n")
 
 
+def test_child_that_cannot_be_executed(tmp_path):
+    """It exists and is executable, but exec fails (no format): found once attached."""
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01not a program\n")
+    junk.chmod(0o755)
+    t = Trace(tmp_path, ["-c", str(junk), "-e", TICK + END])
+    rc, out, err = t.finish()
+    assert rc == 1
+    assert one_line(err) == f"ERROR: failed to run command '{junk}': Exec format error\n"
+
+
+def test_exit_in_begin_before_the_child_starts(tmp_path):
+    t = Trace(tmp_path, ["-c", "/bin/sleep 30", "-e", "BEGIN { exit(); } " + TICK + END])
+    rc, out, err = t.finish()
+    assert (rc, err) == (0, "")
+    assert out == "Attaching 3 probes...\nend\n\n\n"
+
+
 def test_child_killed_by_a_signal(tmp_path):
     t = Trace(tmp_path, ["-c", "/bin/sleep 30", "-e", TICK + END])
     t.wait_for("tick")
