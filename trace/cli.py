@@ -295,7 +295,11 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     _set_process_name(b"pytrace")
     out = sys.stdout
     if args.output:
-        out = open(args.output, "w")
+        try:
+            out = open(args.output, "w")
+        except OSError as e:    # bpftrace's words
+            sys.stderr.write(f'ERROR: Failed to open output file: "{args.output}": {e.strerror}\n')
+            return 1
     child = command_argv(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
