@@ -165,7 +165,8 @@ class Session:
         except LoadError as e:
             if not self.opt.verbose:
                 raise
-            print("\n".join(e.log_tail), file=self.errs)     # the verifier's words first
+            if e.log_tail:
+                print("\n".join(e.log_tail), file=self.errs)     # the verifier's words first
             raise LoadError(e.program, e.log, e.errno, e.name, e.probe, hint=False) from None
         if self.opt.verbose:
             self._verbose_programs()
