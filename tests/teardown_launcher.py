@@ -9,7 +9,7 @@ read from the process's own /proc/self/fdinfo, and every perf event with its fd.
 Any open of a tracefs file for writing is logged too.  After
 ``Session.teardown`` it writes which of the process's fds still refer to a
 BPF object, a perf event, a pidfd or an epoll set (none should), and the -c
-child's pid.  Lines are flushed as written, so the record survives a process
+child's pid and state ("gone": stopped and reaped by teardown itself).  Lines are flushed as written, so the record survives a process
 killed by SIGPIPE.
 
 One fault is injected on request (a test-only hook, nothing in pytrace reads it):
@@ -54,6 +54,17 @@ def kernel_fds() -> list:
     return out
 
 
+def process_state(pid) -> str:
+    """The -c child's state now: "gone" once it is reaped ("Z" if not yet)."""
+    if pid is None:
+        return "gone"
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def record_fd(kind, fn):
     def wrapper(*args, **kw):
         fd = fn(*args, **kw)
@@ -95,7 +106,8 @@ def install():
 
     def logged_teardown(self):
         teardown(self)
-        log(event="teardown", open=kernel_fds(), child=self.child_pid)
+        log(event="teardown", open=kernel_fds(), child=self.child_pid,
+            child_state=process_state(self.child_pid))
     session.Session.teardown = logged_teardown
     if os.environ.get("PYTRACE_TEST_HANDLER_RAISES"):
         handlers = actions.handlers

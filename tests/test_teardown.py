@@ -8,13 +8,15 @@ the run each case checks:
 
 - the exit status and stderr: one line (bpftrace's words where bpftrace has
   them), never a Python traceback;
-- teardown ran, and left none of those fds open in the pytrace process;
-- none of the ids it created is still in the kernel (other tools may run BPF
-  beside us, so only our own ids are looked at);
+- teardown ran, and left none of those fds open in the pytrace process (this
+  is what proves the runtime's own teardown: the kernel would close them at
+  exit anyway), and the -c child was stopped and reaped by then;
+- none of the ids it created is still in the kernel once the process is gone
+  (other tools may run BPF beside us, so only our own ids are looked at);
 - pytrace opened no tracefs file for writing, and no uprobe_events /
   dynamic_events entry names the probed files (it attaches uprobes through the
   uprobe PMU and writes nothing there: this guards against a change);
-- the -c child is gone (not running, not stopped, not a zombie).
+- the -c child is gone (not running, not stopped, not a zombie) after the exit too.
 """
 import json
 import os
@@ -83,6 +85,7 @@ class Trace:
         assert len(downs) == 1, f"teardown ran {len(downs)} times"
         assert downs[0]["open"] == [], "fds left open after teardown"
         assert_ids_gone([r for r in recs if r["event"] == "create"])
+        assert downs[0]["child_state"] == "gone", "teardown did not stop and reap the child"
         child = downs[0]["child"]
         if child is not None:
             assert_gone(child)
