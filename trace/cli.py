@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _main(argv)
-    except KeyboardInterrupt:   # a second SIGINT/SIGTERM: the session is torn down by now
+    except KeyboardInterrupt:   # SIGINT before a session, or a second one during it (torn down)
         _drop_unwritable_stdout()
         return 130
     except BrokenPipeError:     # `pytrace ... | head`: the session is torn down by now
