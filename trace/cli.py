@@ -111,11 +111,11 @@ def main(argv=None) -> int:
 
 def _drop_unwritable_stdout():
     """What stdout still buffers is written if it can be without waiting; a pipe
-    nobody reads (the reason a second signal was needed) would otherwise hang the
-    exit's flush, so stdout then goes to /dev/null."""
+    nobody reads or a terminal stopped by ^S (the reason a second signal was
+    needed) would otherwise hang the exit's flush, so stdout then goes to /dev/null."""
     try:
-        if not stat.S_ISFIFO(os.fstat(1).st_mode):
-            return
+        if stat.S_ISREG(os.fstat(1).st_mode):
+            return              # a file: a write does not wait for a reader
         os.set_blocking(1, False)
         try:
             sys.stdout.flush()
