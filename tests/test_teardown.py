@@ -157,7 +157,7 @@ def children_of(pid: int) -> list:
 
 def test_normal_end_when_the_child_ends(tmp_path, workload):
     t = Trace(tmp_path, ["-c", f"{workload} sleep 300", "-e",
-                         f"uprobe:{workload}:main {{ @u = count(); }} {TICK}{END}"])
+                         f"uprobe:{workload}:main /pid == cpid/ {{ @u = count(); }} {TICK}{END}"])
     rc, out, err = t.finish()
     assert (rc, err) == (0, "")
     assert "end\n\n\n@u: 1\n" in out
@@ -175,7 +175,7 @@ def test_exit(tmp_path, workload):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal(tmp_path, workload, sig):
     t = Trace(tmp_path, ["-c", f"{workload} sleep 30000", "-e",
-                         f"uprobe:{workload}:main {{ @u = count(); }} {TICK}{END}"])
+                         f"uprobe:{workload}:main /pid == cpid/ {{ @u = count(); }} {TICK}{END}"])
     t.wait_for("tick")
     t.p.send_signal(sig)
     rc, out, err = t.finish()
