@@ -405,3 +405,26 @@ def test_second_sigint_while_stdout_is_blocked(tmp_path):
     assert t.p.returncode == 130
     assert t.p.stderr.read() == ""
 
+
+
+def test_a_detach_cut_short_loses_no_attachment(monkeypatch):
+    """A second SIGINT may interrupt the stop's detach (KeyboardInterrupt): teardown's
+    close() still closes what detach had already taken out of the set (it once left
+    a perf event and its link open)."""
+    from pytrace.runtime import attach as A
+    pipes = [os.pipe() for _ in range(3)]
+    atts = [A.Attachment(f"p{i}", "tracepoint", r, w) for i, (r, w) in enumerate(pipes)]
+    s = A.AttachSet()
+    s.add(atts)
+    real_unlink = A.Attachment.unlink
+
+    def interrupted(self):
+        monkeypatch.setattr(A.Attachment, "unlink", real_unlink)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(A.Attachment, "unlink", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        s.detach(background=True)
+    s.close()
+    for fd in (fd for p in pipes for fd in p):
+        with pytest.raises(OSError):
+            os.fstat(fd)
