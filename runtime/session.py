@@ -649,7 +649,7 @@ class Session:
 
 def _executable(name: str) -> bool:
     """Whether exec can run ``name`` (a path, or a command looked up in PATH), checked
-    before anything starts, as bpftrace checks it."""
+    before any probe is attached, as bpftrace checks it."""
     if "/" in name:
         return os.path.isfile(name) and os.access(name, os.X_OK)
     return shutil.which(name) is not None
