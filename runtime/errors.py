@@ -27,26 +27,27 @@ class ObjectFormatError(RuntimeFailure):
 class LoadError(RuntimeFailure):
     """The verifier (or PROG_LOAD) rejected a program.
 
-    ``program`` (also ``program_symbol``, ``symbol``): program symbol; ``log``: the full verifier log (may be "");
-    ``log_tail``: the relevant last lines; ``errno``: PROG_LOAD's errno.
+    ``program`` (also ``program_symbol``, ``symbol``): program symbol; ``probe``: the
+    probe it serves, if known; ``log``: the full verifier log (may be "");
+    ``log_tail``: the relevant last lines; ``errno``: PROG_LOAD's errno.  The
+    message is bpftrace's one line (``hint``: with "(try -v for details)"); the log
+    is printed only with -v.
     """
 
     TAIL_LINES = 20
 
-    def __init__(self, program: str, log: str, errno: int = 0, name: str = ""):
+    def __init__(self, program: str, log: str, errno: int = 0, name: str = "",
+                 probe: str = "", hint: bool = True):
         self.program = program
         self.program_symbol = program
         self.symbol = program
+        self.name = name
+        self.probe = probe
         self.log = log or ""
         self.errno = errno
         self.log_tail = relevant_log_tail(self.log, self.TAIL_LINES)
-        what = program if not name or name == program else f"{program} ({name})"
-        msg = f"Verifier rejected program {what}"
-        if errno:
-            msg += f": {os.strerror(errno)}"
-        if self.log_tail:
-            msg += "\n" + "\n".join(self.log_tail)
-        super().__init__(msg)
+        what = probe or (program if not name or name == program else f"{program} ({name})")
+        super().__init__(f"Error loading program: {what}" + (" (try -v for details)" if hint else ""))
 
 
 class AttachError(RuntimeFailure):

@@ -13,7 +13,7 @@ from .record import record
 from . import environment
 from . import syscall as S
 from . import uapi as U
-from .errors import BpfError, ObjectFormatError, PermissionFailure, RuntimeFailure
+from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .attach import uprobe_multi_supported
 from .cpus import possible_cpus
 from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
@@ -138,7 +138,13 @@ def _load(obj, spec, log_level, programs):
         if ps is None:
             raise ObjectFormatError(f"program '{sym}' not found in the object")
         meta = metas[sym] if sym in metas else Program(sym)
-        obj.programs[sym] = _load_program(ps, meta, spec.license, map_fds, log_level)
+        try:
+            obj.programs[sym] = _load_program(ps, meta, spec.license, map_fds, log_level)
+        except LoadError as e:      # named by its probe, as bpftrace names it
+            probes = spec.contract.probes
+            cookie = meta.attach[0].cookie if meta.attach else -1
+            probe = probes[cookie] if 0 <= cookie < len(probes) else ""
+            raise LoadError(e.program, e.log, e.errno, e.name, probe) from None
 
 
 def _create_maps(obj, spec):

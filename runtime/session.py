@@ -11,6 +11,7 @@ happens on every path, errors and signals included.  Errors are raised as
 import errno as E
 import os
 import select
+import shutil
 import signal
 import struct
 import sys
@@ -23,7 +24,7 @@ from . import attach as A
 from . import uapi as U
 from . import actions, loader, maps, objfile
 from . import syscall as S
-from .errors import BpfError, PermissionFailure, RuntimeFailure
+from .errors import BpfError, LoadError, PermissionFailure, RuntimeFailure
 from .events import FullCounter, LostCounter, RingBuffer, full_text
 from .manifest import Manifest
 
@@ -43,6 +44,9 @@ class RunOptions:
     err: object = None            # stream for verbose/warning messages (None: sys.stderr)
     # (manifest, stream, fmt) -> output object; None: runtime.output.make_output
     output_factory: Optional[Callable] = None
+    # the process exits after the run (the CLI): SIGINT/SIGTERM stay ignored after
+    # teardown instead of getting their old handlers back
+    exiting: bool = False
 
 
 def run(elf_bytes: bytes, options: RunOptions = None) -> int:
@@ -54,8 +58,16 @@ def run(elf_bytes: bytes, options: RunOptions = None) -> int:
         if e.errno == E.EPERM:
             raise PermissionFailure() from e
         raise RuntimeFailure(str(e)) from e
+    except OSError as e:
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        # the output cannot be written (-o on a full disk, stdout on /dev/full)
+        raise RuntimeFailure(f"failed to write the output: {os.strerror(e.errno)}") from e
     finally:
         sess.teardown()
+
+
+_WRITE_ERRORS = (E.ENOSPC, E.EDQUOT, E.EFBIG, E.EIO)
 
 
 _U64 = struct.Struct("<Q")
@@ -93,6 +105,7 @@ class Session:
         self._sig_flag = False      # SIGINT/SIGTERM seen
         self._usr1_flag = False     # SIGUSR1 seen: print every map
         self._stopping = False      # the stop is under way: another SIGINT ends at once
+        self._interrupted = False   # KeyboardInterrupt raised (once; later signals ignored)
         self._backlog = []          # records read but not handled when a stop was asked
         self._wake_r = self._wake_w = None
         self._old_handlers = {}
@@ -148,7 +161,14 @@ class Session:
         """Maps and programs into the kernel; the ring buffer, the lost-events
         counter, the maps reader and the async action handlers."""
         m = self.manifest
-        self.obj = loader.load(self.spec)
+        try:
+            self.obj = loader.load(self.spec)
+        except LoadError as e:
+            if not self.opt.verbose:
+                raise
+            if e.log_tail:
+                print("\n".join(e.log_tail), file=self.errs)     # the verifier's words first
+            raise LoadError(e.program, e.log, e.errno, e.name, e.probe, hint=False) from None
         if self.opt.verbose:
             self._verbose_programs()
         rbm = self.obj.optional_map(m.internal.ringbuf)
@@ -392,7 +412,10 @@ class Session:
                 self.out.flush()
         except BrokenPipeError:
             raise                   # stdout's reader is gone: the run ends
-        except (AttributeError, ValueError, OSError):
+        except OSError as e:
+            if e.errno in _WRITE_ERRORS:
+                raise               # the output cannot be written: the run ends
+        except (AttributeError, ValueError):
             pass
 
     def _warn_once(self, key, msg):
@@ -423,8 +446,13 @@ class Session:
         self._wake_r, self._wake_w = r, w
 
         def stop(signum, frame):
-            if self._stopping:      # a second one, during END or the map dump
-                raise KeyboardInterrupt
+            # a second one ends at once: during END or the map dump, or while a write
+            # to an output nobody reads keeps the trace from acting on the first
+            if self._stopping or self._sig_flag:
+                if not self._interrupted:   # once: teardown is not to be cut short
+                    self._interrupted = True
+                    raise KeyboardInterrupt
+                return
             self._sig_flag = True
 
         def print_maps(signum, frame):
@@ -451,6 +479,8 @@ class Session:
         except (ValueError, OSError):
             signal.set_wakeup_fd(-1)
         for s, h in self._old_handlers.items():
+            if self.opt.exiting and s in (signal.SIGINT, signal.SIGTERM):
+                continue            # still held: a late one would only cut the exit short
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         self._old_handlers.clear()
 
@@ -481,6 +511,9 @@ class Session:
 
     def _spawn_gated_child(self, argv):
         """fork now; the child execs only once _release_child() writes the gate."""
+        if not _executable(argv[0]):
+            raise RuntimeFailure(f"Failed to fork child: path '{argv[0]}' does not exist "
+                                 "or is not executable")
         gate_r, gate_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -604,6 +637,7 @@ class Session:
         if done == 0:
             try:
                 os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGCONT)    # a stopped child acts on SIGTERM only once resumed
             except ProcessLookupError:
                 pass
             if not self._wait_child(pid, 5.0):
@@ -629,6 +663,14 @@ class Session:
         except ChildProcessError:
             pass
         return True
+
+
+def _executable(name: str) -> bool:
+    """Whether exec can run ``name`` (a path, or a command looked up in PATH), checked
+    before any probe is attached, as bpftrace checks it."""
+    if "/" in name:
+        return os.path.isfile(name) and os.access(name, os.X_OK)
+    return shutil.which(name) is not None
 
 
 def _attach_order(programs) -> list:

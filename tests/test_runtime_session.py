@@ -226,7 +226,7 @@ yes:"""
 def test_child_exec_failure_tears_down():
     elf = obj(END_IR, [END_P], ["END"])
     before = kernel_ids()
-    with pytest.raises(RuntimeFailure, match="failed to run command"):
+    with pytest.raises(RuntimeFailure, match="Failed to fork child"):
         run_capture(elf, child_argv=["/nonexistent/command-xyz"])
     assert_nothing_left(before)
     with pytest.raises(ChildProcessError):
@@ -308,8 +308,9 @@ entry:
 '''
     elf = obj(ir, [BEGIN_P], ["BEGIN"])
     before = kernel_ids()
-    with pytest.raises(LoadError, match="p_begin"):
+    with pytest.raises(LoadError, match="Error loading program") as ei:
         run_capture(elf)
+    assert ei.value.program == "p_begin"
     assert_nothing_left(before)
 
 

@@ -6,6 +6,7 @@ import ctypes
 import os
 import re
 import signal
+import stat
 import sys
 
 from . import __version__, cache
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _main(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # SIGINT before a session, or a second one during it (torn down)
+        _drop_unwritable_stdout()
         return 130
     except BrokenPipeError:     # `pytrace ... | head`: the session is torn down by now
         _end_by_sigpipe()
@@ -111,6 +113,26 @@ def main(argv=None) -> int:
         sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e} "
                          f"(set PYTRACE_DEBUG=1 for the traceback)\n")
         return 1
+
+
+def _drop_unwritable_stdout():
+    """What stdout still buffers is written if it can be without waiting; a pipe
+    nobody reads or a terminal stopped by ^S (the reason a second signal was
+    needed) would otherwise hang the exit's flush, so stdout then goes to /dev/null."""
+    try:
+        if stat.S_ISREG(os.fstat(1).st_mode):
+            return              # a file: a write does not wait for a reader
+        os.set_blocking(1, False)
+        try:
+            sys.stdout.flush()
+            return
+        except OSError:
+            pass
+        finally:
+            os.set_blocking(1, True)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except (OSError, ValueError):
+        pass
 
 
 def _end_by_sigpipe():
@@ -287,25 +309,29 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     if args.output:
         try:
             out = open(args.output, "w")
-        except OSError as e:
+        except OSError as e:    # bpftrace's words
             sys.stderr.write(f'ERROR: Failed to open output file: "{args.output}": {e.strerror}\n')
             return 1
     child = command_argv(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
-                      verbose=args.verbose)
+                      verbose=args.verbose, exiting=True)
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:
         # lazy: start-up time (only to print a diagnostic)
         from .language.diagnostics import Diagnostic, render
         e.elf = elf
-        span = _failure_span(e, manifest)
+        # an object run without its source (pytrace FILE.o) has nothing to point at
+        span = _failure_span(e, manifest) if source else None
         sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
         return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
     finally:
         if out is not sys.stdout:
-            out.close()
+            try:
+                out.close()
+            except OSError:     # a write error: reported by the run already
+                pass
 
 
 def _set_process_name(name: bytes):

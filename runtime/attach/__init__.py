@@ -100,6 +100,7 @@ class AttachSet:
 
     def __init__(self):
         self.items = []
+        self._detached = []     # taken out of items by detach(): close() makes sure of them
         self._closer = None
 
     def add(self, atts):
@@ -132,6 +133,8 @@ class AttachSet:
         waits for that).
         """
         items, self.items = self.items, []
+        # until close(): a detach cut short (KeyboardInterrupt) must not lose any
+        self._detached.extend(items)
         sync, later, slow_links = [], [], []
         for a in items:
             if a.kind == "perf_event" and a.perf_fd is not None:
@@ -173,6 +176,8 @@ class AttachSet:
         if self._closer is not None:
             self._closer.join()
             self._closer = None
+        left, self._detached = self._detached, []
+        close_parallel(a for a in left if a.perf_fd is not None or a.link_fd is not None)
 
 
 def attach_program(prog_fd: int, entries, probes=(), child_pid=None,

@@ -38,15 +38,17 @@ class Attachment:
     def unlink(self):
         """Detach the program (fast: closing a link only swaps a prog array)."""
         if self.link_fd is not None:
-            S.close(self.link_fd)
-            self.link_fd = None
+            # forgotten first: an interrupted close leaves an fd open until exit rather
+            # than closing it twice (the second time, maybe someone else's)
+            fd, self.link_fd = self.link_fd, None
+            S.close(fd)
 
     def close(self):
         """Detach and release everything (a tracepoint perf fd: ~80 ms)."""
         self.unlink()
         if self.perf_fd is not None:
-            S.close(self.perf_fd)
-            self.perf_fd = None
+            fd, self.perf_fd = self.perf_fd, None
+            S.close(fd)
 
     def __repr__(self):
         return f"Attachment({self.probe!r}, {self.kind}, perf={self.perf_fd}, link={self.link_fd})"
