@@ -30,7 +30,7 @@ class LoadError(RuntimeFailure):
     ``program`` (also ``program_symbol``, ``symbol``): program symbol; ``probe``: the
     probe it serves, if known; ``log``: the full verifier log (may be "");
     ``log_tail``: the relevant last lines; ``errno``: PROG_LOAD's errno.  The
-    message is bpftrace's one line (``hint``: with "(try -v for details)"); the log
+    message is bpftrace's one line (``hint``: with "(try -v)"); the log
     is printed only with -v.
     """
 
@@ -47,7 +47,7 @@ class LoadError(RuntimeFailure):
         self.errno = errno
         self.log_tail = relevant_log_tail(self.log, self.TAIL_LINES)
         what = probe or (program if not name or name == program else f"{program} ({name})")
-        super().__init__(f"Error loading program: {what}" + (" (try -v for details)" if hint else ""))
+        super().__init__(f"Error loading program: {what}" + (" (try -v)" if hint else ""))
 
 
 class AttachError(RuntimeFailure):

@@ -261,7 +261,7 @@ entry:
     assert e.program == "prog_0"
     assert "map_value_or_null" in e.log or "invalid mem access" in e.log
     assert e.log_tail and len(e.log_tail) <= 20
-    assert e.message == "Error loading program: prog_0 (BEGIN) (try -v for details)"
+    assert e.message == "Error loading program: prog_0 (BEGIN) (try -v)"
     assert wait_no_new_objects(before_p, before_m)  # the map was closed again
 
 

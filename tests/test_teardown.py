@@ -292,7 +292,7 @@ def test_verifier_rejects_the_third_of_five_programs(tmp_path):
     t = Trace(tmp_path, [str(tmp_path / "bad.o")])
     rc, out, err = t.finish()
     assert rc == 1 and out == ""
-    assert one_line(err) == f"ERROR: Error loading program: {probe} (try -v for details)\n"
+    assert one_line(err) == f"ERROR: Error loading program: {probe} (try -v)\n"
     loaded = [r for r in t.records() if r.get("kind") == "prog"]
     assert len(loaded) >= 2         # the two before it were loaded, then closed
 
