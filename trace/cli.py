@@ -30,6 +30,9 @@ OPTIONS:
     -p PID         enable USDT probes on PID; exit when PID exits
     -c 'CMD'       run CMD and enable USDT probes on resulting process; exit when it exits
     --unsafe       allow unsafe builtin functions
+    --usdt-file-activation
+                   activate usdt semaphores based on file path (always so: the kernel
+                   activates them in every process of the file)
     -I DIR         add DIR to the search path of the script's #include
     --include FILE add an #include of FILE before the script's C declarations
     -q             keep messages quiet
@@ -74,6 +77,7 @@ def build_parser():
     p.add_argument("--emit-elf", dest="emit_elf")
     p.add_argument("--emit-llvm", dest="emit_llvm")
     p.add_argument("--unsafe", action="store_true")
+    p.add_argument("--usdt-file-activation", dest="usdt_file_activation", action="store_true")
     p.add_argument("-I", dest="include_dirs", action="append", default=[])
     p.add_argument("--include", dest="includes", action="append", default=[])
     p.add_argument("-V", "--version", dest="version", action="store_true")
@@ -135,7 +139,7 @@ def _main(argv) -> int:
         # lazy: start-up time (only -l lists probes)
         from .listing import list_probes
         pattern = args.rest[0] if args.rest else (args.program or "")
-        return list_probes(pattern, args.verbose)
+        return list_probes(pattern, args.verbose, pid=args.pid)
     if args.command and args.pid:
         sys.stderr.write("ERROR: -p and -c are mutually exclusive\n")
         return 1

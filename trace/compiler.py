@@ -60,7 +60,7 @@ def desugar_pass(st: State):
 
 
 def units_pass(st: State):
-    st.units = build_units(st.program)
+    st.units = build_units(st.program, st.options.pid)
 
 
 def declarations_pass(st: State):

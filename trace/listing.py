@@ -15,35 +15,46 @@ def _normalise(pattern: str) -> str:
     return ":".join(parts)
 
 
-def list_probes(pattern: str, verbose: bool, out=sys.stdout) -> int:
+def list_probes(pattern: str, verbose: bool, out=sys.stdout, pid=None) -> int:
+    """-l [pattern] (-p PID: with a wildcarded probe type, the user-space probes of
+    that process: its executable's functions and the USDT probes of what it maps)."""
+    if pid and pattern in ("", "*"):
+        pattern = "*:*"
     pattern = _normalise(pattern) if pattern else "*"
     if ":" not in pattern and "*" not in pattern:
         pattern = f"*{pattern}*"
     parts = split_attach_point(pattern)
+    any_type = "*" in parts[0]
     for provider in all_providers():
-        wanted = pattern
+        if pid and any_type and not provider.lists_targets:
+            continue
         try:
             if provider.lists_targets:
-                # uprobe/usdt list the probes of one binary: `uprobe:/path:*`, `usdt:lib:*`
-                if len(parts) < 3 or "*" in parts[1] or not glob_match(parts[0], provider.name):
+                # uprobe/usdt list the probes of binaries: `uprobe:/path:*`, `usdt:lib:*`;
+                # a wildcarded type leaves the return probes out, as bpftrace
+                if not glob_match(parts[0], provider.name) or (any_type and provider.retprobe):
                     continue
-                lines = provider.listing(verbose, target=parts[1])
-                if lines:       # match against the resolved path (`libc` → /lib/.../libc.so.6)
-                    wanted = ":".join([parts[0], lines[0].split(":")[1]] + parts[2:])
-            else:
-                lines = provider.listing(verbose)
+                _write(provider, provider.list_matching(parts, pid), verbose, out)
+                continue
+            lines = provider.listing(verbose)
         except OSError as e:
             sys.stderr.write(f"ERROR: cannot list {provider.name} probes: {e}\n")
             continue
         keep = False
         for line in lines:
             if not line.startswith(" "):
-                keep = glob_match(wanted, line) or glob_match(wanted, line.rstrip(":"))
+                keep = glob_match(pattern, line) or glob_match(pattern, line.rstrip(":"))
                 if keep and verbose:
-                    out.write(line + "\n")
-                    for detail in provider.describe(line):   # -lv details computed for matches only
-                        out.write(f"    {detail}\n")
+                    _write(provider, [line], verbose, out)
                     continue
             if keep:
                 out.write(line + "\n")
     return 0
+
+
+def _write(provider, lines, verbose, out):
+    for line in lines:
+        out.write(line + "\n")
+        if verbose:
+            for detail in provider.describe(line):   # -lv details computed for matches only
+                out.write(f"    {detail}\n")

@@ -8,7 +8,7 @@ probe's context (`args`), the same context layout.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
 from ..language import ast
@@ -40,12 +40,13 @@ def _reads_args(probe: ast.Probe) -> bool:
                for n in nodes)
 
 
-def build_units(program: ast.Program) -> List[Unit]:
+def build_units(program: ast.Program, pid: Optional[int] = None) -> List[Unit]:
     units: List[Unit] = []
     seen_special = {}
     for probe in program.probes:
         expanded: List[ExpandedProbe] = []
         for ap in probe.attach_points:
+            ap.pid = pid
             found = expand_attach_point(ap)
             ap.expanded = [p.name for p in found]
             for p in found:

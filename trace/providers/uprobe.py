@@ -13,7 +13,7 @@ import re
 
 from ..language.diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
-from .elf import binary_for, listing_binary
+from .elf import binary_for, list_functions, process_exe
 from .regs import RegsProvider
 
 
@@ -24,6 +24,8 @@ class Uprobe(RegsProvider):
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
+        if len(parts) == 2 and ap.pid:       # -p: the target may be left out
+            parts.insert(1, process_exe(ap.pid) or "")
         if len(parts) != 3:
             raise error(f"{self.name} probe type requires 2 arguments", ap.span)
         _, target, spec = parts
@@ -64,9 +66,8 @@ class Uprobe(RegsProvider):
     def section(self, probe):
         return self.name
 
-    def listing(self, verbose, target=None):
-        path, elf = listing_binary(target)
-        return [f"{self.name}:{path}:{n}" for n in sorted(elf.functions)] if elf else []
+    def list_matching(self, parts, pid):
+        return list_functions(self.name, parts, pid)
 
 
 UPROBE = register(Uprobe("uprobe", False))
