@@ -80,8 +80,9 @@ def usdt_files(ap, target: str):
 
 def process_files(target: str, pid: int):
     """The objects process pid maps that have USDT notes and match target (all for an
-    empty target): bpftrace matches `*` + the target's absolute path against them. A
-    target file the process does not map is searched too, as the process sees it."""
+    empty target): bpftrace matches `*` + the target's absolute path against them (a
+    wildcarded target also as written: `*`, `*lib*`). A target file the process does
+    not map is searched too, as the process sees it."""
     objects = process_objects(pid)
     extra = []
     if target:
@@ -89,7 +90,8 @@ def process_files(target: str, pid: int):
         full = paths[0] if paths else target
         if not full.startswith("/proc/"):
             full = os.path.realpath(full) if "*" not in full else os.path.abspath(full)
-        objects = [o for o in objects if glob_match("*" + full, o)]
+        objects = [o for o in objects if glob_match("*" + full, o) or
+                   ("*" in target and glob_match(target, o))]
         extra = [] if objects else paths[:1]
     out = []
     for path in objects + extra:
