@@ -100,8 +100,9 @@ def bins(tmp_path_factory):
     (d / "wrapper.c").write_text(WRAPPER)
     subprocess.run(["gcc", "-O1", "-fPIC", "-shared", "-o", str(d / "libprobes.so"),
                     str(d / "lib.c")], check=True)
-    # -O0 for sem.c: at -O1 gcc passes the semaphore as `2@app_sem_semaphore(%rip)`
-    subprocess.run(["gcc", "-O0", "-c", "-o", str(d / "sem.o"), str(d / "sem.c")], check=True)
+    # at -O1 gcc passes the semaphore as `2@app_sem_semaphore(%rip)` (PIE: the address
+    # is the symbol's relative to the probe's)
+    subprocess.run(["gcc", "-O1", "-c", "-o", str(d / "sem.o"), str(d / "sem.c")], check=True)
     subprocess.run(["gcc", "-O1", "-o", str(d / "app"), str(d / "app.c"), str(d / "sem.o"), f"-L{d}", "-lprobes",
                     f"-Wl,-rpath,{d}"], check=True)
     subprocess.run(["gcc", "-O1", "-o", str(d / "wrapper"), str(d / "wrapper.c")], check=True)
@@ -238,3 +239,10 @@ def test_errors(bins):
     r = run(["-e", f"usdt:{bins}/nosuch*:app:first {{ }}"])
     assert f"ERROR: usdt target file '{bins}/nosuch*' does not exist or is not executable\n" \
         in r.stderr
+
+
+def test_symbol_relative_argument_spec():
+    from pytrace.providers.usdt import parse_arg
+    spec = parse_arg("2@app_sem_semaphore(%rip)")
+    assert spec["symbol"] == "app_sem_semaphore" and spec["reg"] == ("ip", 64) and spec["size"] == 2
+    assert parse_arg("-4@counter+8(%rip)")["disp"] == 8 and parse_arg("8@x-0x10(%rip)")["disp"] == -16

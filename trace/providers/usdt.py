@@ -31,6 +31,7 @@ _REGS.update({"rip": ("ip", 64), "eip": ("ip", 32)})
 
 _ARG = re.compile(r"(-?)(\d+)@(.+)")
 _MEM = re.compile(r"(-?(?:0x[0-9a-fA-F]+|\d+))?\(%(\w+)(?:,%(\w+)(?:,(\d+))?)?\)")
+_SYM = re.compile(r"([A-Za-z_.$][\w.$]*)([+-](?:0x[0-9a-fA-F]+|\d+))?\(%rip\)")
 
 
 def parse_arg(spec: str):
@@ -51,6 +52,10 @@ def parse_arg(spec: str):
     if op.startswith("%"):
         reg = _REGS.get(op[1:])
         return reg and {**out, "kind": "reg", "reg": reg}
+    m = _SYM.fullmatch(op)
+    if m:       # a global: `sym(%rip)` (optimised code); resolved by resolve_symbol
+        return {**out, "kind": "mem", "reg": _REGS["rip"], "symbol": m.group(1),
+                "disp": int(m.group(2) or "0", 0), "index": None, "scale": 1}
     m = _MEM.fullmatch(op)
     if m:
         base = _REGS.get(m.group(2))
@@ -101,6 +106,18 @@ def process_files(target: str, pid: int):
     return out
 
 
+def resolve_symbol(spec, elf, pc: int):
+    """An argument at `sym(%rip)`: the address is the symbol's, relative to the probe's
+    own (the uprobe's ip is the probe address), so it holds wherever the file is
+    loaded. None when the symbol is not in the file."""
+    if spec is None or "symbol" not in spec:
+        return spec
+    sym = elf.objects.get(spec["symbol"]) or elf.functions.get(spec["symbol"])
+    if sym is None:
+        return None
+    return {**spec, "disp": sym[0] + spec["disp"] - pc}
+
+
 class Usdt(RegsProvider):
     name = "usdt"
     attach_kind = "usdt"
@@ -143,7 +160,7 @@ class Usdt(RegsProvider):
             loc = {"offset": offset, "vaddr": note["pc"]}
             if note["semaphore"]:
                 loc["ref_ctr_offset"] = elf.offset_of(note["semaphore"]) or 0
-            specs = [parse_arg(a) for a in note["args"].split()]
+            specs = [resolve_symbol(parse_arg(a), elf, note["pc"]) for a in note["args"].split()]
             out.append(ExpandedProbe(f"usdt:{path}:{p}:{n}", self, path, n,
                                      {"locations": [loc], "vaddr": note["pc"], "provider": p,
                                       "args": specs, "argspec": note["args"]}))
