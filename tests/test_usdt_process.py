@@ -246,3 +246,21 @@ def test_symbol_relative_argument_spec():
     spec = parse_arg("2@app_sem_semaphore(%rip)")
     assert spec["symbol"] == "app_sem_semaphore" and spec["reg"] == ("ip", 64) and spec["size"] == 2
     assert parse_arg("-4@counter+8(%rip)")["disp"] == 8 and parse_arg("8@x-0x10(%rip)")["disp"] == -16
+
+
+def test_wildcarded_files_are_not_cached(bins, tmp_path):
+    """Which files a wildcard matches can change without a probed file changing."""
+    shutil.copy(bins / "app", tmp_path / "app1")
+    env = dict(os.environ, PYTRACE_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("PYTRACE_NO_CACHE", None)
+    script = f"usdt:{tmp_path}/app*:app:first {{ }} BEGIN {{ exit(); }}"
+
+    def attached():
+        r = subprocess.run(PYTRACE + ["-e", script], env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()[0]
+    assert attached() == "Attaching 2 probes..."          # BEGIN and app1's
+    shutil.copy(bins / "app", tmp_path / "app2")
+    assert attached() == "Attaching 3 probes..."
+    assert not list((tmp_path / "cache").glob("*.o"))

@@ -232,8 +232,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
     if args.emit_elf or args.emit_llvm:
         return 0
     files = _probed_files(st.manifest)
-    if cache_key is not None and not (files and args.pid):   # -p: process-specific
-        cache.store(cache_key, st.elf, warnings, files)
+    if cache_key is not None and not (files and args.pid) and not _globs_files(st):
+        cache.store(cache_key, st.elf, warnings, files)    # -p: process-specific
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
@@ -307,6 +307,13 @@ def _probed_files(manifest) -> list:
     object only while they are unchanged."""
     return [a["path"] for p in manifest.get("programs", []) for a in p.get("attach", [])
             if "path" in a]
+
+
+def _globs_files(st) -> bool:
+    """Whether a probe names its files with a wildcard (`usdt:./bin*:*`): which files
+    match can change without any recorded file changing, so the object is not cached."""
+    return any(u.provider.lists_targets and "*" in ap.target
+               for u in st.units for ap in u.probe.attach_points if ap.provider == u.provider.name)
 
 
 def _env_int(name, default):
