@@ -230,12 +230,18 @@ def test_process_in_another_mount_namespace(bins):
         r = run(["-e", f'uprobe:{PRIVATE}/app:app_tick {{ printf("%s\\n", probe); exit(); }}',
                  "-p", str(app.pid)])
         assert r.stdout == f"Attaching 1 probe...\nuprobe:{exe}:app_tick\n\n\n", r.stderr
+        r = run(["-e", f'usdt:{PRIVATE}/app:app:first {{ printf("%s\\n", probe); exit(); }}',
+                 "-p", str(app.pid)])
+        assert r.stdout == f"Attaching 1 probe...\nusdt:{exe}:app:first\n\n\n", r.stderr
 
 
 def test_errors(bins):
     r = run(["-e", "usdt::app:first { }"])
     assert r.stderr.startswith("stdin:1:1-16: ERROR: usdt probe must specify at least path or pid "
                                "to probe\n"), r.stderr
+    with Running(bins / "app") as app:
+        r = run(["-e", "usdt::app:nosuch { }", "-p", str(app.pid)])
+        assert f"ERROR: No USDT probes found for process {app.pid}:app:nosuch\n" in r.stderr
     r = run(["-e", f"usdt:{bins}/nosuch*:app:first {{ }}"])
     assert f"ERROR: usdt target file '{bins}/nosuch*' does not exist or is not executable\n" \
         in r.stderr

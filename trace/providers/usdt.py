@@ -142,7 +142,8 @@ class Usdt(RegsProvider):
         if not out:
             ap.target = target if ap.pid or "*" in target else binary_for(ap, target, "usdt")[0]
             what = name if len(parts) == 3 else f"{prov}:{name}"
-            raise error(f"No USDT probes found for {ap.target}:{what}", ap.span)
+            where = ap.target or f"process {ap.pid}"
+            raise error(f"No USDT probes found for {where}:{what}", ap.span)
         return out
 
     def _probes(self, ap, path, elf, prov, name):
