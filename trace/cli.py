@@ -135,6 +135,10 @@ def _main(argv) -> int:
     if args.version:
         print(f"pytrace v{__version__}")
         return 0
+    if args.pid is not None and not os.path.isdir(f"/proc/{args.pid}"):
+        # before listing or compiling: -p's probes are searched in the process
+        sys.stderr.write(f"ERROR: process {args.pid} does not exist\n")
+        return 1
     if args.list:
         # lazy: start-up time (only -l lists probes)
         from .listing import list_probes
