@@ -174,6 +174,15 @@ def test_attach_by_pid_without_a_file(bins):
         assert r.stdout.endswith(f"usdt:{root(app.pid, bins / 'app')}:app2:second\n\n\n"), r.stderr
 
 
+def test_library_by_name_in_the_process(bins):
+    """`libprobes` is no library the linker cache knows: -p finds it among the process's."""
+    with Running(bins / "app") as app:
+        r = run(["-e", 'uprobe:libprobes:lib_fire { printf("%s\\n", probe); exit(); }',
+                 "-p", str(app.pid)])
+        assert r.stdout == f"Attaching 1 probe...\nuprobe:{os.path.realpath(bins)}/libprobes.so:" \
+            "lib_fire\n\n\n", r.stderr
+
+
 def test_wildcarded_file_and_empty_provider(bins):
     r = run(["-e", f'usdt:{bins}/*::*o* {{ @[probe] = count(); if (@n++ > 20) {{ exit(); }} }}',
              "-c", str(bins / "app")])

@@ -263,10 +263,23 @@ def resolve_targets(target: str, pid: Optional[int] = None) -> List[str]:
     if in_other_mountns(pid):
         candidates = [pid_root_path(pid, c) for c in candidates]
     found = [c for c in candidates if is_probeable(c)]
+    if not found and pid and "/" not in target and "*" not in target:
+        found = _process_library(target, pid)
     if not found and "*" not in target:
         path = resolve_binary(target)
         found = [path] if path else []
     return list(dict.fromkeys(found))
+
+
+def _process_library(name: str, pid: int) -> List[str]:
+    """A library named as `libc` among those process pid maps (bcc_procutils_which_so
+    with a pid): its path, through /proc/PID/root if the process has its own mount
+    namespace."""
+    root = f"/proc/{pid}/root"
+    for path in process_objects(pid):
+        if os.path.basename(path).startswith(name + ".so"):
+            return [path if in_other_mountns(pid) else path[len(root):]]
+    return []
 
 
 def process_exe(pid: int) -> Optional[str]:
