@@ -26,13 +26,14 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout, pid=None) -> int:
     parts = split_attach_point(pattern)
     any_type = "*" in parts[0]
     for provider in all_providers():
-        if pid and any_type and not provider.lists_targets:
-            continue
+        if (pid and any_type and not provider.lists_targets) or \
+                (len(parts) > 1 and not glob_match(parts[0], provider.name)):
+            continue        # every listed line starts with its provider's name
         try:
             if provider.lists_targets:
                 # uprobe/usdt list the probes of binaries: `uprobe:/path:*`, `usdt:lib:*`;
                 # a wildcarded type leaves the return probes out, as bpftrace
-                if not glob_match(parts[0], provider.name) or (any_type and provider.retprobe):
+                if any_type and provider.retprobe:
                     continue
                 _write(provider, provider.list_matching(parts, pid), verbose, out)
                 continue
