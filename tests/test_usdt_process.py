@@ -279,3 +279,11 @@ def test_wildcarded_files_are_not_cached(bins, tmp_path):
     shutil.copy(bins / "app", tmp_path / "app2")
     assert attached() == "Attaching 3 probes..."
     assert not list((tmp_path / "cache").glob("*.o"))
+
+
+def test_listing_errors_are_located_on_the_pattern():
+    r = run(["-l", "usdt:*"])
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "stdin:1:1-7: ERROR: usdt probe type requires 2 or 3 arguments\nusdt:*\n~~~~~~\n"
+    r = run(["-l", "uprobe:a:b:c"])
+    assert r.stderr.startswith("stdin:1:1-13: ERROR: uprobe probe type requires 2 arguments\n")

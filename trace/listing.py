@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .language.ast import Span
+from .language.diagnostics import CompileError, Diagnostic, render
 from .providers import all_providers, glob_match, lookup, split_attach_point
 
 
@@ -20,6 +22,7 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout, pid=None) -> int:
     that process: its executable's functions and the USDT probes of what it maps)."""
     if pid and pattern in ("", "*"):
         pattern = "*:*"
+    written = pattern
     pattern = _normalise(pattern) if pattern else "*"
     if ":" not in pattern and "*" not in pattern:
         pattern = f"*{pattern}*"
@@ -35,7 +38,13 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout, pid=None) -> int:
                 # a wildcarded type leaves the return probes out, as bpftrace
                 if any_type and provider.retprobe:
                     continue
-                _write(provider, provider.list_matching(parts, pid), verbose, out)
+                try:
+                    lines = provider.list_matching(parts, pid)
+                except CompileError as e:
+                    if any_type:        # `*:x`: the types it cannot be are left out
+                        continue
+                    return _located(e, written)
+                _write(provider, lines, verbose, out)
                 continue
             lines = provider.listing(verbose)
         except OSError as e:
@@ -51,6 +60,14 @@ def list_probes(pattern: str, verbose: bool, out=sys.stdout, pid=None) -> int:
             if keep:
                 out.write(line + "\n")
     return 0
+
+
+def _located(e, pattern: str) -> int:
+    """A pattern's error, located on the whole pattern as 0.17 locates it (`stdin:1:1-N`)."""
+    for d in e.diagnostics:
+        d = Diagnostic(d.message, Span(1, 1, 1, len(pattern) + 1))
+        sys.stderr.write(render(d, pattern, "stdin"))
+    return 1
 
 
 def _write(provider, lines, verbose, out):

@@ -145,7 +145,9 @@ class Provider:
     def list_matching(self, parts: List[str], pid: Optional[int]) -> List[str]:
         """When lists_targets: the probes matching the split pattern `parts` (type,
         target, ...; the target may be wildcarded), sorted, one line each; with pid
-        (-p), those of that process. Default: none."""
+        (-p), those of that process. A pattern that cannot name its probes (the wrong
+        number of parts) raises a CompileError; -l locates it on the whole pattern.
+        Default: none."""
         return []
 
     def describe(self, line: str) -> List[str]:

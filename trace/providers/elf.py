@@ -313,9 +313,11 @@ def list_functions(kind: str, parts: List[str], pid: Optional[int]) -> List[str]
     if len(parts) == 2 and pid:
         exe = process_exe(pid)
         parts = [parts[0], exe or "", parts[1]]
-    if len(parts) != 3 or not parts[1]:
-        return []
+    if len(parts) != 3:
+        raise error(f"{kind} probe type requires 2 arguments")
     _, target, func = parts
+    if not target:
+        return []
     paths = resolve_targets(target, pid)
     lines = set()
     for path in paths if "*" in target else paths[:1]:

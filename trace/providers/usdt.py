@@ -217,7 +217,9 @@ class Usdt(RegsProvider):
         files, or with pid those of the objects the process maps (/proc/PID/root/...)."""
         if len(parts) == 2 and pid:
             parts = [parts[0], ""] + parts[1:]
-        if len(parts) not in (3, 4) or not (parts[1] or pid):
+        if len(parts) not in (3, 4):
+            raise error("usdt probe type requires 2 or 3 arguments")
+        if not (parts[1] or pid):
             return []
         target, prov, name = parts[1], (parts[2] if len(parts) == 4 else "") or "*", parts[-1]
         if pid:
