@@ -316,7 +316,7 @@ def test_usdt_argument_specs():
     assert parse_arg("8@-16(%rbp)")["disp"] == -16
     assert parse_arg("8@(%rax,%rbx,8)")["scale"] == 8
     assert parse_arg("4@$5") == {"size": 4, "signed": False, "kind": "const", "value": 5}
-    assert parse_arg("8@foo(%rip)") is None
+    assert parse_arg("8@foo(%rip)")["symbol"] == "foo"     # resolved against the file (usdt.resolve_symbol)
 
 
 # ------------------------------------------------------------------ listing

@@ -32,6 +32,9 @@ OPTIONS:
     -p PID         enable USDT probes on PID; exit when PID exits
     -c 'CMD'       run CMD and enable USDT probes on resulting process; exit when it exits
     --unsafe       allow unsafe builtin functions
+    --usdt-file-activation
+                   activate usdt semaphores based on file path (always so: the kernel
+                   activates them in every process of the file)
     -I DIR         add DIR to the search path of the script's #include
     --include FILE add an #include of FILE before the script's C declarations
     -q             keep messages quiet
@@ -80,6 +83,7 @@ def build_parser():
     p.add_argument("--emit-elf", dest="emit_elf")
     p.add_argument("--emit-llvm", dest="emit_llvm")
     p.add_argument("--unsafe", action="store_true")
+    p.add_argument("--usdt-file-activation", dest="usdt_file_activation", action="store_true")
     p.add_argument("-I", dest="include_dirs", action="append", default=[])
     p.add_argument("--include", dest="includes", action="append", default=[])
     p.add_argument("-V", "--version", dest="version", action="store_true")
@@ -163,6 +167,9 @@ def _bad_option(args) -> str:
         args.pid = int(text)
         if not 1 <= args.pid <= PID_MAX_LIMIT:
             return f"ERROR: pid '{text}' out of valid pid range [1,{PID_MAX_LIMIT}]\n"
+        if not os.path.isdir(f"/proc/{args.pid}"):
+            # before listing or compiling: -p's probes are searched in the process
+            return f"ERROR: process {args.pid} does not exist\n"
     return ""
 
 
@@ -191,7 +198,7 @@ def _main(argv) -> int:
         # lazy: start-up time (only -l lists probes)
         from .listing import list_probes
         pattern = args.rest[0] if args.rest else (args.program or "")
-        return list_probes(pattern, args.verbose)
+        return list_probes(pattern, args.verbose, pid=args.pid)
     if args.command and args.pid:
         sys.stderr.write("ERROR: -p and -c are mutually exclusive\n")
         return 1
@@ -286,8 +293,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
     if args.emit_elf or args.emit_llvm:
         return 0
     files = _probed_files(st.manifest)
-    if cache_key is not None and not (files and args.pid):   # -p: process-specific
-        cache.store(cache_key, st.elf, warnings, files)
+    if cache_key is not None and not (files and args.pid) and not _globs_files(st):
+        cache.store(cache_key, st.elf, warnings, files)    # -p: process-specific
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
@@ -370,6 +377,13 @@ def _probed_files(manifest) -> list:
     object only while they are unchanged."""
     return [a["path"] for p in manifest.get("programs", []) for a in p.get("attach", [])
             if "path" in a]
+
+
+def _globs_files(st) -> bool:
+    """Whether a probe names its files with a wildcard (`usdt:./bin*:*`): which files
+    match can change without any recorded file changing, so the object is not cached."""
+    return any(u.provider.lists_targets and "*" in ap.target
+               for u in st.units for ap in u.probe.attach_points if ap.provider == u.provider.name)
 
 
 def _usage():

@@ -246,6 +246,7 @@ class AttachPoint(Node):
     target: str = ""       # e.g. "syscalls" / "/bin/bash" / "hz" / "s"
     func: str = ""         # e.g. "sys_enter_openat" / "readline" / "99"
     expanded: List[str] = field(default_factory=list)
+    pid: Optional[int] = None   # -p: the process user-space probes are for (units pass)
 
 
 @record(eq=False)

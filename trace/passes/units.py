@@ -51,6 +51,7 @@ def build_units(program: ast.Program, options=None,
     for probe in program.probes:
         expanded: List[ExpandedProbe] = []
         for ap in probe.attach_points:
+            ap.pid = options.pid if options is not None else None
             try:
                 found = expand_attach_point(ap, options)
             except Unresolved as e:

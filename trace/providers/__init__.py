@@ -89,10 +89,16 @@ def all_providers() -> List[Provider]:
 
 
 def split_attach_point(raw: str) -> List[str]:
-    """Split on ':' outside double quotes, dropping the quotes."""
-    parts, cur, quoted = [], "", False
+    """Split on ':' outside double quotes, dropping the quotes; in quotes, a
+    backslash escapes the next character (`test:"\\"probe1\\""` names `"probe1"`)."""
+    parts, cur, quoted, escaped = [], "", False, False
     for ch in raw:
-        if ch == '"':
+        if escaped:
+            cur += ch
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
             quoted = not quoted
         elif ch == ":" and not quoted:
             parts.append(cur)

@@ -40,7 +40,7 @@ class Provider:
     program_per_probe = False  # one program per probe, whatever the block reads
     once_per_script = False    # at most one probe of this type in a script (BEGIN, END)
     override_return = False    # override() may be used (kprobe)
-    lists_targets = False      # listing(verbose, target) lists the probes of one binary
+    lists_targets = False      # list_matching(parts, pid) lists the probes of binaries
 
     # ------------------------------------------------------------ attach points
     def expand(self, ap) -> List[ExpandedProbe]:
@@ -153,9 +153,17 @@ class Provider:
         raise NotImplementedError
 
     # ------------------------------------------------------------ listing (-l, -lv)
-    def listing(self, verbose: bool, target: Optional[str] = None) -> List[str]:
+    def listing(self, verbose: bool) -> List[str]:
         """The probes this machine offers, one line each (-lv: detail lines follow,
-        indented). target: the binary, when lists_targets. Default: none."""
+        indented); not called when lists_targets. Default: none."""
+        return []
+
+    def list_matching(self, parts: List[str], pid: Optional[int]) -> List[str]:
+        """When lists_targets: the probes matching the split pattern `parts` (type,
+        target, ...; the target may be wildcarded), sorted, one line each; with pid
+        (-p), those of that process. A pattern that cannot name its probes (the wrong
+        number of parts) raises a CompileError; -l locates it on the whole pattern.
+        Default: none."""
         return []
 
     def describe(self, line: str) -> List[str]:

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..language.diagnostics import error
 from ..runtime.record import field, record
+from . import glob_match
 
 # ------------------------------------------------------------------ ELF files
 
@@ -213,15 +214,125 @@ def resolve_binary(target: str) -> Optional[str]:
     return None
 
 
-def listing_binary(target):
-    """(path, ElfFile) of `-l`'s binary, or (None, None)."""
-    path = resolve_binary(target) if target else None
-    elf = read_elf(path) if path else None
-    return path, elf
+def _elf_type(path: str) -> int:
+    """e_type of the ELF file at path (2: executable, 3: shared object/PIE), else 0."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return 0
+    if len(head) < 18 or head[:4] != b"\x7fELF":
+        return 0
+    return int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
+
+
+def is_probeable(path: str) -> bool:
+    """An executable or shared object (bpftrace: bcc_elf_is_exe or bcc_elf_is_shared_obj)."""
+    return os.path.isfile(path) and _elf_type(path) in (2, 3)
+
+
+def in_other_mountns(pid: Optional[int]) -> bool:
+    """Whether process pid sees another mount namespace than pytrace does."""
+    if not pid:
+        return False
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
+    except OSError:
+        return False
+
+
+def pid_root_path(pid: int, path: str) -> str:
+    """path as process pid sees it, through /proc/PID/root (bpftrace's path_for_pid_mountns)."""
+    root = f"/proc/{pid}/root"
+    if path.startswith(root):
+        return path
+    return root + ("" if path.startswith("/") else "/") + path
+
+
+def resolve_targets(target: str, pid: Optional[int] = None) -> List[str]:
+    """bpftrace's resolve_binary_path: every executable or shared object target names.
+    A `*` wildcard expands like a shell glob (in sorted order); a name without `/`
+    is also looked for on $PATH. For a process in another mount namespace, paths are
+    taken through /proc/PID/root. A library name (`libc`) resolves through the
+    linker cache."""
+    import glob  # lazy: start-up time (only for wildcarded targets)
+    candidates = [target]
+    if "/" not in target:
+        candidates += [os.path.join(d or ".", target)
+                       for d in os.environ.get("PATH", "/usr/bin:/bin").split(":")]
+    if "*" in target:
+        candidates = [p for c in candidates for p in sorted(glob.glob(c))]
+    if in_other_mountns(pid):
+        candidates = [pid_root_path(pid, c) for c in candidates]
+    found = [c for c in candidates if is_probeable(c)]
+    if not found and pid and "/" not in target and "*" not in target:
+        found = _process_library(target, pid)
+    if not found and "*" not in target:
+        path = resolve_binary(target)
+        found = [path] if path else []
+    return list(dict.fromkeys(found))
+
+
+def _process_library(name: str, pid: int) -> List[str]:
+    """A library named as `libc` among those process pid maps (bcc_procutils_which_so
+    with a pid): its path, through /proc/PID/root if the process has its own mount
+    namespace."""
+    root = f"/proc/{pid}/root"
+    for path in process_objects(pid):
+        if os.path.basename(path).startswith(name + ".so"):
+            return [path if in_other_mountns(pid) else path[len(root):]]
+    return []
+
+
+def process_exe(pid: int) -> Optional[str]:
+    """The executable of process pid, through /proc/PID/root."""
+    try:
+        return pid_root_path(pid, os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+
+
+def process_objects(pid: int) -> List[str]:
+    """Every file process pid maps (its executable and shared libraries), in the order
+    of /proc/PID/maps, each through /proc/PID/root (as bcc names them)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("/") and not fields[5].endswith(" (deleted)"):
+            out.append(pid_root_path(pid, fields[5]))
+    return [p for p in dict.fromkeys(out) if is_probeable(p)]
+
+
+def list_functions(kind: str, parts: List[str], pid: Optional[int]) -> List[str]:
+    """-l of uprobe/uretprobe: `kind:path:function` of the functions matching parts
+    (kind, target, function), in every file a wildcarded target matches; with pid and
+    no target (`uprobe:func*`), the process's executable (bpftrace 0.17)."""
+    if len(parts) == 2 and pid:
+        exe = process_exe(pid)
+        parts = [parts[0], exe or "", parts[1]]
+    if len(parts) != 3:
+        raise error(f"{kind} probe type requires 2 arguments")
+    _, target, func = parts
+    if not target:
+        return []
+    paths = resolve_targets(target, pid)
+    lines = set()
+    for path in paths if "*" in target else paths[:1]:
+        elf = read_elf(path)
+        if elf is not None:
+            lines.update(f"{kind}:{path}:{n}" for n in elf.functions if glob_match(func, n))
+    return sorted(lines)
 
 
 def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
-    path = resolve_binary(target) if target else None
+    """The one binary target names (for ap.pid, as that process sees it)."""
+    paths = resolve_targets(target, ap.pid) if target and "*" not in target else []
+    path = paths[0] if paths else None
     elf = read_elf(path) if path else None
     if elf is None:
         raise error(f"{what} target file '{target}' does not exist or is not executable", ap.span)

@@ -32,7 +32,7 @@ class RegsProvider(Provider):
     kprobe/kretprobe (which set user_space and lists_targets to False) in the kernel."""
     prog_type = PROG_KPROBE
     user_space = True
-    lists_targets = True     # listing(verbose, target): the probes of one binary
+    lists_targets = True     # list_matching(parts, pid): the probes of binaries
     stack_args = True        # sargN: the arguments on the stack (not usdt)
 
     def attach_specs(self, probes, cookies):

@@ -21,7 +21,7 @@ from ..codegen.builder import const
 from ..language.diagnostics import Diagnostic, Unresolved, error
 from ..types.model import IntT, PtrT
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
-from .elf import binary_for, listing_binary, needed_libraries, read_elf
+from .elf import binary_for, list_functions, needed_libraries, process_exe, read_elf
 from .regs import ARG_REGS, RegsProvider, read_reg, read_user_u64
 
 
@@ -33,6 +33,8 @@ class Uprobe(RegsProvider):
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
+        if len(parts) == 2 and ap.pid:       # -p: the target may be left out
+            parts.insert(1, process_exe(ap.pid) or "")
         if len(parts) != 3:
             raise error(f"{self.name} probe type requires 2 arguments", ap.span)
         _, target, spec = parts
@@ -78,9 +80,8 @@ class Uprobe(RegsProvider):
     def section(self, probe):
         return self.name
 
-    def listing(self, verbose, target=None):
-        path, elf = listing_binary(target)
-        return [f"{self.name}:{path}:{n}" for n in sorted(elf.functions)] if elf else []
+    def list_matching(self, parts, pid):
+        return list_functions(self.name, parts, pid)
 
 
     # -------------------------------------------------- DWARF: args, types, -lv

@@ -8,13 +8,14 @@ PMU's ref_ctr_offset, a file offset) and its argument specs, e.g.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from ..codegen.builder import const
 from ..language.diagnostics import error
 from ..types.model import UINT64
 from . import ExpandedProbe, glob_match, register, split_attach_point
-from .elf import binary_for, listing_binary
+from .elf import binary_for, process_objects, read_elf, resolve_targets
 from .regs import MAX_ARG, RegsProvider, read_reg, read_user_u64
 
 _REGS = {}
@@ -30,6 +31,7 @@ _REGS.update({"rip": ("ip", 64), "eip": ("ip", 32)})
 
 _ARG = re.compile(r"(-?)(\d+)@(.+)")
 _MEM = re.compile(r"(-?(?:0x[0-9a-fA-F]+|\d+))?\(%(\w+)(?:,%(\w+)(?:,(\d+))?)?\)")
+_SYM = re.compile(r"([A-Za-z_.$][\w.$]*)([+-](?:0x[0-9a-fA-F]+|\d+))?\(%rip\)")
 
 
 def parse_arg(spec: str):
@@ -50,6 +52,10 @@ def parse_arg(spec: str):
     if op.startswith("%"):
         reg = _REGS.get(op[1:])
         return reg and {**out, "kind": "reg", "reg": reg}
+    m = _SYM.fullmatch(op)
+    if m:       # a global: `sym(%rip)` (optimised code); resolved by resolve_symbol
+        return {**out, "kind": "mem", "reg": _REGS["rip"], "symbol": m.group(1),
+                "disp": int(m.group(2) or "0", 0), "index": None, "scale": 1}
     m = _MEM.fullmatch(op)
     if m:
         base = _REGS.get(m.group(2))
@@ -61,6 +67,57 @@ def parse_arg(spec: str):
     return None
 
 
+def usdt_files(ap, target: str):
+    """[(path, ElfFile)] whose notes an attach point searches: with -p, the objects the
+    process maps (as /proc/PID/root/...; target, if given, picks among them); else
+    the file target names, or every file a wildcarded target matches."""
+    if ap.pid:
+        return process_files(target, ap.pid)
+    if not target:
+        raise error("usdt probe must specify at least path or pid to probe", ap.span)
+    if "*" not in target:
+        return [binary_for(ap, target, "usdt")]
+    paths = resolve_targets(target)
+    if not paths:
+        raise error(f"usdt target file '{target}' does not exist or is not executable", ap.span)
+    return [(p, elf) for p in paths for elf in [read_elf(p)] if elf is not None]
+
+
+def process_files(target: str, pid: int):
+    """The objects process pid maps that have USDT notes and match target (all for an
+    empty target): bpftrace matches `*` + the target's absolute path against them (a
+    wildcarded target also as written: `*`, `*lib*`). A target file the process does
+    not map is searched too, as the process sees it."""
+    objects = process_objects(pid)
+    extra = []
+    if target:
+        paths = [] if "*" in target else resolve_targets(target, pid)
+        full = paths[0] if paths else target
+        if not full.startswith("/proc/"):
+            full = os.path.realpath(full) if "*" not in full else os.path.abspath(full)
+        objects = [o for o in objects if glob_match("*" + full, o) or
+                   ("*" in target and glob_match(target, o))]
+        extra = [] if objects else paths[:1]
+    out = []
+    for path in objects + extra:
+        elf = read_elf(path)
+        if elf is not None and elf.notes:
+            out.append((path, elf))
+    return out
+
+
+def resolve_symbol(spec, elf, pc: int):
+    """An argument at `sym(%rip)`: the address is the symbol's, relative to the probe's
+    own (the uprobe's ip is the probe address), so it holds wherever the file is
+    loaded. None when the symbol is not in the file."""
+    if spec is None or "symbol" not in spec:
+        return spec
+    sym = elf.objects.get(spec["symbol"]) or elf.functions.get(spec["symbol"])
+    if sym is None:
+        return None
+    return {**spec, "disp": sym[0] + spec["disp"] - pc}
+
+
 class Usdt(RegsProvider):
     name = "usdt"
     attach_kind = "usdt"
@@ -68,6 +125,8 @@ class Usdt(RegsProvider):
 
     def expand(self, ap):
         parts = split_attach_point(ap.raw)
+        if len(parts) == 2 and ap.pid:          # -p: the target may be left out
+            parts.insert(1, "")
         if len(parts) == 3:
             (_, target, name), prov = parts, "*"
         elif len(parts) == 4:
@@ -75,43 +134,44 @@ class Usdt(RegsProvider):
         else:
             raise error("usdt probe type requires 2 or 3 arguments", ap.span)
         ap.target, ap.func = target, name
-        path, elf = binary_for(ap, target, "usdt")
-        ap.target = path
-        groups = {}
-        for note in elf.notes:
-            if glob_match(prov, note["provider"]) and glob_match(name, note["name"]):
-                groups.setdefault((note["provider"], note["name"]), []).append(note)
-        if not groups:
-            what = name if len(parts) == 3 else f"{prov}:{name}"
-            raise error(f"No USDT probes found for {path}:{what}", ap.span)
+        if not name:
+            raise error("usdt probe must have a target function or wildcard", ap.span)
         out = []
-        for (p, n), notes in sorted(groups.items()):
-            # locations with the same argument specs share one program
-            by_args = {}
-            for note in notes:
-                by_args.setdefault(note["args"], []).append(note)
-            for i, (args, same) in enumerate(by_args.items()):
-                locations = []
-                for note in same:
-                    offset = elf.offset_of(note["pc"], executable=True)
-                    if offset is None:
-                        raise error(f"Could not resolve USDT location of {p}:{n} in {path}", ap.span)
-                    loc = {"offset": offset, "vaddr": note["pc"]}
-                    if note["semaphore"]:
-                        loc["ref_ctr_offset"] = elf.offset_of(note["semaphore"]) or 0
-                    locations.append(loc)
-                specs = [parse_arg(a) for a in args.split()]
-                out.append(ExpandedProbe(f"usdt:{path}:{p}:{n}", self, path, n,
-                                         {"locations": locations, "vaddr": locations[0]["vaddr"],
-                                          "provider": p, "args": specs, "argspec": args,
-                                          "variant": i}))
+        for path, elf in usdt_files(ap, target):
+            out += self._probes(ap, path, elf, prov or "*", name)
+        if not out:
+            ap.target = target if ap.pid or "*" in target else binary_for(ap, target, "usdt")[0]
+            what = name if len(parts) == 3 else f"{prov}:{name}"
+            where = ap.target or f"process {ap.pid}"
+            raise error(f"No USDT probes found for {where}:{what}", ap.span)
+        return out
+
+    def _probes(self, ap, path, elf, prov, name):
+        """One probe per location of every note matching prov:name (bpftrace attaches,
+        and counts, each location of a probe: inlined or duplicated markers)."""
+        out = []
+        notes = sorted((n for n in elf.notes
+                        if glob_match(prov, n["provider"]) and glob_match(name, n["name"])),
+                       key=lambda n: (n["provider"], n["name"]))
+        for note in notes:
+            p, n = note["provider"], note["name"]
+            offset = elf.offset_of(note["pc"], executable=True)
+            if offset is None:
+                raise error(f"Could not resolve USDT location of {p}:{n} in {path}", ap.span)
+            loc = {"offset": offset, "vaddr": note["pc"]}
+            if note["semaphore"]:
+                loc["ref_ctr_offset"] = elf.offset_of(note["semaphore"]) or 0
+            specs = [resolve_symbol(parse_arg(a), elf, note["pc"]) for a in note["args"].split()]
+            out.append(ExpandedProbe(f"usdt:{path}:{p}:{n}", self, path, n,
+                                     {"locations": [loc], "vaddr": note["pc"], "provider": p,
+                                      "args": specs, "argspec": note["args"]}))
         return out
 
     def section(self, probe):
         return "usdt"
 
     def context_key(self, probe):
-        return (probe.target, probe.params["provider"], probe.func, probe.params["variant"])
+        return (probe.target, probe.params["provider"], probe.func, probe.params["argspec"])
 
     def check_arg(self, ck, node, n):
         if n > MAX_ARG:
@@ -152,12 +212,24 @@ class Usdt(RegsProvider):
             value = b.ashr(value, shift) if signed else b.lshr(value, shift)
         return value
 
-    def listing(self, verbose, target=None):
-        path, elf = listing_binary(target)
-        if elf is None:
+    def list_matching(self, parts, pid):
+        """usdt:target:[provider:]name, as bpftrace lists it: the probes of the target
+        files, or with pid those of the objects the process maps (/proc/PID/root/...)."""
+        if len(parts) == 2 and pid:
+            parts = [parts[0], ""] + parts[1:]
+        if len(parts) not in (3, 4):
+            raise error("usdt probe type requires 2 or 3 arguments")
+        if not (parts[1] or pid):
             return []
-        names = sorted({(n["provider"], n["name"]) for n in elf.notes})
-        return [f"usdt:{path}:{p}:{n}" for p, n in names]
+        target, prov, name = parts[1], (parts[2] if len(parts) == 4 else "") or "*", parts[-1]
+        if pid:
+            files = process_files(target, pid)
+        else:
+            paths = resolve_targets(target)
+            files = [(p, read_elf(p)) for p in (paths if "*" in target else paths[:1])]
+        return sorted({f"usdt:{path}:{n['provider']}:{n['name']}" for path, elf in files
+                       if elf is not None for n in elf.notes
+                       if glob_match(prov, n["provider"]) and glob_match(name, n["name"])})
 
 
 USDT = register(Usdt())
