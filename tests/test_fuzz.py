@@ -82,3 +82,18 @@ def test_errors_0_17_prints_unlocated_have_a_span(src, message):
     diag, line = _located_error(src)
     assert line == message
     assert diag.span is not None and diag.span.col == src.index(src.split("{ ")[1][:5]) + 1
+
+
+@pytest.mark.parametrize("src,message", [
+    # printf_kind(None): an AttributeError for a call argument with no type
+    ("BEGIN { ustack(@a[1], 0) }", "ERROR: Undefined map: @a"),
+    # a literal that is not UTF-8 was a UnicodeEncodeError / UnicodeDecodeError
+    ('BEGIN { kaddr("\\xff"); }', "ERROR: Failed to compile: Failed to resolve kernel symbol: "),
+])
+def test_fuzz_crashes_are_located_errors(src, message):
+    diag, line = _located_error(src)
+    assert message in line
+
+
+def test_time_with_a_non_utf8_format_compiles():
+    assert fuzz.check_program('BEGIN { time("\\xff"); exit(); }') == ("compiled", None)
