@@ -181,7 +181,7 @@ def resolve_kernel_symbol(name, path="/proc/kallsyms"):
     """The address of a kernel symbol (the first match), or None."""
     try:
         with open(path, "rb") as f:
-            want = name.encode()
+            want = name.encode("utf-8", "surrogateescape")   # the literal's bytes
             for line in f:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] == want:
