@@ -150,7 +150,7 @@ def _check_time(ck, node):
 
 
 def _time_action(node):
-    return {"kind": "time", "format": node.args[0].value.decode() if node.args else "%H:%M:%S\n"}
+    return {"kind": "time", "format": node.args[0].value.decode("utf-8", "replace") if node.args else "%H:%M:%S\n"}
 
 
 @function("time", "time([fmt]): print the current local time (strftime format, default %H:%M:%S\\n).",

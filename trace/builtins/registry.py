@@ -145,6 +145,8 @@ def map_arg(ck, node, i=0):
 
 
 def printf_kind(t):
+    if t is None:               # an expression with no value (a map used as an argument)
+        return "none"
     if isinstance(t, BufT):
         return "buffer"
     if t.prints_as_string:

@@ -12,7 +12,7 @@ import os
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..language import ast
-from ..language.diagnostics import error
+from ..language.diagnostics import error, unlocated_error
 from ..runtime.uapi import BPF_MAP_TYPE_STACK_TRACE as MAP_TYPE_STACK_TRACE
 from ..types.model import (
     STRLEN,
@@ -181,7 +181,7 @@ def resolve_kernel_symbol(name, path="/proc/kallsyms"):
     """The address of a kernel symbol (the first match), or None."""
     try:
         with open(path, "rb") as f:
-            want = name.encode()
+            want = name.encode("utf-8", "surrogateescape")   # the literal's bytes
             for line in f:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] == want:
@@ -197,7 +197,8 @@ def _check_kaddr(ck, node):
     if not ck.lenient:
         addr = resolve_kernel_symbol(name)
         if not addr:
-            raise error(f"Failed to compile: Failed to resolve kernel symbol: {name}")
+            raise unlocated_error(f"Failed to compile: Failed to resolve kernel symbol: {name}",
+                                  node.span)
         node.addr = addr
     return UINT64
 
@@ -446,9 +447,11 @@ def _check_cgroupid(ck, node):
     path = _quoted(ck, node)
     try:
         node.inode = os.stat(path).st_ino
-    except OSError as e:
-        raise error(f'Failed to compile: Failed to get `cgroupid` for path: "{path}": '
-                    f'{e.strerror}') from None
+    except (OSError, ValueError) as e:   # ValueError: a NUL in the path, which 0.17 refuses too
+        reason = e.strerror if isinstance(e, OSError) else "Invalid argument"
+        shown = path.split("\0", 1)[0]
+        raise unlocated_error(f'Failed to compile: Failed to get `cgroupid` for path: "{shown}": '
+                              f'{reason}', node.span) from None
     return UINT64
 
 

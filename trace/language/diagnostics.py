@@ -12,6 +12,9 @@ class Diagnostic:
     message: str
     span: Optional[Span] = None
     level: str = "ERROR"
+    # False for the errors bpftrace 0.17 prints with no location: the span is
+    # still known (for tools and tests), `render` leaves it out as 0.17 does.
+    shown: bool = True
 
 
 class CompileError(Exception):
@@ -34,6 +37,11 @@ def error(message: str, span: Optional[Span] = None) -> CompileError:
     return CompileError(Diagnostic(message, span))
 
 
+def unlocated_error(message: str, span: Span) -> CompileError:
+    """An error 0.17 prints without a location; the diagnostic still has its span."""
+    return CompileError(Diagnostic(message, span, shown=False))
+
+
 def render(diag: Diagnostic, source: str, filename: str) -> str:
     """Render like bpftrace 0.17:
 
@@ -42,7 +50,7 @@ def render(diag: Diagnostic, source: str, filename: str) -> str:
                      ~
     """
     span = diag.span
-    if span is None or span.line == 0:
+    if span is None or span.line == 0 or not diag.shown:
         return f"{diag.level}: {diag.message}\n"
     lines = source.split("\n")
     if span.end_line != span.line:
