@@ -123,7 +123,8 @@ def codegen_pass(st: State):
         attach = unit.provider.attach_specs(unit.probes, unit.cookies)
         wildcard = {n for ap in unit.probe.attach_points if "*" in ap.raw for n in ap.expanded or ()}
         for spec in attach:         # a wildcard's expansion that can't attach is skipped
-            spec.optional = st.manifest["probes"][spec.cookie] in wildcard
+            spec.optional = (len(attach) == len(unit.probes)     # (an entry for each probe)
+                             and st.manifest["probes"][spec.cookie] in wildcard)
         if st.options.pid is not None:
             for spec in attach:
                 spec.for_process(st.options.pid)
