@@ -576,7 +576,8 @@ class Run:
         self.counts[status] += 1
         if status == "crash" and detail[0] not in self.crashes:
             cli = detail[0].startswith("worker died")
-            small = minimize(self.recheck if cli else self.minimizer, source, params, detail[0])
+            budget = 0 if detail[0].startswith("hang") else 400    # each try of a hang takes --timeout
+            small = minimize(self.recheck if cli else self.minimizer, source, params, detail[0], budget)
             self.crashes[detail[0]] = (small, params, detail[1])
             print(f"\nCRASH {detail[0]}\n  program: {small!r}\n  params: {params}\n{detail[1]}",
                   flush=True)

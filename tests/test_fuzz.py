@@ -97,3 +97,8 @@ def test_fuzz_crashes_are_located_errors(src, message):
 
 def test_time_with_a_non_utf8_format_compiles():
     assert fuzz.check_program('BEGIN { time("\\xff"); exit(); }') == ("compiled", None)
+
+
+def test_join_with_a_non_utf8_delimiter_compiles():
+    # was a UnicodeDecodeError in join()'s action
+    assert fuzz.check_program('interval:s:1 { join((int64)1, "\\xff"); }') == ("compiled", None)

@@ -142,7 +142,7 @@ def _check_join(ck, node):
 
 
 def _join_action(node):
-    delim = node.args[1].value.decode() if len(node.args) == 2 else " "
+    delim = node.args[1].value.decode("utf-8", "replace") if len(node.args) == 2 else " "
     return {"kind": "join", "delim": delim, "max_args": JOIN_MAX_ARGS, "arg_size": STRLEN}
 
 
