@@ -75,7 +75,7 @@ class RegsProvider(Provider):
             return lower_func(lw, node)
         if name.startswith("sarg"):
             n = int(name[4:])
-            return read_user_u64(lw, lw.b.add(read_reg(lw, "sp"), const(8 * (n + 1))))
+            return read_stack_arg(lw, n)
         return self.lower_arg(lw, node, int(name[3:]))
 
     def lower_arg(self, lw, node, n):
@@ -128,6 +128,12 @@ class RegsProvider(Provider):
 
 def read_reg(lw, name):
     return lw.fb.load(lw.fb.ctx, REG_OFFSETS[name])
+
+
+def read_stack_arg(lw, n):
+    """The n-th u64 above the return address at a function's entry (sargN; a
+    parameter past the sixth)."""
+    return read_user_u64(lw, lw.b.add(read_reg(lw, "sp"), const(8 * (n + 1))))
 
 
 def read_user_u64(lw, addr, size=8, signed=False):

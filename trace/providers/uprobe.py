@@ -17,12 +17,11 @@ from __future__ import annotations
 import functools
 import re
 
-from ..codegen.builder import const
 from ..language.diagnostics import Diagnostic, Unresolved, error
 from ..types.model import IntT, PtrT
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
 from .elf import binary_for, list_functions, needed_libraries, process_exe, read_elf
-from .regs import ARG_REGS, RegsProvider, read_reg, read_user_u64
+from .regs import ARG_REGS, RegsProvider, read_reg, read_stack_arg
 
 
 class Uprobe(RegsProvider):
@@ -105,11 +104,8 @@ class Uprobe(RegsProvider):
         """A parameter: its argument register (the stack from the 7th), truncated and
         extended to its integer type."""
         i = e.ctx_slot
-        if i < len(ARG_REGS):
-            value = read_reg(lw, ARG_REGS[i])
-        else:
-            sp = read_reg(lw, "sp")
-            value = read_user_u64(lw, lw.b.add(sp, const(8 * (i - len(ARG_REGS) + 1))))
+        value = read_reg(lw, ARG_REGS[i]) if i < len(ARG_REGS) else \
+            read_stack_arg(lw, i - len(ARG_REGS))
         t = e.type
         return lw.fb.narrow(value, t.bits, t.signed) if isinstance(t, IntT) else value
 
