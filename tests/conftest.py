@@ -65,3 +65,13 @@ def ensure_tracefs():
 @pytest.fixture(scope="session")
 def tracefs():
     return ensure_tracefs()
+
+
+def build_c(directory: Path, name: str, source: str, *flags: str) -> str:
+    """Compile `source` with gcc into directory/name (skip the test without gcc)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed")
+    (directory / f"{name}.c").write_text(source)
+    subprocess.run(["gcc", *flags, "-o", str(directory / name), str(directory / f"{name}.c")],
+                   check=True)
+    return str(directory / name)

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import build_c
+
 PYTRACE = [sys.executable, "-m", "pytrace.cli"]
 
 SOURCE = r"""
@@ -41,12 +43,7 @@ VALUES = ("uprobe:{prog}:func { @s = *((struct Foo *)arg0); @k[*((struct Foo *)a
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed")
-    d = tmp_path_factory.mktemp("cdata")
-    (d / "cdata.c").write_text(SOURCE)
-    subprocess.run(["gcc", "-O0", "-o", str(d / "cdata"), str(d / "cdata.c")], check=True)
-    return str(d / "cdata")
+    return build_c(tmp_path_factory.mktemp("cdata"), "cdata", SOURCE, "-O0")
 
 
 def trace(prog, script, *extra):

@@ -2,11 +2,12 @@
 the binary's structs and typedefs in casts, an in-script definition overriding the
 binary's, `-lv` parameter listings (recorded from bpftrace 0.17) and the errors.
 The workload is compiled with -g, as bpftrace's test programs are."""
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from conftest import build_c
 
 PYTRACE = [sys.executable, "-m", "pytrace.cli"]
 
@@ -42,13 +43,9 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed")
     d = tmp_path_factory.mktemp("dwarf")
-    (d / "dw.c").write_text(SOURCE)
-    subprocess.run(["gcc", "-g", "-O0", "-no-pie", "-o", str(d / "dw"), str(d / "dw.c")], check=True)
-    subprocess.run(["gcc", "-O0", "-no-pie", "-o", str(d / "nodw"), str(d / "dw.c")], check=True)
-    return str(d / "dw")
+    build_c(d, "nodw", SOURCE, "-O0", "-no-pie")
+    return build_c(d, "dw", SOURCE, "-g", "-O0", "-no-pie")
 
 
 def run(*args):

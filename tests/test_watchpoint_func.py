@@ -4,12 +4,13 @@ synchronous form stops the process until it is armed), unwatch(addr), the limit 
 debug registers, wildcards, several functions, -p; nothing is left in the kernel and a
 traced process is never left stopped.  The workload is compiled here with gcc."""
 import os
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
+
+from conftest import build_c
 
 from test_cli import PYTRACE, no_leaks  # noqa: F401  (fixture)
 
@@ -60,12 +61,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed")
-    d = tmp_path_factory.mktemp("watch")
-    (d / "wp.c").write_text(SOURCE)
-    subprocess.run(["gcc", "-O0", "-o", str(d / "wp"), str(d / "wp.c")], check=True)
-    return str(d / "wp")
+    return build_c(tmp_path_factory.mktemp("watch"), "wp", SOURCE, "-O0")
 
 
 def run(args, timeout=30):
