@@ -80,8 +80,7 @@ def build_units(program: ast.Program, options=None,
                 units.append(Unit(probe, setup.provider, [setup], []))
     if unresolved and not units:
         raise unresolved[0]
-    for e in unresolved:
-        for d in e.diagnostics:
-            (warnings if warnings is not None else []).append(
-                Diagnostic(f"{d.message} (the probe is skipped)", d.span, "WARNING"))
+    if warnings is not None:
+        warnings.extend(Diagnostic(f"{d.message} (the probe is skipped)", d.span, "WARNING")
+                        for e in unresolved for d in e.diagnostics)
     return units
