@@ -262,12 +262,21 @@ class Session:
             sep.flush()
         self._print_all_maps()
 
+    def _dump_all_maps(self) -> list:
+        """(UserMap, raw entries) of every map, in bytewise name order."""
+        user_maps = sorted(self.manifest.maps, key=lambda mm: mm.name.encode())
+        return [(mm, maps.dump(self.obj.maps[mm.symbol])) for mm in user_maps]
+
     def _print_all_maps(self) -> None:
         """Every map, in bytewise name order (at exit, and on SIGUSR1)."""
-        user_maps = sorted(self.manifest.maps, key=lambda mm: mm.name.encode())
-        dumped = [(mm, maps.dump(self.obj.maps[mm.symbol])) for mm in user_maps]
-        self.output.print_maps_at_exit(dumped)
+        self.output.print_maps_at_exit(self._dump_all_maps())
         self._flush()
+
+    def snapshot(self) -> dict:
+        """Every map decoded now, name -> ``output.values.MapModel`` (sorted as
+        printed).  Safe to call from another thread while the trace runs: it only
+        reads the maps."""
+        return {mm.name: self.output.model(mm, entries) for mm, entries in self._dump_all_maps()}
 
     # ------------------------------------------------------------ events
 

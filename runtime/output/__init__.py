@@ -299,7 +299,7 @@ class Output:
         """``print(value)``: the value decoded from ``raw`` and a newline."""
         self._value(make_decoder(type_desc, self.ctx)(raw, 0))
 
-    def _model(self, map_meta: UserMap, entries, top: int = 0):
+    def model(self, map_meta: UserMap, entries, top: int = 0):
         return build_map_model(map_meta, entries, self.ctx, top=top or 0)
 
     def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
@@ -351,7 +351,7 @@ class TextOutput(Output):
         self._emit(_text.value_text(v) + "\n")
 
     def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
-        self._emit(_text.map_text(self._model(map_meta, entries, top), div))
+        self._emit(_text.map_text(self.model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
         self._w.write_bytes(data)
@@ -392,7 +392,7 @@ class JsonOutput(Output):
         self._emit(_json.value_json(v))
 
     def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
-        self._emit(_json.map_json(self._model(map_meta, entries, top), div))
+        self._emit(_json.map_json(self.model(map_meta, entries, top), div))
 
     def _printf(self, data: bytes) -> None:
         self._emit(_json.message_json("printf", _text.decode_str(data)))
