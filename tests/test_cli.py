@@ -274,6 +274,19 @@ def test_helper_errors_k_and_kk(no_leaks):
 
 
 @needs_root
+def test_a_pointer_without_address_space_reads_with_the_legacy_helper(no_leaks):
+    # 0.17: a cast of an integer in BEGIN (profile, interval, software, watchpoint)
+    # has no address space and is read with bpf_probe_read, which on x86-64 reads
+    # user memory below TASK_SIZE: address 0 fails with EFAULT, not the kernel
+    # read's ERANGE (json-output.helper_error, located from the outer `(`)
+    r = run(["-kk", "-q", "-f", "json", "-e",
+             "struct foo {int a;}; BEGIN { $tmp = ((struct foo*) 0)->a; exit(); }"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == ('{"type": "helper_error", "helper": "probe_read", '
+                                        '"retcode": -14, "line": 1, "col": 37}')
+
+
+@needs_root
 def test_debugf_writes_to_the_kernel_trace_buffer(no_leaks):
     marker = f"pytrace-debugf-{os.getpid()}-{time.monotonic_ns()}"
     r = run(["-e", f'BEGIN {{ debugf("{marker} %d\\n", 42); exit(); }}'])

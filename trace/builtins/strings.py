@@ -118,7 +118,7 @@ def _trusted(lw, e, guards):
     member's address; anything else (kfunc's args->x) as lowered."""
     fb, b = lw.fb, lw.b
     if isinstance(e, ast.FieldAccess) and e.kaccess is not None and not e.kaccess.in_copy \
-            and isinstance(e.expr.type, PtrT) and not e.expr.type.user:
+            and isinstance(e.expr.type, PtrT) and e.expr.type.user is False:
         base = _trusted(lw, e.expr, guards)
         if isinstance(e.type, StructT):
             return b.add(base, const(e.kaccess.offset))

@@ -7,6 +7,7 @@ Helpers are called by number.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Optional
 
 from llvmlite import ir
 
@@ -30,6 +31,8 @@ GET_CURRENT_UID_GID = 15
 GET_CURRENT_COMM = 16
 GET_CURRENT_TASK = 35
 GET_CURRENT_CGROUP_ID = 80
+PROBE_READ = 4                  # the legacy helpers (no address space)
+PROBE_READ_STR = 45
 PROBE_READ_USER = 112
 PROBE_READ_KERNEL = 113
 PROBE_READ_USER_STR = 114
@@ -49,8 +52,11 @@ D_PATH = 147
 BPF_F_USER_STACK = 1 << 8       # bpf_get_stackid flags
 
 
-def read_helper(user: bool, string: bool = False) -> int:
-    """The probe_read helper for memory in user space or in the kernel."""
+def read_helper(user: Optional[bool], string: bool = False) -> int:
+    """The probe_read helper for memory in user space or in the kernel; None (the
+    address space is unknown): the legacy helper, which picks by the address."""
+    if user is None:
+        return PROBE_READ_STR if string else PROBE_READ
     if string:
         return PROBE_READ_USER_STR if user else PROBE_READ_KERNEL_STR
     return PROBE_READ_USER if user else PROBE_READ_KERNEL

@@ -48,7 +48,8 @@ MEMORY_VALUES = (StackT, UsymT, InetT, BufT, ByteArrayT, CValueT)
 CHECKED_HELPERS = {
     B.MAP_UPDATE_ELEM: (1, "map_update_elem"), B.MAP_DELETE_ELEM: (1, "map_delete_elem"),
     B.SEND_SIGNAL: (1, "send_signal"),
-    B.PROBE_READ_USER: (2, "probe_read"), B.PROBE_READ_KERNEL: (2, "probe_read"),
+    B.PROBE_READ: (2, "probe_read"), B.PROBE_READ_USER: (2, "probe_read"),
+    B.PROBE_READ_KERNEL: (2, "probe_read"), B.PROBE_READ_STR: (2, "probe_read_str"),
     B.PROBE_READ_USER_STR: (2, "probe_read_str"), B.PROBE_READ_KERNEL_STR: (2, "probe_read_str"),
 }
 

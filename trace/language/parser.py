@@ -518,6 +518,8 @@ class _AstBuilder:
         inner = c[1]
         if type(inner) is Integer:
             setattr(inner, _NOFOLD, True)     # bpftrace: -(5) is Unary('-', Integer(5))
+        # 0.17 locates a parenthesised expression from its `(` (to the inner end)
+        inner.span = _span(c[0], inner)
         return inner
 
     def tuple(self, c):

@@ -35,7 +35,10 @@ class Provider:
     name = ""                  # the probe type's name (its aliases: PROBE_TYPES)
     prog_type = 0              # BPF_PROG_TYPE_* of its programs
     uses_args = False          # `args` is valid (then args_field types `args->NAME`)
-    user_space = False         # plain addresses (arg0, casts of integers) are user memory
+    # where plain addresses (arg0, casts of integers) point: True user memory, False the
+    # kernel's, None unknown (0.17's AddrSpace::none: read with the legacy bpf_probe_read,
+    # which on x86-64 reads user memory below TASK_SIZE and kernel memory above)
+    user_space = False
     retprobe = False           # fires on return (kretprobe, uretprobe, kretfunc)
     program_per_probe = False  # one program per probe, whatever the block reads
     once_per_script = False    # at most one probe of this type in a script (BEGIN, END)

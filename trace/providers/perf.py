@@ -53,6 +53,7 @@ def _count(text, ap):
 
 
 class Timer(Provider):
+    user_space = None          # 0.17: no address space
     """interval:UNIT:N fires on one CPU; profile:UNIT:N on every CPU."""
     prog_type = PROG_PERF_EVENT
 
@@ -88,6 +89,7 @@ class Timer(Provider):
 
 
 class Counter(Provider):
+    user_space = None          # 0.17: no address space
     """software:EVENT:COUNT and hardware:EVENT:COUNT (every CPU)."""
     prog_type = PROG_PERF_EVENT
 

@@ -6,6 +6,7 @@ from ..runtime.manifest import RunOnceAttach
 
 class Special(Provider):
     prog_type = PROG_RAW_TRACEPOINT
+    user_space = None          # 0.17: no address space
 
     def no_ctx_message(self) -> str:
         return "invalid program type"           # 0.17's words for BEGIN/END

@@ -33,6 +33,7 @@ SIGSTOP = 19
 
 
 class Watchpoint(Provider):
+    user_space = None          # 0.17: no address space
     prog_type = PROG_PERF_EVENT
 
     def ctx_type(self, unit):

@@ -166,7 +166,7 @@ class Access:
     size: int
     bit_offset: int = 0      # bitfields: bits from the first byte read
     bits: int = 0
-    user: bool = False
+    user: Optional[bool] = False   # None: address space unknown (legacy probe_read)
     is_ptr_base: bool = True
     in_copy: bool = False    # a part of a copied value (CValueT): loaded from BPF memory
     stride: int = 0          # p[i] with a run-time index: the element size

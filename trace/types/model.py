@@ -57,7 +57,7 @@ class IntT(Type):
 class PtrT(Type):
     """A pointer (printed as hex). `user` says which address space it reads from."""
     target: str = "void"
-    user: bool = False
+    user: Optional[bool] = False   # True user memory, False kernel, None unknown
     ctarget: object = field(default=None, compare=False)   # the pointee (types/cmodel), if known
 
     def __str__(self):
@@ -72,7 +72,7 @@ class StructT(Type):
     """A struct/union value in kernel (or user) memory, held as its address (an i64):
     fields are read when accessed (see types/kernel.py). `struct_size` is sizeof()."""
     name: str = ""
-    user: bool = False
+    user: Optional[bool] = False
     struct_size: int = field(default=0, compare=False)
     ctype: object = field(default=None, compare=False)     # its types/cmodel record
 
@@ -88,7 +88,7 @@ class ArrayT(Type):
     """A non-char array in kernel (or user) memory, held as its address (an i64)."""
     elem: Type = None
     count: int = 0
-    user: bool = False
+    user: Optional[bool] = False
     elem_size: int = field(default=8, compare=False)
     ctype: object = field(default=None, compare=False)     # its types/cmodel array
 
