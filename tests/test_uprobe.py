@@ -127,6 +127,21 @@ def test_uprobe_wildcard_probe_names(prog):
 
 
 @needs_root
+def test_uprobe_wildcarded_file(prog):
+    # every binary the pattern matches that has the function (prog and prog_nopie)
+    p, nopie = prog["prog"], prog["prog_nopie"]
+    pattern = p + "*"
+    out = trace(f"uprobe:{pattern}:add {{ @[probe] = count(); }} "
+                f"uprobe:{pattern}:add3* {{ @w[probe] = count(); }}", f"{nopie} 2 x")
+    assert out.startswith("Attaching 4 probes..."), out
+    assert map_lines(out) == [f"@[uprobe:{nopie}:add]: 2", f"@w[uprobe:{nopie}:add3]: 2"]
+    r = run(["-e", f"uprobe:{pattern}:nosuchfn {{ exit(); }}"])
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"stdin:1:1-{len(pattern) + 17}: ERROR: No probes found for "
+                               f"uprobe:{pattern}:nosuchfn\n"), r.stderr
+
+
+@needs_root
 def test_uprobe_offset_and_address(prog):
     from elftools.elf.elffile import ELFFile
     p = prog["prog"]

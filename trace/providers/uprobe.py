@@ -20,7 +20,7 @@ import re
 from ..language.diagnostics import Diagnostic, Unresolved, error
 from ..types.model import IntT, PtrT
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
-from .elf import binary_for, list_functions, needed_libraries, process_exe, read_elf
+from .elf import binary_for, list_functions, needed_libraries, process_exe, read_elf, resolve_targets
 from .regs import ARG_REGS, RegsProvider, read_reg, read_stack_arg
 
 
@@ -38,15 +38,39 @@ class Uprobe(RegsProvider):
             raise error(f"{self.name} probe type requires 2 arguments", ap.span)
         _, target, spec = parts
         ap.target, ap.func = target, spec
+        if "*" in target:
+            return self._expand_files(ap, target, spec)
         path, elf = binary_for(ap, target, "uprobe")
         ap.target = path
         if "*" in spec:
-            # versioned names (`f@@V`) alias a plain one: only a pattern with `@` has them
-            names = sorted(n for n in elf.functions
-                           if glob_match(spec, n) and ("@" not in n or "@" in spec))
+            names = _matching(elf, spec)
             if not names:
                 raise error(f"No probes found for {self.name}:{path}:{spec}", ap.span)
             return [self._probe(ap, path, elf, n, 0) for n in names]
+        return self._expand_spec(ap, path, elf, spec)
+
+    def _expand_files(self, ap, target, spec):
+        """A wildcarded file (`uprobe:/usr/bin/ba*:main`): the function in every
+        executable or library the pattern matches that has it."""
+        paths = resolve_targets(target, ap.pid)
+        if not paths:
+            raise error(f"uprobe target file '{target}' does not exist or is not executable", ap.span)
+        probes = []
+        for path in paths:
+            elf = read_elf(path)
+            if elf is None:
+                continue
+            name = re.match(r"[^+]*", spec).group(0)
+            if "*" in spec:
+                probes += [self._probe(ap, path, elf, n, 0) for n in _matching(elf, spec)]
+            elif name in elf.functions:
+                probes += self._expand_spec(ap, path, elf, spec)
+        if not probes:
+            raise error(f"No probes found for {self.name}:{target}:{spec}", ap.span)
+        return probes
+
+    def _expand_spec(self, ap, path, elf, spec):
+        """The probe of one function, function+offset or address in one binary."""
         m = re.fullmatch(r"(.+?)\+(\w+)", spec)
         if re.fullmatch(r"0x[0-9a-fA-F]+|[0-9]+", spec):
             vaddr = int(spec, 0)
@@ -114,6 +138,12 @@ class Uprobe(RegsProvider):
         d = _dw().dwarf_of(path)
         params = d.params(func) if d is not None else None
         return [f"{_dw().type_name(die)} {name}" for name, _ct, die in params or ()]
+
+
+def _matching(elf, spec):
+    """The functions of elf a wildcarded spec matches; versioned names (`f@@V`) alias
+    a plain one: only a pattern with `@` has them."""
+    return sorted(n for n in elf.functions if glob_match(spec, n) and ("@" not in n or "@" in spec))
 
 
 def _defining_library(path, func):
