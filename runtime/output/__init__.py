@@ -38,7 +38,6 @@ import sys
 import time as _time
 
 from .. import environment
-from . import folded as _folded
 from . import json as _json
 from . import text as _text
 from ..actions import output_method
@@ -419,6 +418,7 @@ class FoldedOutput(TextOutput):
     fmt = "folded"
 
     def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
+        from . import folded as _folded     # lazy: start-up time (only -f folded needs it)
         if not _folded.is_folded(map_meta):
             super().print_map(map_meta, entries, top, div)
             return
