@@ -116,7 +116,7 @@ def test_profile_user_stacks_are_root_first_after_comm(busy):
     deep = [(f, c) for f, c in lines if "spin_leaf" in f]
     assert deep and all(in_order(f, ["busy", "main", "spin_outer", "spin_middle", "spin_leaf"])
                         for f, _ in deep), deep
-    assert sum(c for _, c in deep) > 50, lines        # ~148 samples at 99 Hz in 1.5 s
+    assert sum(c for _, c in deep) > 30, lines   # ~148 samples at 99 Hz in 1.5 s on a free CPU
     assert not any("+" in frame for f, _ in lines for frame in f), lines   # no offsets
     counts = [c for _, c in lines]
     assert counts == sorted(counts)                   # ascending, as text mode
@@ -132,7 +132,7 @@ def test_issue_command_output_is_flamegraph_input(busy, tmp_path):
     head, dump = split_exit(out)
     assert head == "Attaching 1 probe..."
     lines = folded_lines(dump.strip("\n"))
-    assert sum(c for f, c in lines if f[0] == "busy") > 50, lines
+    assert sum(c for f, c in lines if f[0] == "busy") > 20, lines   # ~99 on a free CPU
     assert all(re.fullmatch(r"0x[0-9a-f]+|[^ ]+", fr) for f, _ in lines for fr in f[1:])
     if shutil.which("flamegraph.pl"):
         folded = tmp_path / "out.folded"

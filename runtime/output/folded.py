@@ -29,7 +29,7 @@ import re
 from .text import value_text
 from .values import MapModel, Stack, c_div
 
-__all__ = ["folded_map", "is_folded", "has_stack", "frame_text", "stack_frames",
+__all__ = ["folded_map", "is_folded", "has_stack", "frame_text", "stack_frames", "line_text",
            "EMPTY_FRAME"]
 
 STACK_KINDS = ("kstack", "ustack")
