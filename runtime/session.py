@@ -32,7 +32,7 @@ from .manifest import Manifest
 @record
 class RunOptions:
     out: object = None            # text stream for trace output (None: sys.stdout)
-    fmt: str = "text"             # "text" | "json"
+    fmt: str = "text"             # "text" | "json" | "folded"
     quiet: bool = False           # no "Attaching N probes..." line
     child_argv: Optional[list] = None   # -c: command to run, gated until attached
     pid: Optional[int] = None     # -p: stop when this process exits

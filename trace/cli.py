@@ -20,7 +20,8 @@ USAGE = """USAGE:
 OPTIONS:
     -B MODE        output buffering mode ('line', 'full', 'none'); by default a terminal
                    gets every line at once, a pipe or file each batch of events
-    -f FORMAT      output format ('text', 'json')
+    -f FORMAT      output format ('text', 'json', 'folded': maps keyed by a stack as
+                   folded stacks for flame graphs, the rest as text)
     -k             warn when a map update or delete fails (-kk: also memory reads)
     -o file        redirect trace output to file
     -d             dump the AST after every pass and the LLVM IR, then stop
@@ -148,7 +149,7 @@ def _end_by_sigpipe():
     return 141
 
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "folded")     # runtime.output.OUTPUTS has a class for each
 PID_MAX_LIMIT = 4194304      # the kernel's largest pid_max (bpftrace checks against it)
 
 

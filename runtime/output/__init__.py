@@ -1,4 +1,5 @@
-"""pytrace's output layer: bpftrace 0.17 compatible text and JSON output.
+"""pytrace's output layer: bpftrace 0.17 compatible text and JSON output, and folded
+stacks (text output but for maps keyed by stacks, see folded.py).
 
 Standard library only (the runtime never imports the compiler, lark or
 llvmlite).
@@ -6,7 +7,7 @@ llvmlite).
 Public API (``manifest``, ``action`` and ``map_meta`` are the manifest's typed
 records, runtime.manifest: Manifest, AsyncAction, UserMap)::
 
-    out = make_output(manifest, stream, fmt="text")   # or fmt="json"
+    out = make_output(manifest, stream, fmt="text")   # or "json", "folded"
     out.attached(n)                 # "Attaching N probes..."
     out.lost(n)                     # "Lost N events"
     out.record(action, record)      # one ring buffer record: printf,
@@ -46,7 +47,7 @@ from .printf import compile_format
 from .values import (DecodeContext, UserNames, build_map_model, make_decoder,
                      make_record_decoder)
 
-__all__ = ["make_output", "Output", "TextOutput", "JsonOutput", "UserNames"]
+__all__ = ["make_output", "Output", "TextOutput", "JsonOutput", "FoldedOutput", "UserNames"]
 
 _U64_COUNT = struct.Struct("<Q").unpack_from
 _I64 = struct.Struct("<q").unpack_from
@@ -410,14 +411,31 @@ class JsonOutput(Output):
         self._emit(_json.helper_error_json(action.helper, err, action.line, action.col))
 
 
+class FoldedOutput(TextOutput):
+    """``-f folded``: a map keyed by a stack, with integer values, as folded stack
+    lines (folded.py); everything else as text mode."""
+
+    fmt = "folded"
+
+    def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
+        from . import folded as _folded     # lazy: start-up time (only -f folded needs it)
+        if not _folded.is_folded(map_meta):
+            super().print_map(map_meta, entries, top, div)
+            return
+        self._emit(_folded.folded_map(self.model(map_meta, entries), top, div))
+
+
+OUTPUTS = {"text": TextOutput, "json": JsonOutput, "folded": FoldedOutput}
+
+
 def make_output(manifest: Manifest, stream, fmt: str = "text",
                 usernames: UserNames | None = None) -> Output:
-    """Create the output object for ``-f text`` (default) or ``-f json``.
+    """Create the output object for ``-f text`` (default), ``-f json`` or ``-f folded``.
 
     ``usernames`` is for tests (a :class:`UserNames` reading another file).
     """
-    if fmt == "text":
-        return TextOutput(manifest, stream, usernames)
-    if fmt == "json":
-        return JsonOutput(manifest, stream, usernames)
-    raise ValueError("unknown output format %r (expected 'text' or 'json')" % (fmt,))
+    cls = OUTPUTS.get(fmt)
+    if cls is None:
+        raise ValueError("unknown output format %r (expected one of %s)"
+                         % (fmt, ", ".join(map(repr, OUTPUTS))))
+    return cls(manifest, stream, usernames)
