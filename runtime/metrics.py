@@ -111,6 +111,10 @@ def label_value(v) -> str:
     ``probe`` as the probe's name); a stack is folded, outermost frame first,
     ``a;b;c`` (a frame without a symbol as its hex address).  Bytes that are not
     UTF-8 are written as ``\\xNN``."""
+    if type(v) is int:          # the common cases first: a scrape renders every key
+        return "%d" % (v - (1 << 64) if v >= 1 << 63 else v)
+    if type(v) is bytes:
+        return v.decode("utf-8", "backslashreplace")
     if isinstance(v, Stack):
         text = ";".join(sym or "%x" % addr for addr, sym in reversed(v.frames or ()))
     else:
