@@ -17,11 +17,13 @@ rules with examples.
 from __future__ import annotations
 
 import re
+import socket
 import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, SummaryMetricFamily)
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.utils import floatToGoString
 
 from .errors import RuntimeFailure
@@ -221,9 +223,31 @@ class _MapsCollector:
             return families(self.maps, self.snapshot(), self.names)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):      # no line on stderr per request
+        pass
+
+
+def _app(registry):
+    """prometheus_client's WSGI app; a failing scrape is a 500 with one line, not a
+    traceback on pytrace's stderr."""
+    inner = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        try:
+            return inner(environ, start_response)
+        except Exception as e:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [f"pytrace: {type(e).__name__}: {e}\n".encode()]
+    return app
+
+
 class MetricsServer:
-    """``/metrics`` over HTTP in a daemon thread while the trace runs; ``close()``
-    stops listening and waits for a scrape under way."""
+    """``/metrics`` over HTTP (prometheus_client's WSGI app, a thread per request) in a
+    daemon thread while the trace runs; ``close()`` stops listening and waits for a
+    scrape under way."""
+
+    POLL = 0.05     # how often the server looks for close(): what it adds to an exit
 
     def __init__(self, address: tuple, maps, snapshot):
         host, port = address
@@ -231,11 +255,17 @@ class MetricsServer:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
         try:
-            self.httpd, self.thread = start_http_server(port, host, registry=registry)
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                        flags=socket.AI_PASSIVE)[0][0]
+            server = type("MetricsHTTPServer", (ThreadingWSGIServer,), {"address_family": family})
+            self.httpd = make_server(host, port, _app(registry), server, handler_class=_QuietHandler)
         except OSError as e:
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             raise RuntimeFailure(f"--metrics {where}: cannot listen: "
                                  f"{e.strerror or e}") from None
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(self.POLL,),
+                                       name="pytrace-metrics", daemon=True)
+        self.thread.start()
 
     def close(self) -> None:
         self.httpd.shutdown()

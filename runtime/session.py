@@ -191,13 +191,13 @@ class Session:
         self._build_handlers()
 
     def _start(self) -> None:
-        """/metrics, the -c child (held until attached), globals, signals, epoll,
+        """The -c child (held until attached), /metrics, globals, signals, epoll,
         "Attaching"."""
+        if self.opt.child_argv:     # forked before the /metrics thread exists
+            self._spawn_gated_child(list(self.opt.child_argv))
         if self.opt.metrics is not None:
             from .metrics import MetricsServer     # lazy: start-up time (only --metrics)
             self.metrics = MetricsServer(self.opt.metrics, self.manifest.maps, self.snapshot)
-        if self.opt.child_argv:
-            self._spawn_gated_child(list(self.opt.child_argv))
         self.watches.pid = self.child_pid or self.opt.pid
         self._write_globals()
         self._install_signals()

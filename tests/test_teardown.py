@@ -233,13 +233,14 @@ def test_child_that_cannot_be_executed(tmp_path):
 
 
 def test_metrics_port_in_use(tmp_path):
-    """--metrics on a port another socket holds: found once the maps are loaded, before
-    BEGIN; they are closed."""
+    """--metrics on a port another socket holds: found once the maps are loaded and the
+    -c child forked, before BEGIN; the maps are closed and the child never runs."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        t = Trace(tmp_path, ["--metrics", f"127.0.0.1:{port}", "-e", "BEGIN { @a = 1; } " + TICK])
+        t = Trace(tmp_path, ["--metrics", f"127.0.0.1:{port}", "-c", "/bin/sleep 30",
+                             "-e", "BEGIN { @a = 1; } " + TICK])
         rc, out, err = t.finish()
     assert rc == 1 and out == ""
     assert one_line(err) == f"ERROR: --metrics 127.0.0.1:{port}: cannot listen: Address already in use\n"
