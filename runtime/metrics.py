@@ -73,7 +73,8 @@ def family_type(meta) -> str | None:
 def metric_names(maps) -> dict:
     """{map name: metric name} of the exported maps: ``pytrace_`` and the map's name
     without ``@`` (``@`` alone: ``pytrace_map``), characters outside
-    ``[a-zA-Z0-9_:]`` as ``_``.  A name whose series would clash with those of a map
+    ``[a-zA-Z0-9_:]`` as ``_``; a counter's name without a final ``_total`` (its
+    series adds it).  A name whose series would clash with those of a map
     earlier in bytewise name order (``@x`` a histogram, ``@x_bucket`` a gauge) gets
     ``_2``, ``_3``, ... appended."""
     names, taken = {}, set()
@@ -82,6 +83,8 @@ def metric_names(maps) -> dict:
         if ftype is None:
             continue
         base = PREFIX + (re.sub(r"[^a-zA-Z0-9_:]", "_", meta.name[1:]) or ANONYMOUS)
+        if ftype == "counter" and base.endswith("_total"):
+            base = base[:-len("_total")]    # (prometheus_client's counter takes it off too)
         name, n = base, 1
         while any(name + s in taken for s in _FAMILY_SAMPLES[ftype]):
             n += 1

@@ -92,6 +92,7 @@ def families(text: str) -> dict:
 EVERY_KIND = """
 BEGIN {
     @c[comm, pid] = count(); @c[comm, pid] = count();
+    @c_total = count();
     @s = sum(5); @s = sum(-7);
     @mn[1] = min(5); @mn[1] = min(3);
     @mx = max(9); @mx = max(4);
@@ -121,6 +122,8 @@ def test_every_map_kind_and_its_labels():
     pid, cpu = str(t.p.pid), re.search(r"@l\[(\d+), ", dump).group(1)
     assert fam["pytrace_c"] == {"type": "counter",
                                 ("pytrace_c_total", (("comm", "pytrace"), ("pid", pid))): 2}
+    # @c_total, a counter, is pytrace_c_total, which @c has: pytrace_c_2_total
+    assert fam["pytrace_c_2"] == {"type": "counter", ("pytrace_c_2_total", ()): 1}
     assert fam["pytrace_s"] == {"type": "gauge", ("pytrace_s", ()): -2}
     assert fam["pytrace_mn"] == {"type": "gauge", ("pytrace_mn", (("key0", "1"),)): 3}
     assert fam["pytrace_mx"] == {"type": "gauge", ("pytrace_mx", ()): 9}

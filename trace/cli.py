@@ -185,7 +185,7 @@ def _bad_metrics(args) -> str:
         from .runtime import metrics
     except ImportError as e:
         return (f"ERROR: --metrics needs the Python package {e.name} "
-                f"(pip install 'pytrace[metrics]')\n")
+                f"(pip install {e.name}, or pytrace's extra: pip install -e '.[metrics]')\n")
     try:
         args.metrics = metrics.parse_address(args.metrics)
     except ValueError as e:
