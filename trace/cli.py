@@ -184,8 +184,9 @@ def _bad_metrics(args) -> str:
         # lazy: start-up time (only --metrics; prometheus_client is the metrics extra)
         from .runtime import metrics
     except ImportError as e:
-        return (f"ERROR: --metrics needs the Python package {e.name} "
-                f"(pip install {e.name}, or pytrace's extra: pip install -e '.[metrics]')\n")
+        package = (e.name or "prometheus_client").partition(".")[0]
+        return (f"ERROR: --metrics needs the Python package {package} "
+                f"(pip install {package}, or pytrace's extra: pip install -e '.[metrics]')\n")
     try:
         args.metrics = metrics.parse_address(args.metrics)
     except ValueError as e:
