@@ -47,6 +47,7 @@ class RunOptions:
     # the process exits after the run (the CLI): SIGINT/SIGTERM stay ignored after
     # teardown instead of getting their old handlers back
     exiting: bool = False
+    metrics: Optional[tuple] = None     # --metrics: (host, port) to serve /metrics on
 
 
 def run(elf_bytes: bytes, options: RunOptions = None) -> int:
@@ -121,6 +122,7 @@ class Session:
         self._warned = set()
         self._last_lost_check = 0.0
         self._torn_down = False
+        self.metrics = None         # --metrics: the /metrics server (runtime.metrics)
 
     # ------------------------------------------------------------ main sequence
 
@@ -189,9 +191,13 @@ class Session:
         self._build_handlers()
 
     def _start(self) -> None:
-        """The -c child (held until attached), globals, signals, epoll, "Attaching"."""
-        if self.opt.child_argv:
+        """The -c child (held until attached), /metrics, globals, signals, epoll,
+        "Attaching"."""
+        if self.opt.child_argv:     # forked before the /metrics thread exists
             self._spawn_gated_child(list(self.opt.child_argv))
+        if self.opt.metrics is not None:
+            from .metrics import MetricsServer     # lazy: start-up time (only --metrics)
+            self.metrics = MetricsServer(self.opt.metrics, self.manifest.maps, self.snapshot)
         self.watches.pid = self.child_pid or self.opt.pid
         self._write_globals()
         self._install_signals()
@@ -612,6 +618,8 @@ class Session:
                 errors.append(e)
 
         step(self._hold_signals)
+        if self.metrics is not None:
+            step(self.metrics.close)    # before the maps close: waits for a scrape under way
         step(self.watches.stop)
         step(self.attachments.close)
         step(self.watches.resume)       # a process a watchpoint's uprobe stopped goes on

@@ -97,7 +97,8 @@ def test_object_sections_relocations_manifest():
     assert prog["prog_type"] == 17 and prog["attach"] == [{"kind": "begin"}]
     names = {m["name"]: m for m in manifest["maps"]}
     assert names["@c"]["kind"] == "count" and names["@c"]["key"]["fields"] == []
-    assert names["@h"]["key"]["fields"] == [{"offset": 0, "type": {"kind": "str", "size": 16}}]
+    assert names["@h"]["key"]["fields"] == [{"offset": 0, "type": {"kind": "str", "size": 16},
+                                             "name": "comm"}]
     kinds = [a["kind"] for a in manifest["async"]]
     assert kinds == ["printf", "exit"]
     assert manifest["async"][0]["args"] == [
@@ -107,6 +108,15 @@ def test_object_sections_relocations_manifest():
     relocated = {r.map_symbol for p in spec.programs.values() for r in p.relocations}
     assert {"ringbuf", names["@c"]["symbol"], names["@h"]["symbol"]} <= relocated
 
+
+
+def test_key_field_names_are_the_builtins_every_access_uses():
+    """--metrics labels: a key part is named after its builtin variable when every access
+    to the map has that builtin there (not an enum constant, not another expression)."""
+    st = compile_ok('enum E { A = 1 }; BEGIN { @a[comm, pid, 5, A] = count(); '
+                    '@b[tid, cpu] = sum(1); @b[pid, cpu] = sum(2); @c[probe] = 1; $x = @c[probe]; }')
+    names = {m["name"]: [f.get("name") for f in m["key"]["fields"]] for m in st.manifest["maps"]}
+    assert names == {"@a": ["comm", "pid", None, None], "@b": [None, "cpu"], "@c": ["probe"]}
 
 def test_wildcard_probes_share_one_program():
     st = compile_ok("tracepoint:sched:sched_process_fo* , t:sched:sched_process_exit { @[probe] = count(); }")

@@ -21,6 +21,7 @@ the run each case checks:
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -229,6 +230,37 @@ def test_child_that_cannot_be_executed(tmp_path):
     rc, out, err = t.finish()
     assert rc == 1
     assert one_line(err) == f"ERROR: failed to run command '{junk}': Exec format error\n"
+
+
+def test_metrics_port_in_use(tmp_path):
+    """--metrics on a port another socket holds: found once the maps are loaded and the
+    -c child forked, before BEGIN; the maps are closed and the child never runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        t = Trace(tmp_path, ["--metrics", f"127.0.0.1:{port}", "-c", "/bin/sleep 30",
+                             "-e", "BEGIN { @a = 1; } " + TICK])
+        rc, out, err = t.finish()
+    assert rc == 1 and out == ""
+    assert one_line(err) == f"ERROR: --metrics 127.0.0.1:{port}: cannot listen: Address already in use\n"
+    assert [r for r in t.records() if r.get("kind") == "map"], "no map was loaded first"
+
+
+def test_metrics_server_ends_with_the_trace(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = Trace(tmp_path, ["--metrics", f"127.0.0.1:{port}", "-e", "BEGIN { @a = 1; } " + TICK])
+    t.wait_for("tick")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert b"pytrace_a 1.0" in c.makefile("rb").read()
+    t.p.send_signal(signal.SIGINT)
+    rc, out, err = t.finish()
+    assert (rc, err) == (0, "") and out.endswith("@a: 1\n")
+    with socket.socket() as c:
+        assert c.connect_ex(("127.0.0.1", port)) != 0, "still listening after the exit"
 
 
 def test_exit_in_begin_before_the_child_starts(tmp_path):

@@ -46,6 +46,8 @@ OPTIONS:
                    write the LLVM IR to FILE and stop
     -V, --version  pytrace version
     --info         the system, the build and what this kernel supports
+    --metrics HOST:PORT
+                   serve the maps at http://HOST:PORT/metrics for Prometheus while tracing
 
 ENVIRONMENT:
     BPFTRACE_STRLEN             [default: 64] bytes on BPF stack per str()
@@ -89,6 +91,7 @@ def build_parser():
     p.add_argument("--include", dest="includes", action="append", default=[])
     p.add_argument("-V", "--version", dest="version", action="store_true")
     p.add_argument("--info", dest="info", action="store_true")
+    p.add_argument("--metrics", dest="metrics")
     p.add_argument("-h", "--help", dest="help", action="store_true")
     p.add_argument("rest", nargs="*")
     return p
@@ -154,8 +157,8 @@ PID_MAX_LIMIT = 4194304      # the kernel's largest pid_max (bpftrace checks aga
 
 
 def _bad_option(args) -> str:
-    """bpftrace 0.17's checks of -B, -f and -p (args.pid becomes an int); the error
-    text, or '' if they are fine."""
+    """bpftrace 0.17's checks of -B, -f and -p (args.pid becomes an int), and --metrics;
+    the error text, or '' if they are fine."""
     if args.buffering not in (None, "line", "full", "none"):
         return "ERROR: USAGE: -B must be either 'line', 'full', or 'none'.\n"
     if args.format not in FORMATS:
@@ -171,6 +174,24 @@ def _bad_option(args) -> str:
         if not os.path.isdir(f"/proc/{args.pid}"):
             # before listing or compiling: -p's probes are searched in the process
             return f"ERROR: process {args.pid} does not exist\n"
+    if args.metrics is not None:
+        return _bad_metrics(args)
+    return ""
+
+
+def _bad_metrics(args) -> str:
+    """--metrics HOST:PORT (args.metrics becomes (host, port)); the error text or ''."""
+    try:
+        # lazy: start-up time (only --metrics; prometheus_client is the metrics extra)
+        from .runtime import metrics
+    except ImportError as e:
+        package = (e.name or "prometheus_client").partition(".")[0]
+        return (f"ERROR: --metrics needs the Python package {package} "
+                f"(pip install {package}, or pytrace's extra: pip install -e '.[metrics]')\n")
+    try:
+        args.metrics = metrics.parse_address(args.metrics)
+    except ValueError as e:
+        return f"ERROR: {e}\n"
     return ""
 
 
@@ -323,7 +344,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
     child = command_argv(args.command) if args.command else None
     opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
                       buffering=args.buffering,
-                      verbose=args.verbose, exiting=True)
+                      verbose=args.verbose, exiting=True, metrics=args.metrics)
     try:
         return run(elf, opts)
     except errors.RuntimeFailure as e:

@@ -91,7 +91,9 @@ INTERNAL_ROLES = ("ringbuf", "lost", "globals", "full")     # the runtime's own 
 
 def map_manifest(info) -> dict:
     keys = info.keys or []
-    fields = [{"offset": off, "type": k.descriptor()} for off, k in zip(packed(keys)[0], keys)]
+    names = info.key_names or [None] * len(keys)
+    fields = [{"offset": off, "type": k.descriptor(), **({"name": n} if n else {})}
+              for off, k, n in zip(packed(keys)[0], keys, names)]
     entry = {"name": info.name, "symbol": info.symbol, "kind": info.kind, "percpu": info.percpu,
              "key": {"size": info.user_key_size, "fields": fields},
              "value_size": info.value_size, "full_slot": info.full_slot}

@@ -64,6 +64,12 @@ def _no_value(node, span):
     return error("Value has no type (a function that returns nothing?)", span)
 
 
+def _builtin_name(e) -> Optional[str]:
+    """The builtin variable a map key part is (`comm`, `pid`, `probe`), or None (any other
+    expression, an enum or macro constant): what names the part's label in --metrics."""
+    return e.name if isinstance(e, ast.Builtin) and e.const_value is None else None
+
+
 @record
 class MapInfo:
     name: str
@@ -73,6 +79,8 @@ class MapInfo:
     symbol: str = ""
     keyed: Optional[bool] = None
     full_slot: int = -1            # its counter of updates dropped for a full map (resources)
+    # per key part: the builtin variable every access uses there (`comm`, `pid`), else None
+    key_names: Optional[list] = None
 
     @property
     def kind(self) -> str:
@@ -320,9 +328,11 @@ class Checker:
                 if isinstance(kt, AggT) or not kt.map_key:
                     raise error(f"Invalid map key type: {bpftrace_name(kt)}", k.span)
                 keys.append(IntT(64, False) if isinstance(kt, IntT) else self.stored(kt, k))
+        names = None if keys is None else [_builtin_name(k) for k in m.keys]
         if info.keyed is None:
             info.keyed = keys is not None
             info.keys = keys
+            info.key_names = names
             return info
         if info.keyed != (keys is not None):
             expects = "[" + ", ".join(bpftrace_name(k) for k in (info.keys or [])) + "]"
@@ -337,6 +347,7 @@ class Checker:
                 raise error(f"Argument mismatch for {m.name}: trying to access with arguments: {given} "
                             f"when map expects arguments: {expects}", span)
             info.keys = merged
+            info.key_names = [a if a == b else None for a, b in zip(info.key_names, names)]
         return info
 
     # ------------------------------------------------------------ expressions
