@@ -278,3 +278,18 @@ def test_a_pcap_path_that_cannot_be_opened_is_one_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr == (f'ERROR: Failed to create pcap file: "{tmp_path}/missing/a.pcap": '
                         f'No such file or directory\n')
+
+
+@root
+@pytest.mark.parametrize("pcap_dir", ["", "missing"])
+def test_teardown_leaves_nothing(tmp_path, pcap_dir):
+    """Every perf event, mapping, map and program closed (tests/test_teardown.py's
+    launcher), after a run and after a PCAP file that cannot be created."""
+    from test_teardown import Trace
+    obj = _object(tmp_path, [(0, ETH + _ip_packet(b"x"), 2)], pcap_dir=tmp_path / pcap_dir)
+    t = Trace(tmp_path, [str(obj)])
+    rc, out, err = t.finish()
+    assert rc == (1 if pcap_dir else 0), err
+    assert any(r["event"] == "create" and r["kind"] == "perf" for r in t.records()) != bool(pcap_dir)
+    if not pcap_dir:
+        assert len(read_pcap(tmp_path / "a.pcap")) == 2
