@@ -521,8 +521,8 @@ class UnwatchAction(AsyncAction):
 class SkbOutputAction(AsyncAction):
     """skboutput(path, skb, len, offset): its records come through the perf event
     array ``map`` (runtime/perfbuf.py), not the ring buffer: ``{u64 async_id; u64
-    id; u64 boot ns; u64 captured length; the skb's bytes}``; the bytes from
-    ``offset`` on go to the PCAP file ``path``."""
+    captured length; u64 boot ns}`` and the skb's bytes; those from ``offset`` on
+    go to the PCAP file ``path``."""
     path: str
     offset: int
     map: str

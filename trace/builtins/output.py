@@ -6,7 +6,8 @@ from ..language import ast
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..runtime.printf_grammar import parse_format
-from ..runtime.uapi import BPF_F_CURRENT_CPU, BPF_MAP_TYPE_PERF_EVENT_ARRAY as MAP_TYPE_PERF_EVENT_ARRAY
+from ..runtime.uapi import (BPF_F_CURRENT_CPU,
+                            BPF_MAP_TYPE_PERF_EVENT_ARRAY as MAP_TYPE_PERF_EVENT_ARRAY)
 from ..language.diagnostics import CompileError, Diagnostic, error
 from ..types.model import (UINT64, AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
 from .registry import (InternalMap, call_to_map_span, check_unsafe, function, int_arg,

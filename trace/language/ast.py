@@ -269,8 +269,8 @@ class Program(Node):
 # the fields the checking passes fill (not children, not printed by dump)
 CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
-                     "addr_bytes", "inode", "offset", "deref_size", "kderef", "field_info", "kaccess",
-                     "size", "async_id", "value_type"})
+                     "addr_bytes", "inode", "offset", "deref_size", "kderef", "field_info",
+                     "kaccess", "size", "async_id", "value_type"})
 _NOT_SHOWN = CHECKED | {"span", "type", "op_span", "c_positions"}
 
 
