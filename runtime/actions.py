@@ -7,6 +7,9 @@ session's list of handlers, one per action: ``handler(record) -> None``, or
 None for ``exit`` (the session stops there).  ``watchpoint_arm`` and ``unwatch``
 act on the session's run-time watchpoints (``control``, an attach.OnCall).
 
+``skboutput`` records come through perf buffers, not the ring buffer: runtime/perfbuf.py
+writes them to their PCAP files, and one in the ring buffer is refused.
+
 The actions on maps act here; those that print (printf, print_value, time, join,
 system, cat, helper_error) are compiled by the output layer's method the table
 names, and ``Output.record(action, record)`` finds that method here too.  An
@@ -87,6 +90,12 @@ def _unwatch(action, aid, output, reader, control=None):
     return lambda rec: control.unwatch(unpack(rec, 8)[0])
 
 
+def _perf_buffer(action, aid, output, reader, control=None):
+    def refuse(rec):
+        raise RuntimeFailure(f"async action {aid} ({action.kind}) sent through the ring buffer")
+    return refuse
+
+
 # kind -> factory(action, async_id, output, maps reader, OnCall) -> handler or None
 ACTIONS = {
     "exit": _exit,
@@ -95,6 +104,7 @@ ACTIONS = {
     "zero": _zero,
     "watchpoint_arm": _watchpoint_arm,
     "unwatch": _unwatch,
+    "skboutput": _perf_buffer,
     "printf": ByOutput("_compile_printf"),
     "print_value": ByOutput("_compile_print_value"),
     "time": ByOutput("_compile_time"),

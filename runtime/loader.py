@@ -147,9 +147,19 @@ def _load(obj, spec, log_level, programs):
             raise LoadError(e.program, e.log, e.errno, e.name, probe) from None
 
 
+def _max_entries(ms) -> int:
+    """What a map is created with: the ring buffer's size may be overridden, a perf
+    event array has a slot per possible CPU (the object says 0)."""
+    if ms.type == U.BPF_MAP_TYPE_RINGBUF:
+        return ringbuf_size(ms.max_entries)
+    if ms.type == U.BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+        return len(possible_cpus())
+    return ms.max_entries
+
+
 def _create_maps(obj, spec):
     for sym, ms in spec.maps.items():
-        max_entries = ringbuf_size(ms.max_entries) if ms.type == U.BPF_MAP_TYPE_RINGBUF else ms.max_entries
+        max_entries = _max_entries(ms)
         try:
             fd = S.map_create(ms.type, ms.key_size, ms.value_size, max_entries,
                               ms.flags, kernel_name(sym))

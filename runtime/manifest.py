@@ -518,6 +518,19 @@ class UnwatchAction(AsyncAction):
 
 
 @record
+class SkbOutputAction(AsyncAction):
+    """skboutput(path, skb, len, offset): its records come through the perf event
+    array ``map`` (runtime/perfbuf.py), not the ring buffer: ``{u64 async_id; u64
+    captured length; u64 boot ns}`` and the skb's bytes; those from ``offset`` on
+    go to the PCAP file ``path``."""
+    path: str
+    offset: int
+    map: str
+    KINDS = ("skboutput",)
+    _convert = {"offset": int}
+
+
+@record
 class ExitAction(AsyncAction):
     KINDS = ("exit",)
 
@@ -530,7 +543,8 @@ class UnknownAction(_KeepsRaw, AsyncAction):
 
 _ACTION_CLASSES = {kind: cls for cls in (
     FormattedAction, PrintValueAction, PrintMapAction, MapAction, TimeAction, JoinAction,
-    HelperErrorAction, WatchpointArmAction, UnwatchAction, ExitAction) for kind in cls.KINDS}
+    HelperErrorAction, WatchpointArmAction, UnwatchAction, SkbOutputAction,
+    ExitAction) for kind in cls.KINDS}
 
 
 # ------------------------------------------------------------------ the manifest

@@ -99,6 +99,7 @@ class Session:
         self.rb = None
         self.lost = None
         self.full = None
+        self.perf = None            # skboutput(): perf buffers and PCAP files (perfbuf.py)
         self.reader = None
         self.attachments = A.AttachSet()
         self.ep = None
@@ -189,6 +190,7 @@ class Session:
         if set_reader is not None:          # stacks: the output reads the stack maps
             set_reader(self.reader)
         self._build_handlers()
+        self._open_perf()
 
     def _start(self) -> None:
         """The -c child (held until attached), /metrics, globals, signals, epoll,
@@ -286,6 +288,13 @@ class Session:
 
     # ------------------------------------------------------------ events
 
+    def _open_perf(self):
+        """skboutput()'s PCAP files and perf buffers, polled with the ring buffer."""
+        if any(a.kind == "skboutput" for a in self.manifest.actions):
+            from . import perfbuf     # lazy: start-up time (only programs that call skboutput)
+            from .output.values import boot_time_ns
+            self.perf = perfbuf.SkbOutput(self.manifest.actions, self.obj.maps, boot_time_ns())
+
     def _build_handlers(self):
         self._handlers = actions.handlers(self.manifest.actions, self.output, self.reader,
                                           self.watches)
@@ -327,6 +336,8 @@ class Session:
         meanwhile: the reader's own writes may be traced, and chasing them
         would keep it from ever seeing a signal.  An exit() record stops the
         run, and bpftrace drops the events queued after it."""
+        if self.perf is not None:
+            self.perf.poll()
         rb = self.rb
         if rb is None:
             return
@@ -413,7 +424,7 @@ class Session:
     def _report_lost(self):
         if self.lost is None:
             return
-        n = self.lost.poll()
+        n = self.lost.poll() + (self.perf.take_lost() if self.perf is not None else 0)
         if n:
             self.output.lost(n)
             self._flush()
@@ -513,6 +524,8 @@ class Session:
         if self._wake_r is not None:
             self.ep.register(self._wake_r, select.EPOLLIN)
         for fd in self._pidfds:
+            self.ep.register(fd, select.EPOLLIN)
+        for fd in self.perf.fds() if self.perf is not None else ():
             self.ep.register(fd, select.EPOLLIN)
 
     def _watch_pid(self, pid: int):
@@ -625,6 +638,8 @@ class Session:
         step(self.watches.resume)       # a process a watchpoint's uprobe stopped goes on
         if self.rb is not None:
             step(self.rb.close)
+        if self.perf is not None:
+            step(self.perf.close)
         if self.obj is not None:
             step(self.obj.close)
         step(self._stop_child)

@@ -168,6 +168,9 @@ BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 
+# bpf_perf_event_output / bpf_skb_output flags: the index is the current CPU's
+BPF_F_CURRENT_CPU = 0xFFFFFFFF
+
 # ---------------------------------------------------------------- program types
 BPF_PROG_TYPE_KPROBE = 2
 BPF_PROG_TYPE_TRACEPOINT = 5
@@ -229,7 +232,19 @@ PERF_TYPE_BREAKPOINT = 5
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_COUNT_SW_TASK_CLOCK = 1
 
+PERF_COUNT_SW_BPF_OUTPUT = 10
+
 PERF_SAMPLE_RAW = 1 << 10
+
+# perf_event_header.type of the records in a perf buffer
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+
+# struct perf_event_mmap_page (the perf buffer's first page): u64 fields
+PERF_MMAP_DATA_HEAD = 1024
+PERF_MMAP_DATA_TAIL = 1032
+PERF_MMAP_DATA_OFFSET = 1040
+PERF_MMAP_DATA_SIZE = 1048
 
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 

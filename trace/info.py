@@ -4,6 +4,7 @@ program loaded and its verifier answer read), not assumed."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import struct
@@ -19,7 +20,7 @@ _EXIT = _INSN.pack(0xB7, 0, 0, 0) + _INSN.pack(0x95, 0, 0, 0)      # r0 = 0; exi
 HELPERS = (("probe_read", 4), ("probe_read_str", 45), ("probe_read_user", 112),
            ("probe_read_user_str", 114), ("probe_read_kernel", 113),
            ("probe_read_kernel_str", 115), ("get_current_cgroup_id", 80), ("send_signal", 109),
-           ("override_return", 58), ("get_boot_ns", 125), ("dpath", 147), ("skboutput", 111))
+           ("override_return", 58), ("get_boot_ns", 125), ("dpath", 147))
 MAP_TYPES = (("hash", U.BPF_MAP_TYPE_HASH), ("percpu hash", U.BPF_MAP_TYPE_PERCPU_HASH),
              ("array", U.BPF_MAP_TYPE_ARRAY), ("percpu array", U.BPF_MAP_TYPE_PERCPU_ARRAY),
              ("stack_trace", U.BPF_MAP_TYPE_STACK_TRACE),
@@ -84,14 +85,47 @@ def _features() -> list:
                 "/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset")))]
 
 
-def _probe_types() -> list:
-    from .types.btf import vmlinux    # lazy: start-up time (the BTF index only for --info)
+def _tracing(funcs, attach: int, insns: bytes = _EXIT) -> bool:
+    """Whether a TRACING program (fentry, iter) on the first of ``funcs`` that the
+    kernel's BTF has loads."""
+    from .types.btf import vmlinux    # lazy: start-up time (the BTF index only when asked)
     btf = vmlinux()
+    tid = next((t for t in (btf.find(f, "func") for f in funcs) if t), None) if btf else None
+    return bool(tid) and not _loads(U.BPF_PROG_TYPE_TRACING, insns, expected_attach_type=attach,
+                                    attach_btf_id=tid)
 
+
+def _skb_output_insns(map_fd: int) -> bytes:
+    """0.17's has_skb_output program: bpf_skb_output(ctx[0], map, 0, &zero, 8)."""
+    ld_map = _INSN.pack(0x18, 2 | U.BPF_PSEUDO_MAP_FD << 4, 0, map_fd) + _INSN.pack(0, 0, 0, 0)
+    return (_INSN.pack(0x79, 0x11, 0, 0) + ld_map                     # r1 = *(u64 *)ctx
+            + _INSN.pack(0xB7, 3, 0, 0) + _INSN.pack(0xBF, 0xA4, 0, 0)  # r3 = 0; r4 = r10
+            + _INSN.pack(0x07, 4, 0, -8) + _INSN.pack(0xB7, 6, 0, 0)   # r4 -= 8; r6 = 0
+            + _INSN.pack(0x7B, 0x64, 0, 0) + _INSN.pack(0xB7, 5, 0, 8)  # *(u64 *)r4 = r6; r5 = 8
+            + _INSN.pack(0x85, 0, 0, 111) + _EXIT)                     # call bpf_skb_output
+
+
+@functools.lru_cache(maxsize=1)
+def skb_output_available() -> bool:
+    """bpf_skb_output (helper 111), which only BPF_PROG_TYPE_TRACING programs may call:
+    kfunc probes load and one calling it on an skb function loads (0.17's
+    has_skb_output).  Asked once per process, and only when asked: skboutput()'s
+    check and --info."""
+    if not _tracing(("vfs_read",), U.BPF_TRACE_FENTRY):
+        return False
+    try:
+        fd = S.map_create(U.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 1)
+    except (BpfError, OSError):
+        return False
+    try:        # kfree_skb, as 0.17; newer kernels inline it, consume_skb takes an skb too
+        return _tracing(("kfree_skb", "consume_skb"), U.BPF_TRACE_FENTRY, _skb_output_insns(fd))
+    finally:
+        S.close(fd)
+
+
+def _probe_types() -> list:
     def tracing(func: str, attach: int) -> str:
-        tid = btf.find(func, "func") if btf is not None else None
-        return _yes(bool(tid) and not _loads(U.BPF_PROG_TYPE_TRACING, expected_attach_type=attach,
-                                             attach_btf_id=tid))
+        return _yes(_tracing((func,), attach))
     return [("kprobe", _yes(os.path.isdir("/sys/bus/event_source/devices/kprobe"))),
             ("tracepoint", _yes(not _loads(U.BPF_PROG_TYPE_TRACEPOINT))),
             ("perf_event", _yes(not _loads(U.BPF_PROG_TYPE_PERF_EVENT))),
@@ -111,7 +145,8 @@ def report() -> str:
                    ("LLVM", ".".join(map(str, llvm.llvm_version_info))),
                    ("Python", platform.python_version()), ("unsafe uprobe", "no"),
                    ("bfd", "no"), ("DWARF support (pyelftools)", "yes")]),
-        ("Kernel helpers", [(name, _helper(hid)) for name, hid in HELPERS]),
+        ("Kernel helpers", [(name, _helper(hid)) for name, hid in HELPERS]
+         + [("skboutput", _yes(skb_output_available()))]),
         ("Kernel features", _features()),
         ("Map types", [(name, _map(t)) for name, t in MAP_TYPES]),
         ("Probe types", _probe_types()),

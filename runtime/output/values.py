@@ -391,16 +391,17 @@ def _member_decoder(f: dict, ctx: "DecodeContext"):
 
 
 @functools.lru_cache(maxsize=1)
-def _boot_time_ns() -> int:
+def boot_time_ns() -> int:
     """The wall-clock time of boot, read once (as bpftrace): two timestamps of one
-    run differ by exactly what their nanoseconds differ by."""
+    run differ by exactly what their nanoseconds differ by (strftime(), and the
+    PCAP records of skboutput())."""
     return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def _strftime(fmt: str, nsecs: int) -> str:
     """bpftrace's resolve_timestamp: boot-time nanoseconds as local time; %f is the
     microseconds (6 digits)."""
-    total = _boot_time_ns() + nsecs
+    total = boot_time_ns() + nsecs
     secs = total // 1000000000
     us = (total % 1000000000) // 1000
     fmt = fmt.replace("%f", "%06d" % us)

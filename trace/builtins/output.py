@@ -1,14 +1,17 @@
-"""Entries that print: printf, system, cat (one printf-like path), print, time; and
-exit and unwatch, which act on the run."""
+"""Entries that print: printf, system, cat (one printf-like path), print, time; skboutput,
+which writes packets to a PCAP file; and exit and unwatch, which act on the run."""
 from __future__ import annotations
 
 from ..language import ast
+from ..codegen import builder as B
 from ..codegen.builder import const
 from ..runtime.printf_grammar import parse_format
-from ..language.diagnostics import error
+from ..runtime.uapi import (BPF_F_CURRENT_CPU,
+                            BPF_MAP_TYPE_PERF_EVENT_ARRAY as MAP_TYPE_PERF_EVENT_ARRAY)
+from ..language.diagnostics import CompileError, Diagnostic, error
 from ..types.model import (UINT64, AggT, ArgsT, BufT, IntT, NoneT, PtrT, StrT, bpftrace_name)
-from .registry import (call_to_map_span, check_unsafe, function, int_arg, literal_int, nargs,
-                       printf_kind, record_layout)
+from .registry import (InternalMap, call_to_map_span, check_unsafe, function, int_arg,
+                       literal_int, nargs, printf_kind, record_layout)
 
 
 # ---------------------------------------------------------------- printf and friends
@@ -186,3 +189,68 @@ def _check_unwatch(ck, node):
 def _unwatch(lw, node):
     lw.send(node, [(UINT64, lw.expr(node.args[0]))])
     return const(0)
+
+
+# ---------------------------------------------------------------- skboutput
+
+SKB_OUTPUT = 111                # bpf_skb_output
+SKB_HEADER = 24                 # {u64 async id; u64 captured length; u64 boot ns}
+PERF_MAP = InternalMap("perf_events", MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0)   # loader: one per CPU
+
+
+def _check_skboutput(ck, node):
+    """0.17's checks, in its order: what it reports in every pass together (the kernel
+    lacks the helper, not assigned to a variable, the argument count), then the
+    arguments' types.  The kernel is asked only for scripts that call skboutput."""
+    from ..info import skb_output_available     # lazy: start-up time (loads test programs)
+    found = []
+    if not skb_output_available():
+        found.append(Diagnostic("BPF_FUNC_skb_output is not available for your kernel version",
+                                node.span))
+    if ck.assigned_to_var is not node:
+        found.append(Diagnostic("skboutput() should be assigned to a variable", node.span))
+    try:
+        nargs(node, 4)
+    except CompileError as e:
+        found += e.diagnostics
+    if found:
+        raise CompileError(found)
+    path, skb, length = node.args[:3]
+    if not isinstance(path, ast.String):
+        t = ck.expr(path)
+        raise error(f"skboutput() expects a string literal ({printf_kind(t)} provided)", node.span)
+    ck.expr(path)
+    for arg, want, ok in ((skb, "pointer", PtrT), (length, "integer", IntT)):
+        t = ck.expr(arg)
+        if t is not None and not isinstance(t, ok):
+            given = "pointer" if isinstance(t, PtrT) else printf_kind(t)     # 0.17's Type names
+            raise error(f"skboutput() only supports {want} arguments ({given} provided)", node.span)
+    node.offset = literal_int(ck, node, 3)      # applied in user space
+    if node.offset < 0:
+        raise error(f"skboutput() offset must not be negative ({node.offset} provided)", node.span)
+    return IntT(32, False)
+
+
+def _skboutput_action(node):
+    return {"kind": "skboutput", "path": node.args[0].value.decode("utf-8", "surrogateescape"),
+            "offset": node.offset, "map": PERF_MAP.symbol}
+
+
+@function("skboutput", "skboutput(path, skb, len, offset): write the skb's first len bytes, from "
+          "offset on, to the PCAP file path (raw IP); returns 0 or a negative error "
+          "(kfunc probes only).", _check_skboutput, signature="skboutput(path, skb, len, offset)",
+          action=_skboutput_action, maps=lambda node, options: [PERF_MAP])
+def _skboutput(lw, node):
+    """bpf_skb_output(skb, perf map, len << 32 | BPF_F_CURRENT_CPU, &header, 24): the
+    kernel appends the skb's first len bytes to the header in a perf sample."""
+    fb, b = lw.fb, lw.b
+    hdr = fb.temp(SKB_HEADER)
+    fb.store(hdr, 0, const(node.async_id))
+    fb.store(hdr, 16, fb.helper(B.KTIME_GET_BOOT_NS))
+    skb = lw.expr(node.args[1])
+    length = b.and_(lw.expr(node.args[2]), const(0xFFFFFFFF))
+    fb.store(hdr, 8, length)
+    flags = b.or_(b.shl(length, const(32)), const(BPF_F_CURRENT_CPU))
+    ret = fb.helper(SKB_OUTPUT, skb, fb.map_ptr(lw.gvs[PERF_MAP.symbol]), flags, hdr,
+                    const(SKB_HEADER))
+    return fb.narrow(ret, 32, False)

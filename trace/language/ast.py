@@ -108,6 +108,7 @@ class Call(Expr):
     const_len: object = _checked()       # buf(): a constant length
     addr_bytes: object = _checked()      # pton(): the address bytes
     inode: object = _checked()           # cgroupid(): the cgroup's inode
+    offset: object = _checked()          # skboutput(): the packet's offset (user space)
     async_id: object = _checked()        # a call that sends a record: its action (resources pass)
     value_type: object = _checked()      # print(value): the type it is printed as (a copy)
 
@@ -268,8 +269,8 @@ class Program(Node):
 # the fields the checking passes fill (not children, not printed by dump)
 CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
-                     "addr_bytes", "inode", "deref_size", "kderef", "field_info", "kaccess",
-                     "size", "async_id", "value_type"})
+                     "addr_bytes", "inode", "offset", "deref_size", "kderef", "field_info",
+                     "kaccess", "size", "async_id", "value_type"})
 _NOT_SHOWN = CHECKED | {"span", "type", "op_span", "c_positions"}
 
 

@@ -104,6 +104,7 @@ class Checker:
         self.vars: Dict[str, Type] = {}
         self.loop_depth = 0
         self.warnings: List[Diagnostic] = []
+        self.assigned_to_var = None     # the value of the `$x = value` being checked
 
     def warn(self, message: str, span):
         """A warning of the strict pass (each once, however many programs share the code)."""
@@ -213,7 +214,12 @@ class Checker:
             self.set_map_value(info, vt, target.span, target, _assign_op_span(s))
             target.type = info.value
         elif isinstance(target, ast.Variable):
-            vt = self.expr(s.value)
+            # what 0.17 calls `call.var`: a call assigned to a variable (not `$x op= call`)
+            self.assigned_to_var = s.value if s.op is None else None
+            try:
+                vt = self.expr(s.value)
+            finally:
+                self.assigned_to_var = None
             if s.op is not None:
                 cur = self.vars.get(target.name)
                 if cur is None:
