@@ -249,3 +249,41 @@ def test_a_running_trace_is_stopped_when_python_exits(tmp_path, no_leaks):  # no
                       "print('started', flush=True)\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "started\n" and r.stderr == ""
+
+
+@needs_root
+def test_ctrl_c_ends_run_with_its_result(tmp_path, no_leaks):  # noqa: F811
+    """run() of a program that never ends by itself returns its result on Ctrl-C."""
+    marker = tmp_path / "attached"
+    command = tmp_path / "cmd.sh"           # started once every probe is attached
+    command.write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 60\n")
+    command.chmod(0o755)
+    script = tmp_path / "s.py"
+    script.write_text("import pytrace\n"
+                      f"r = pytrace.run('interval:ms:10 {{ @ticks = count(); }} END {{ printf(\"end\\\\n\"); }}',"
+                      f" command={str(command)!r})\n"
+                      "print(repr(r.output), r.maps['@ticks'] > 0)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out == "'end\\n' True\n" and err == ""
+
+
+@needs_root
+def test_an_exception_in_the_with_body_tears_the_trace_down(nothing_left):
+    with pytest.raises(ZeroDivisionError):
+        with pytrace.Trace("tracepoint:syscalls:sys_enter_getppid { @ = count(); }") as t:
+            1 / 0
+    assert not t.running and t.result is not None
+
+
+@needs_root
+def test_params(nothing_left):
+    result = pytrace.run('BEGIN { printf("%s %d\\n", str($1), $2 + 1); exit(); }', params=("x", 5))
+    assert result.output == "x 6\n"
