@@ -184,7 +184,7 @@ class Trace:
     def events(self):
         """Each printed record (printf, print, time, join, system, cat: its text as
         printed) as it arrives, until the trace ends; from the first record on,
-        whenever it is called."""
+        whenever it is called (the records are queued once: iterators share them)."""
         self._need_started()
         while True:
             item = self._events.get()
