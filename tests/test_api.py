@@ -2,6 +2,7 @@
 the value shapes of maps, output and events, its errors, and what it leaves behind."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +22,15 @@ GETPPID, WRITE = 110, 1      # x86-64 system call numbers
 def open_fds() -> set:
     return {(fd, os.readlink(f"/proc/self/fd/{fd}")) for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+@pytest.fixture
+def own_workload(workload, tmp_path):
+    """The workload under a name (its comm) no other process on the machine has: the
+    probes of a Trace without a command filter on it."""
+    path = tmp_path / f"apiw{os.getpid()}"
+    shutil.copy(workload, path)
+    return str(path)
 
 
 @pytest.fixture
@@ -162,23 +172,25 @@ def test_pid_exiting_ends_the_run(nothing_left):
 
 
 @needs_root
-def test_trace_maps_while_running_events_and_stop(workload, nothing_left):
-    program = ('tracepoint:syscalls:sys_enter_getppid /comm == "workload"/ {'
+def test_trace_maps_while_running_events_and_stop(own_workload, nothing_left):
+    workload = own_workload
+    name = os.path.basename(workload)
+    program = ('tracepoint:syscalls:sys_enter_getppid /comm == str($1)/ {'
                ' @[comm] = count(); printf("call\\n"); }\n'
                'END { printf("end\\n"); }')
-    with pytrace.Trace(program) as t:
+    with pytrace.Trace(program, params=[name]) as t:
         assert t.running and t.maps() == {"@": {}}
         subprocess.run([workload, "getppid", "3"], check=True)
         events = t.events()
         got = [next(events) for _ in range(3)]
         assert got == ["call\n"] * 3          # one item per printed record
-        assert t.maps() == {"@": {"workload": 3}}
+        assert t.maps() == {"@": {name: 3}}
         subprocess.run([workload, "getppid", "2"], check=True)
         time.sleep(0.2)
-        assert t.maps() == {"@": {"workload": 5}}
+        assert t.maps() == {"@": {name: 5}}
     result = t.result
     assert not t.running and result is t.stop()       # stopping an ended trace: the same
-    assert result.maps == {"@": {"workload": 5}} == t.maps()
+    assert result.maps == {"@": {name: 5}} == t.maps()
     assert result.output == "call\n" * 5 + "end\n" == t.output
     assert list(events) == ["call\n", "call\n", "end\n"]
     assert list(t.events()) == []                # the trace has ended
@@ -194,11 +206,12 @@ def test_trace_that_exits_by_itself(nothing_left):
 
 
 @needs_root
-def test_maps_of_100k_keys_are_cheap_to_read(workload, nothing_left, monkeypatch):
+def test_maps_of_100k_keys_are_cheap_to_read(own_workload, nothing_left, monkeypatch):
     monkeypatch.setenv("BPFTRACE_MAP_KEYS_MAX", "200000")
-    with pytrace.Trace('tracepoint:syscalls:sys_enter_getppid /comm == "workload"/ {'
-                       ' @[nsecs] = count(); @n = count(); }') as t:
-        subprocess.run([workload, "getppid", "100000"], check=True)
+    with pytrace.Trace('tracepoint:syscalls:sys_enter_getppid /comm == str($1)/ {'
+                       ' @[nsecs] = count(); @n = count(); }',
+                       params=[os.path.basename(own_workload)]) as t:
+        subprocess.run([own_workload, "getppid", "100000"], check=True)
         start = time.thread_time()      # CPU time: other tests' load does not count
         snap = t.maps()
         took = time.thread_time() - start
