@@ -48,11 +48,25 @@ class RunOptions:
     # teardown instead of getting their old handlers back
     exiting: bool = False
     metrics: Optional[tuple] = None     # --metrics: (host, port) to serve /metrics on
+    # SIGINT/SIGTERM stop the run, SIGUSR1 prints the maps (the CLI; only possible in
+    # the main thread).  False (the Python API's thread): only request_stop() stops it
+    signals: bool = True
+    duration: Optional[float] = None    # stop this many seconds after attaching
+    on_attached: Optional[Callable] = None   # () -> None, once every probe is attached
+    # the maps at exit: None prints them (after "\n\n"), else they are passed to
+    # this, {name: output.values.MapModel} as snapshot() gives them, and not printed
+    exit_maps: Optional[Callable] = None
+    child_stdout: Optional[int] = None  # an fd the -c child's stdout goes to (None: ours)
 
 
 def run(elf_bytes: bytes, options: RunOptions = None) -> int:
     """Run a compiled object until exit()/signal/child exit; returns the exit code."""
-    sess = Session(elf_bytes, options or RunOptions())
+    return run_session(Session(elf_bytes, options or RunOptions()))
+
+
+def run_session(sess: "Session") -> int:
+    """Run a session to its end and tear it down; low-level failures become
+    ``RuntimeFailure``s."""
     try:
         return sess.run()
     except BpfError as e:
@@ -124,6 +138,9 @@ class Session:
         self._last_lost_check = 0.0
         self._torn_down = False
         self.metrics = None         # --metrics: the /metrics server (runtime.metrics)
+        # held while the maps are read from another thread (snapshot), and while
+        # teardown closes them and the wake-up pipe: no fd is used once closed
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ main sequence
 
@@ -202,7 +219,9 @@ class Session:
             self.metrics = MetricsServer(self.opt.metrics, self.manifest.maps, self.snapshot)
         self.watches.pid = self.child_pid or self.opt.pid
         self._write_globals()
-        self._install_signals()
+        self._open_wake_pipe()
+        if self.opt.signals:
+            self._install_signals()
         self._setup_epoll()
         if not self.opt.quiet:
             # as 0.17, a watchpoint armed at run time is not counted (its uprobe is)
@@ -242,6 +261,8 @@ class Session:
             # bpftrace's runtime tests wait for this line to start their workload
             self.errs.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
             self.errs.flush()
+        if self.opt.on_attached is not None:
+            self.opt.on_attached()
         iterators = [a for a in self.attachments.items if a.kind == "iter"]
         if iterators:
             for att in iterators:
@@ -263,6 +284,10 @@ class Session:
         self._drain()
         self._report_lost()
         self._report_full()
+        if self.opt.exit_maps is not None:
+            self._flush()
+            self.opt.exit_maps(self.snapshot())
+            return
         sep = self.opt.sep_stream if self.opt.sep_stream is not None else self.out
         self._flush()
         _write_text(sep, "\n\n")
@@ -283,8 +308,13 @@ class Session:
     def snapshot(self) -> dict:
         """Every map decoded now, name -> ``output.values.MapModel`` (sorted as
         printed).  Safe to call from another thread while the trace runs: it only
-        reads the maps."""
-        return {mm.name: self.output.model(mm, entries) for mm, entries in self._dump_all_maps()}
+        reads the maps.  Raises RuntimeFailure when the maps are not loaded (yet,
+        or any more)."""
+        with self._lock:
+            if self.obj is None or self._torn_down:
+                raise RuntimeFailure("the trace's maps are not loaded")
+            return {mm.name: self.output.model(mm, entries)
+                    for mm, entries in self._dump_all_maps()}
 
     # ------------------------------------------------------------ events
 
@@ -381,6 +411,7 @@ class Session:
         timeout = 1.0 if self.lost is not None else -1
         wake = self._wake_r
         pidfds = self._pidfds
+        end = None if self.opt.duration is None else time.monotonic() + self.opt.duration
         while self.stop_reason is None:
             if self._sig_flag:
                 self.stop_reason = "signal"
@@ -388,8 +419,15 @@ class Session:
             if self._usr1_flag:
                 self._usr1_flag = False
                 self._print_all_maps()
+            wait = timeout
+            if end is not None:
+                wait = end - time.monotonic()
+                if wait <= 0:
+                    self.stop_reason = "duration"
+                    break
+                wait = wait if timeout < 0 else min(wait, timeout)
             try:
-                evs = ep.poll(0 if self._backlog else timeout)
+                evs = ep.poll(0 if self._backlog else wait)
             except InterruptedError:
                 continue
             for fd, _ in evs:
@@ -463,13 +501,28 @@ class Session:
                 struct.pack_into("<Q", buf, off, value)
         maps.update(gm, bytes(gm.key_size), bytes(buf))
 
-    def _install_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            return
+    def _open_wake_pipe(self):
+        """The pipe a signal (set_wakeup_fd) or request_stop() writes to wake the loop."""
         r, w = os.pipe()
         os.set_blocking(r, False)
         os.set_blocking(w, False)
         self._wake_r, self._wake_w = r, w
+
+    def request_stop(self) -> None:
+        """Stop the run as SIGINT does (END runs, the maps are taken); safe from
+        another thread, before or during the run."""
+        self._sig_flag = True
+        with self._lock:
+            if self._wake_w is not None:
+                try:
+                    os.write(self._wake_w, b"\0")
+                except OSError:         # full: the loop is woken already
+                    pass
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        w = self._wake_w
 
         def stop(signum, frame):
             # a second one ends at once: during END or the map dump, or while a write
@@ -557,6 +610,8 @@ class Session:
                 os.close(err_r)
                 for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
                     signal.signal(s, signal.SIG_DFL)
+                if self.opt.child_stdout is not None:
+                    os.dup2(self.opt.child_stdout, 1)
                 while True:
                     try:
                         b = os.read(gate_r, 8)   # 8 bytes, as bpftrace's child reads
@@ -640,18 +695,20 @@ class Session:
             step(self.rb.close)
         if self.perf is not None:
             step(self.perf.close)
-        if self.obj is not None:
-            step(self.obj.close)
+        with self._lock:                # no snapshot() reads a closed map
+            if self.obj is not None:
+                step(self.obj.close)
         step(self._stop_child)
         for fd in list(self._pidfds):
             step(lambda fd=fd: os.close(fd))
         self._pidfds.clear()
         if self.ep is not None:
             step(self.ep.close)
-        for fd in (self._wake_r, self._wake_w, self._gate_w, self._err_r):
-            if fd is not None:
-                step(lambda fd=fd: os.close(fd))
-        self._wake_r = self._wake_w = self._gate_w = self._err_r = None
+        with self._lock:                # no request_stop() writes to a closed fd
+            for fd in (self._wake_r, self._wake_w, self._gate_w, self._err_r):
+                if fd is not None:
+                    step(lambda fd=fd: os.close(fd))
+            self._wake_r = self._wake_w = self._gate_w = self._err_r = None
         step(self._restore_signals)
 
     def _stop_child(self):

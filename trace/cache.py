@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from importlib.util import find_spec
 
-from . import __version__
+from .version import __version__
 
 try:    # hashlib's own BLAKE2, without hashlib loading OpenSSL (2.5 ms of a 60 ms run)
     from _blake2 import blake2b

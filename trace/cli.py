@@ -9,8 +9,9 @@ import signal
 import stat
 import sys
 
-from . import __version__, cache
+from . import driver, errors
 from .runtime import environment
+from .version import __version__
 
 USAGE = """USAGE:
     pytrace [options] filename
@@ -110,6 +111,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _main(argv)
+    except errors.Error as e:   # the program does not compile, or could not run
+        sys.stderr.write(str(e))
+        return e.status
     except KeyboardInterrupt:   # SIGINT before a session, or a second one during it (torn down)
         _drop_unwritable_stdout()
         return 130
@@ -153,7 +157,6 @@ def _end_by_sigpipe():
 
 
 FORMATS = ("text", "json", "folded")     # runtime.output.OUTPUTS has a class for each
-PID_MAX_LIMIT = 4194304      # the kernel's largest pid_max (bpftrace checks against it)
 
 
 def _bad_option(args) -> str:
@@ -169,11 +172,9 @@ def _bad_option(args) -> str:
         if not re.fullmatch(r"-?[0-9]+", text):
             return f"ERROR: pid '{text}' is not a valid decimal number\n"
         args.pid = int(text)
-        if not 1 <= args.pid <= PID_MAX_LIMIT:
-            return f"ERROR: pid '{text}' out of valid pid range [1,{PID_MAX_LIMIT}]\n"
-        if not os.path.isdir(f"/proc/{args.pid}"):
-            # before listing or compiling: -p's probes are searched in the process
-            return f"ERROR: process {args.pid} does not exist\n"
+        problem = driver.pid_problem(args.pid, text)
+        if problem:
+            return f"ERROR: {problem}\n"
     if args.metrics is not None:
         return _bad_metrics(args)
     return ""
@@ -240,99 +241,54 @@ def _main(argv) -> int:
                 sys.stderr.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
                 return 255
             if data[:4] == b"\x7fELF":
-                # an object from --emit-elf: run it without the compiler
-                return run_object(data, None, "", path, args)
+                # an object from --emit-elf: run it without the compiler (nor its source)
+                return run_object(driver.Compiled(data), _request(args, "", path, rest), args)
             source, filename = data.decode("utf-8", "replace"), path
     else:
         sys.stderr.write("ERROR: No program specified\n" + _usage())
         return 1
 
-    max_map_keys = environment.number("BPFTRACE_MAP_KEYS_MAX")
-    plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
-    cache_key = None
-    if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys,
-                              environment.number("BPFTRACE_STRLEN"), args.pid,
-                              args.helper_errors, args.include_dirs, args.includes)
-        hit = cache.load(cache_key)
-        if hit is not None:
-            elf, warnings = hit
-            sys.stderr.write(warnings)
-            return run_object(elf, None, source, filename, args)
-
-    emitter = None
-    if not (args.dump_after or args.dump_all):
-        # lazy: start-up time (only when compiling)
-        from .codegen.emit import BackgroundEmitter
-        try:
-            emitter = BackgroundEmitter(meanwhile=_import_runtime)
-        except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
-            emitter = None
-    try:
-        return _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args)
-    finally:
-        if emitter is not None:
-            emitter.close()
+    req = _request(args, source, filename, rest)
+    if args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm:
+        return _compile_only(req, args)
+    compiled = driver.build(req)
+    sys.stderr.write(compiled.warnings)
+    return run_object(compiled, req, args)
 
 
-def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args) -> int:
-    # lazy: start-up time (a cached object needs no compiler)
-    from .compiler import PASS_NAMES, CompileOptions, compile_source
+def _request(args, source: str, filename: str, params: list) -> driver.Request:
+    return driver.Request(source, filename, params, command=args.command, pid=args.pid,
+                          unsafe=args.unsafe, helper_errors=args.helper_errors,
+                          include_dirs=args.include_dirs, includes=args.includes)
 
-    # lazy: start-up time (with the compiler)
-    from .language.diagnostics import CompileError, render
 
-    dump_after = args.dump_after
-    if dump_after and dump_after not in PASS_NAMES:
-        sys.stderr.write(f"ERROR: unknown pass '{dump_after}'; passes are: {', '.join(PASS_NAMES)}\n")
-        return 1
+def _compile_only(req: driver.Request, args) -> int:
+    """-d, --dump-after, --emit-elf, --emit-llvm: compile and stop."""
+    dump_after, dump = args.dump_after, None
+    if dump_after:
+        # lazy: start-up time (with the compiler)
+        from .compiler import PASS_NAMES
+        if dump_after not in PASS_NAMES:
+            sys.stderr.write(f"ERROR: unknown pass '{dump_after}'; passes are: {', '.join(PASS_NAMES)}\n")
+            return 1
     if args.dump_all:
         dump_after = "codegen"
-    options = CompileOptions(has_child=bool(args.command), command=args.command,
-                             unsafe=args.unsafe, params=rest,
-                             include_dirs=args.include_dirs, includes=args.includes,
-                             max_map_keys=max_map_keys, pid=args.pid,
-                             dump_after=dump_after, emitter=emitter,
-                             helper_errors=args.helper_errors)
-    if args.dump_all:
-        options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    try:
-        st = compile_source(source, filename, options)
-    except CompileError as e:
-        for d in e.diagnostics:
-            sys.stderr.write(render(d, source, filename))
-        return 1
-    warnings = "".join(render(w, source, filename) for w in st.warnings)
-    sys.stderr.write(warnings)
+        dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")  # noqa: E731
+    compiled = driver.compile_program(req, dump_after, dump)
+    sys.stderr.write(compiled.warnings)
     if dump_after:
         return 0
     if args.emit_llvm:
         with open(args.emit_llvm, "w") as f:
-            f.write(st.llvm_ir)
+            f.write(compiled.state.llvm_ir)
     if args.emit_elf:
         with open(args.emit_elf, "wb") as f:
-            f.write(st.elf)
-    if args.emit_elf or args.emit_llvm:
-        return 0
-    files = _probed_files(st.manifest)
-    if cache_key is not None and not (files and args.pid) and not _globs_files(st):
-        cache.store(cache_key, st.elf, warnings, files)    # -p: process-specific
-    return run_object(st.elf, st.manifest, source, filename, args)
+            f.write(compiled.elf)
+    return 0
 
 
-def _import_runtime():
-    from .runtime import output, session  # noqa: F401  (what run_object needs)
-
-
-def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> int:
-    if os.geteuid() != 0:
-        sys.stderr.write("ERROR: pytrace currently only supports running as the root user.\n")
-        return 1
-    # lazy: start-up time (-l, --help and --emit-elf run nothing)
-    from .runtime import errors
-    from .runtime.command import command_argv
-    from .runtime.session import RunOptions, run
-
+def run_object(compiled: driver.Compiled, req: driver.Request, args) -> int:
+    driver.check_privilege()
     _set_process_name(b"pytrace")
     out = sys.stdout
     if args.output:
@@ -341,20 +297,11 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         except OSError as e:    # bpftrace's words
             sys.stderr.write(f'ERROR: Failed to open output file: "{args.output}": {e.strerror}\n')
             return 1
-    child = command_argv(args.command) if args.command else None
-    opts = RunOptions(out=out, fmt=args.format, quiet=args.quiet, child_argv=child, pid=args.pid,
-                      buffering=args.buffering,
-                      verbose=args.verbose, exiting=True, metrics=args.metrics)
     try:
-        return run(elf, opts)
-    except errors.RuntimeFailure as e:
-        # lazy: start-up time (only to print a diagnostic)
-        from .language.diagnostics import Diagnostic, render
-        e.elf = elf
-        # an object run without its source (pytrace FILE.o) has nothing to point at
-        span = _failure_span(e, manifest) if source else None
-        sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
-        return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
+        sess = driver.session(compiled, req, out=out, fmt=args.format, quiet=args.quiet,
+                              buffering=args.buffering, verbose=args.verbose, exiting=True,
+                              metrics=args.metrics)
+        return driver.execute(sess, compiled, req)
     finally:
         if out is not sys.stdout:
             try:
@@ -370,42 +317,6 @@ def _set_process_name(name: bytes):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
     except (OSError, AttributeError):
         pass
-
-
-def _failure_span(e, manifest):
-    # lazy: start-up time (only to print a diagnostic)
-    from .language.ast import Span
-    if manifest is None:
-        # lazy: start-up time (only to run a .o file)
-        from .runtime import objfile
-        try:
-            manifest = objfile.parse(e.elf).manifest if getattr(e, "elf", None) else {}
-        except Exception:
-            manifest = {}
-    symbol = getattr(e, "program_symbol", None) or getattr(e, "symbol", None)
-    probe = getattr(e, "probe", None)
-    for prog in manifest.get("programs", []):
-        names = {a.get("probe") for a in prog["attach"]}
-        cookies = {a.get("cookie") for a in prog["attach"]}
-        probe_names = {manifest["probes"][c] for c in cookies if isinstance(c, int)}
-        if prog["symbol"] == symbol or (probe and (probe in names or probe in probe_names)):
-            line, col, end_line, end_col = prog["span"]
-            return Span(line, col, end_line, end_col)
-    return None
-
-
-def _probed_files(manifest) -> list:
-    """The files whose offsets the object holds (uprobe, usdt): the cache keeps the
-    object only while they are unchanged."""
-    return [a["path"] for p in manifest.get("programs", []) for a in p.get("attach", [])
-            if "path" in a]
-
-
-def _globs_files(st) -> bool:
-    """Whether a probe names its files with a wildcard (`usdt:./bin*:*`): which files
-    match can change without any recorded file changing, so the object is not cached."""
-    return any(u.provider.lists_targets and "*" in ap.target
-               for u in st.units for ap in u.probe.attach_points if ap.provider == u.provider.name)
 
 
 def _usage():

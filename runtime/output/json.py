@@ -16,7 +16,7 @@ Deviations from 0.17 (places where it emits wrong values or invalid JSON):
 
 from __future__ import annotations
 
-from .text import lhist_bounds, lhist_bucket_count, value_text
+from .text import hist_bounds, lhist_bounds, lhist_bucket_count, value_text
 from .values import AvgValue, ByteArray, CRecord, HistValue, MapModel, Ptr, Stack, c_div
 
 __all__ = ["json_escape", "json_value", "map_json", "message_json",
@@ -80,14 +80,11 @@ def _hist_json(h: HistValue, div: int) -> str:
     items = []
     for i in range(min(idx), max(idx) + 1):
         c = counts.get(i, 0) // div
-        if i == 0:
-            items.append('{"max": -1, "count": %d}' % c)
-        elif i == 1:
-            items.append('{"min": 0, "max": 0, "count": %d}' % c)
+        lo, hi = hist_bounds(i)
+        if lo is None:
+            items.append('{"max": %d, "count": %d}' % (hi - 1, c))
         else:
-            lo = 1 << (i - 2)
-            hi = (1 << (i - 1)) - 1
-            items.append('{"min": %d, "max": %d, "count": %d}' % (lo, hi, c))
+            items.append('{"min": %d, "max": %d, "count": %d}' % (lo, hi - 1, c))
     return "[" + ", ".join(items) + "]"
 
 

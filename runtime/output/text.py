@@ -32,7 +32,7 @@ from .values import (AvgValue, Buffer, ByteArray, CArray, CRecord, HistValue, Ma
                      to_signed64)
 
 __all__ = ["value_text", "key_text", "map_text", "hist_rows", "lhist_rows",
-           "lhist_label", "lhist_bounds",
+           "lhist_label", "lhist_bounds", "hist_bounds",
            "hist_label", "hist_index_label", "lhist_index_label", "bar_width",
            "lhist_bucket_count", "attached_text", "lost_text", "decode_str"]
 
@@ -105,6 +105,16 @@ def hist_label(index: int) -> str:
     if index == 2:
         return "[1]"
     return "[%s, %s)" % (hist_index_label(index - 2), hist_index_label(index - 1))
+
+
+def hist_bounds(index: int):
+    """``(lo, hi)`` of log2 bucket ``index``, ``hi`` exclusive; ``lo`` is None for the
+    bucket of negative values."""
+    if index == 0:
+        return None, 0
+    if index == 1:
+        return 0, 1
+    return 1 << (index - 2), 1 << (index - 1)
 
 
 def _nonzero_range(counts: dict):

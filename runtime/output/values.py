@@ -812,11 +812,11 @@ def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
             packed = packed[len(packed) - top:]
         model.packed, model.bias = packed, bias
         return model
-    if True in strings:
-        decoded = [tuple(k.split(b"\0", 1)[0] if is_str else k for k, is_str in zip(unpack(kb), strings))
-                   for kb in keys]
-    else:
-        decoded = [unpack(kb) for kb in keys]
+    decoded = [unpack(kb) for kb in keys]
+    if True in strings and decoded:     # a column at a time: strings end at their NUL
+        columns = [[c.partition(b"\0")[0] for c in column] if is_str else column
+                   for column, is_str in zip(zip(*decoded), strings)]
+        decoded = list(zip(*columns))
     rows = sorted(zip(totals, decoded))
     if top and len(rows) > top:
         rows = rows[len(rows) - top:]

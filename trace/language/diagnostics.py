@@ -16,6 +16,23 @@ class Diagnostic:
     # still known (for tools and tests), `render` leaves it out as 0.17 does.
     shown: bool = True
 
+    # where it is, 1-based (the end exclusive); None when it has no place in the source
+    @property
+    def line(self) -> Optional[int]:
+        return self.span.line if self.span is not None and self.span.line else None
+
+    @property
+    def column(self) -> Optional[int]:
+        return self.span.col if self.line is not None else None
+
+    @property
+    def end_line(self) -> Optional[int]:
+        return self.span.end_line if self.line is not None else None
+
+    @property
+    def end_column(self) -> Optional[int]:
+        return self.span.end_col if self.line is not None else None
+
 
 class CompileError(Exception):
     """One or more diagnostics that stop compilation."""

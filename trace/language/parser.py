@@ -49,8 +49,8 @@ import re
 import sys
 import threading
 from collections import Counter
+from importlib.util import find_spec
 
-from .. import grammar
 from ..cache import home as cache_home
 from .ast import (
     Assign,
@@ -647,7 +647,11 @@ def _import_lark():
 def _build():
     lark = _import_lark()
 
-    with open(os.path.join(os.path.dirname(grammar.__file__), "pytrace.lark"), encoding="utf-8") as f:
+    # the data package pytrace.grammar, found without an import of the package
+    # `pytrace` (whose lazy API names import the compiler: tests/test_layering.py)
+    path = os.path.join(os.path.dirname(find_spec(__package__.rpartition(".")[0] + ".grammar").origin),
+                        "pytrace.lark")
+    with open(path, encoding="utf-8") as f:
         text = f.read()
     options = dict(
         parser="lalr",
