@@ -9,7 +9,7 @@ import os
 import platform
 import struct
 
-from . import __version__
+from .version import __version__
 from .runtime import syscall as S
 from .runtime import uapi as U
 from .runtime.errors import BpfError, LoadError
