@@ -90,6 +90,9 @@ _BATCH = 4096  # records per ring buffer read (the consumer position is publishe
 # Once a stop is asked (signal, -c/-p exit), the records already queued are
 # printed for at most this long; the rest are dropped and counted.
 STOP_BUDGET = 0.25
+# How often the memory map of a -c child or -p process is read while a program that
+# prints user symbols runs (to resolve them after the process exits)
+KEEP_MAPS_EVERY = 0.05
 
 
 def _write_text(stream, s: str) -> None:
@@ -412,7 +415,12 @@ class Session:
         wake = self._wake_r
         pidfds = self._pidfds
         end = None if self.opt.duration is None else time.monotonic() + self.opt.duration
+        keep = self._maps_keeper()
+        if keep is not None:
+            timeout = KEEP_MAPS_EVERY if timeout < 0 else min(timeout, KEEP_MAPS_EVERY)
         while self.stop_reason is None:
+            if keep is not None:
+                keep()
             if self._sig_flag:
                 self.stop_reason = "signal"
                 break
@@ -438,6 +446,24 @@ class Session:
             self._process_events()
             if self._sig_flag and self.stop_reason is None:
                 self.stop_reason = "signal"
+
+    def _maps_keeper(self):
+        """For programs that print user symbols or stacks: a function that keeps the
+        -c child's (or -p process's) memory map, read every KEEP_MAPS_EVERY seconds,
+        so that its frames still resolve once it has exited (bpftrace 0.17 prints
+        them as addresses then); None for other programs."""
+        pid = self.child_pid or self.opt.pid
+        ctx = getattr(self.output, "ctx", None)
+        if pid is None or ctx is None or not _uses_user_symbols(self.spec.manifest):
+            return None
+        last = [0.0]
+
+        def keep():
+            now = time.monotonic()
+            if now - last[0] >= KEEP_MAPS_EVERY:
+                last[0] = now
+                ctx.symbols.user.remember(pid)
+        return keep
 
     def _maybe_lost(self):
         if self.lost is None:
@@ -752,6 +778,15 @@ class Session:
         except ChildProcessError:
             pass
         return True
+
+
+def _uses_user_symbols(obj) -> bool:
+    """Whether a manifest (as stored) has a value printed with user symbols."""
+    if isinstance(obj, dict):
+        return obj.get("kind") in ("ustack", "usym") or any(_uses_user_symbols(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_uses_user_symbols(v) for v in obj)
+    return False
 
 
 def _executable(name: str) -> bool:

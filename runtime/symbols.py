@@ -122,6 +122,13 @@ class UserSymbols:
             return None
         return out
 
+    def remember(self, pid: int) -> None:
+        """Keep what process pid maps now, to resolve its addresses after it exits
+        (a process that has exited maps nothing)."""
+        maps = self._read_maps(pid)
+        if maps:
+            self._maps[pid] = maps
+
     def _binary(self, pid: int, path: str):
         for candidate in (f"/proc/{pid}/root{path}", path):
             try:
