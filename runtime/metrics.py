@@ -223,7 +223,7 @@ class _MapsCollector:
         with self.lock:         # the session closes the maps only once this is done
             if self.closed:
                 return []
-            return families(self.maps, self.snapshot(), self.names)
+            return families(self.maps, self.snapshot(ordered=False), self.names)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -308,15 +308,15 @@ class Session:
         self.output.print_maps_at_exit(self._dump_all_maps())
         self._flush()
 
-    def snapshot(self) -> dict:
-        """Every map decoded now, name -> ``output.values.MapModel`` (sorted as
-        printed).  Safe to call from another thread while the trace runs: it only
-        reads the maps.  Raises RuntimeFailure when the maps are not loaded (yet,
-        or any more)."""
+    def snapshot(self, ordered: bool = True) -> dict:
+        """Every map decoded now, name -> ``output.values.MapModel`` (its entries
+        sorted as printed, unless not ``ordered``: cheaper, for reading values).  Safe
+        to call from another thread while the trace runs: it only reads the maps.
+        Raises RuntimeFailure when the maps are not loaded (yet, or any more)."""
         with self._lock:
             if self.obj is None or self._torn_down:
                 raise RuntimeFailure("the trace's maps are not loaded")
-            return {mm.name: self.output.model(mm, entries)
+            return {mm.name: self.output.model(mm, entries, ordered=ordered)
                     for mm, entries in self._dump_all_maps()}
 
     # ------------------------------------------------------------ events

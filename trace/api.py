@@ -176,7 +176,7 @@ class Trace:
         self._need_started()
         if not self._done.is_set():
             try:
-                return plain_maps(self._session.snapshot())
+                return plain_maps(self._session.snapshot(ordered=False))
             except RuntimeFailure:          # ended meanwhile: the final maps
                 self._done.wait()
         return self._final_maps if self._final_maps is not None else {}

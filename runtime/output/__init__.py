@@ -300,8 +300,8 @@ class Output:
         """``print(value)``: the value decoded from ``raw`` and a newline."""
         self._value(make_decoder(type_desc, self.ctx)(raw, 0))
 
-    def model(self, map_meta: UserMap, entries, top: int = 0):
-        return build_map_model(map_meta, entries, self.ctx, top=top or 0)
+    def model(self, map_meta: UserMap, entries, top: int = 0, ordered: bool = True):
+        return build_map_model(map_meta, entries, self.ctx, top=top or 0, ordered=ordered)
 
     def print_map(self, map_meta: UserMap, entries, top: int = 0, div: int = 0) -> None:
         raise NotImplementedError

@@ -790,7 +790,7 @@ def _reduced_counts(meta: UserMap, entries, single_int: bool):
     return keys, totals
 
 
-def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
+def _scalar_map_model(meta: UserMap, entries, top: int, ordered: bool = True) -> MapModel:
     """count/sum maps keyed by ints and strings, the common big maps: bulk reduction and a
     sort of plain ints or tuples, ~1 µs per entry. Same order as the general path: by
     value, then by key (ints unsigned, strings bytewise)."""
@@ -807,7 +807,9 @@ def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
         bias = 1 << 63 if signed else 0
         if keys and not isinstance(keys[0], int):
             keys = [unpack(kb)[0] for kb in keys]
-        packed = sorted(((t + bias) << 64) | k for t, k in zip(totals, keys))
+        packed = [((t + bias) << 64) | k for t, k in zip(totals, keys)]
+        if ordered:
+            packed.sort()
         if top and len(packed) > top:
             packed = packed[len(packed) - top:]
         model.packed, model.bias = packed, bias
@@ -817,15 +819,19 @@ def _scalar_map_model(meta: UserMap, entries, top: int) -> MapModel:
         columns = [[c.partition(b"\0")[0] for c in column] if is_str else column
                    for column, is_str in zip(zip(*decoded), strings)]
         decoded = list(zip(*columns))
-    rows = sorted(zip(totals, decoded))
+    rows = list(zip(totals, decoded))
+    if ordered:
+        rows.sort()
     if top and len(rows) > top:
         rows = rows[len(rows) - top:]
     model.rows = rows
     return model
 
 
-def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0) -> MapModel:
-    """Decode keys, reduce per-CPU values, sort as bpftrace and apply ``top``.
+def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0,
+                    ordered: bool = True) -> MapModel:
+    """Decode keys, reduce per-CPU values, sort as bpftrace (unless not ``ordered``:
+    a snapshot read as values) and apply ``top``.
 
     ``entries``: iterable of ``(key_bytes, [value_bytes per CPU])``.
     """
@@ -833,7 +839,7 @@ def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0) ->
     fields = meta.key.fields
     if FAST_PATH and kind in ("count", "sum") and fields \
             and all(f["type"]["kind"] in ("int", "str") for f in fields):
-        return _scalar_map_model(meta, entries, top)
+        return _scalar_map_model(meta, entries, top, ordered)
     decoders = [(int(f["offset"]), make_decoder(f["type"], ctx)) for f in fields]
 
     def dkey(kb) -> tuple:
@@ -843,7 +849,8 @@ def build_map_model(meta: UserMap, entries, ctx: DecodeContext, top: int = 0) ->
         out = _hist_entries(meta, entries, dkey)
     else:
         out = _value_entries(meta, entries, dkey, ctx)
-    out.sort(key=_entry_order(meta))
+    if ordered:
+        out.sort(key=_entry_order(meta))
     # print(@m, top): keep the last `top` entries.  0.17 ignores top for stats.
     if top and kind != "stats" and len(out) > top:
         out = out[len(out) - top:]
