@@ -227,12 +227,12 @@ def _main(argv) -> int:
 
     max_map_keys = environment.number("BPFTRACE_MAP_KEYS_MAX")
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
-    cache_key = None
+    cache_key = None        # a cache.Lookup
     if plain_run and cache.enabled():
-        cache_key = cache.key(source, rest, args.command or False, args.unsafe, max_map_keys,
-                              environment.number("BPFTRACE_STRLEN"), args.pid,
-                              args.helper_errors, args.include_dirs, args.includes)
-        hit = cache.load(cache_key)
+        cache_key = cache.Lookup(source, rest, args.command or False, args.unsafe, max_map_keys,
+                                 environment.number("BPFTRACE_STRLEN"), args.pid,
+                                 args.helper_errors, args.include_dirs, args.includes)
+        hit = cache_key.load()
         if hit is not None:
             elf, warnings = hit
             sys.stderr.write(warnings)
@@ -255,7 +255,7 @@ def _main(argv) -> int:
 
 def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, args) -> int:
     # lazy: start-up time (a cached object needs no compiler)
-    from .compiler import PASS_NAMES, CompileOptions, compile_source
+    from .compiler import PASS_NAMES, CompileOptions, compile_source, lifted_literals
 
     # lazy: start-up time (with the compiler)
     from .language.diagnostics import CompileError, render
@@ -271,7 +271,8 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
                              include_dirs=args.include_dirs, includes=args.includes,
                              max_map_keys=max_map_keys, pid=args.pid,
                              dump_after=dump_after, emitter=emitter,
-                             helper_errors=args.helper_errors)
+                             helper_errors=args.helper_errors,
+                             literals=cache_key.literals if cache_key else None)
     if args.dump_all:
         options.dump = lambda text: sys.stdout.write(text if text.endswith("\n") else text + "\n")
     try:
@@ -294,7 +295,7 @@ def _compile_and_run(source, filename, rest, max_map_keys, cache_key, emitter, a
         return 0
     files = _probed_files(st.manifest)
     if cache_key is not None and not (files and args.pid) and not _globs_files(st):
-        cache.store(cache_key, st.elf, warnings, files)    # -p: process-specific
+        cache_key.store(st.elf, warnings, files, lifted_literals(st))   # -p: process-specific
     return run_object(st.elf, st.manifest, source, filename, args)
 
 
