@@ -546,6 +546,9 @@ def row_firstevent(bench: Bench, rounds: int):
             target, check = ("≤ 2.0", ratio_le(2.0)) if case == "shape" else ("≤ 1.0", ratio_le(1.0))
             rows[case, bc] = Row(G, f"{what}; pytrace with {bc}: process start to the event's "
                                  "output", "ms", "{:.0f}", target, check)
+    floor = Row(G, "the floor: pytrace's Python interpreter starting and exiting (`python -c "
+                "pass`, its site-packages' .pth files included) against bpftrace's first event, "
+                "repeated", "ms", "{:.0f}")
     holds = {}      # (case, bytecode) -> the workload kept for "repeated"
 
     def workload():
@@ -589,6 +592,7 @@ def row_firstevent(bench: Bench, rounds: int):
                 for bc, _ in FIRST_BYTECODE:
                     for tool in TOOLS:
                         one(tool, case, bc, envs[bc] if tool == "pytrace" else bench.env)
+            interpreter_floor(bench, floor, holds["repeated", "bytecode"].pid)
     finally:
         for w in holds.values():
             w.kill()
@@ -598,7 +602,20 @@ def row_firstevent(bench: Bench, rounds: int):
             "on a pipe. pytrace with bytecode writes its bytecode under a private "
             "PYTHONPYCACHEPREFIX; with PYTHONDONTWRITEBYTECODE=1 Python writes none, as on "
             "these machines (bpftrace is the same program in both rows)")
-    return list(rows.values()), [note]
+    return list(rows.values()) + [floor], [note]
+
+
+def interpreter_floor(bench: Bench, row: Row, pid: int) -> None:
+    """`python -c pass` as pytrace's runs start it, then bpftrace's repeated first event."""
+    python = bench.pytrace[0] if bench.pytrace[1:2] == ["-m"] else sys.executable
+    p = bench.spawn([python, "-c", "pass"], bench.tool_env("pytrace"), name="python")
+    bench.finish(p, 30.0)
+    row.add("pytrace", p.wall * 1000)
+    try:
+        row.add("bpftrace", first_event(bench, "bpftrace", pid, bench.env))
+    except Failed as e:
+        row.fail("bpftrace", str(e))
+    log(f"  python -c pass {p.wall * 1000:7.1f} ms")
 
 
 def stale_bytecode(bench: Bench) -> list:

@@ -17,8 +17,8 @@ import marshal
 import os
 import struct
 import sys
+from importlib._bootstrap_external import MAGIC_NUMBER   # importlib.util's (1-2 ms to import)
 from importlib.machinery import SourceFileLoader
-from importlib.util import MAGIC_NUMBER
 
 
 def home() -> str:
