@@ -5,8 +5,9 @@ would compile pytrace's ~19,000 lines from source again (~0.2 s of CPU on the
 compiler's path). Python's switch is about the source tree (no `__pycache__`
 written there), so pytrace keeps its own modules' bytecode in its cache
 directory instead, `home()/bytecode` (laid out as `sys.pycache_prefix` lays
-out its files), checked against the source's modification time and size. Other packages' imports are untouched, and so is a run where Python
-writes bytecode itself. PYTRACE_NO_BYTECODE_CACHE=1 turns this off.
+out its files), checked against the source's modification time and size.
+Other packages' imports are untouched, and so is a run where Python writes
+bytecode itself. PYTRACE_NO_BYTECODE_CACHE=1 turns this off.
 
 This module is imported by `pytrace/__init__.py` before anything else of
 pytrace; it imports nothing of pytrace.
