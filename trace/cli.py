@@ -229,7 +229,9 @@ def _main(argv) -> int:
     plain_run = not (args.dump_after or args.dump_all or args.emit_elf or args.emit_llvm)
     cache_key = None        # a cache.Lookup
     if plain_run and cache.enabled():
-        cache_key = cache.Lookup(source, rest, args.command or False, args.unsafe, max_map_keys,
+        # -c's text matters only to watchpoint:func+argN (it probes the command's binary)
+        command = args.command if args.command and "watchpoint" in source else bool(args.command)
+        cache_key = cache.Lookup(source, rest, command, args.unsafe, max_map_keys,
                                  environment.number("BPFTRACE_STRLEN"), args.pid,
                                  args.helper_errors, args.include_dirs, args.includes)
         hit = cache_key.load()
