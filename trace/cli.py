@@ -252,9 +252,10 @@ def _main(argv) -> int:
     emitter = None
     if not (args.dump_after or args.dump_all):
         # lazy: start-up time (only when compiling)
-        from .codegen.emit import BackgroundEmitter
+        from .codegen.emit import SPARE_SOURCE_BYTES, BackgroundEmitter
         try:
-            emitter = BackgroundEmitter(meanwhile=_import_runtime)
+            emitter = BackgroundEmitter(meanwhile=_import_runtime,
+                                        spare=len(source) >= SPARE_SOURCE_BYTES)
         except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
             emitter = None
     try:
