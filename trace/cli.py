@@ -252,10 +252,9 @@ def _main(argv) -> int:
     emitter = None
     if not (args.dump_after or args.dump_all):
         # lazy: start-up time (only when compiling)
-        from .codegen.emit import SPARE_SOURCE_BYTES, BackgroundEmitter
+        from .codegen.emit import BackgroundEmitter
         try:
-            emitter = BackgroundEmitter(meanwhile=_import_runtime,
-                                        spare=len(source) >= SPARE_SOURCE_BYTES)
+            emitter = BackgroundEmitter(meanwhile=_import_runtime)
         except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
             emitter = None
     try:

@@ -94,20 +94,13 @@ class BackgroundEmitter:
     The worker also contains LLVM's fatal errors: on some (the BPF stack limit)
     LLVM prints to stderr and exit()s its process.  The worker's stderr goes to a
     memfd, and `emit` raises its text as a RuntimeError.  If the worker dies
-    without a word, `emit` compiles in this process.
+    without a word, `emit` compiles in this process."""
 
-    `spare=True` (a large source) forks the second worker of a split module now too,
-    so that it has loaded LLVM by the time the module comes (and modules from
-    SPLIT_BYTES_SPARE up are split)."""
-
-    _open = set()       # this process's ends of every live worker's pipes and memfd
-
-    def __init__(self, meanwhile=None, spare=False):
+    def __init__(self, meanwhile=None):
         """Raises OSError (with nothing left open) if the worker can't be started."""
         self._meanwhile = meanwhile
         self._ir_write = self._result_read = self._stderr = -1
         self._pid = -1
-        self._spare = None
         try:
             self._stderr = os.memfd_create("pytrace-llvm-stderr")
             ir_read, self._ir_write = os.pipe()
@@ -123,17 +116,11 @@ class BackgroundEmitter:
             self.close()
             raise
         if self._pid == 0:
-            for fd in (self._ir_write, self._result_read, *BackgroundEmitter._open):
-                os.close(fd)        # (another worker's input must see its EOF)
+            os.close(self._ir_write)
+            os.close(self._result_read)
             self._work(ir_read, result_write, self._stderr)       # never returns
         os.close(ir_read)
         os.close(result_write)
-        BackgroundEmitter._open.update((self._ir_write, self._result_read, self._stderr))
-        if spare:
-            try:
-                self._spare = BackgroundEmitter()
-            except OSError:
-                self._spare = None
 
     @staticmethod
     def _work(ir_read: int, result_write: int, stderr: int):
@@ -160,7 +147,7 @@ class BackgroundEmitter:
             os._exit(status)
 
     def emit(self, llvm_ir: str) -> bytes:
-        parts = split_functions(llvm_ir, SPLIT_BYTES_SPARE if self._spare else SPLIT_BYTES)
+        parts = split_functions(llvm_ir)
         if parts is not None:
             return self._emit_in_two(parts)
         self._submit(llvm_ir)
@@ -169,13 +156,12 @@ class BackgroundEmitter:
         return self._result(llvm_ir)
 
     def _emit_in_two(self, parts) -> bytes:
-        """A large module: half its functions here, half in the spare worker or a
-        second worker forked now."""
+        """A large module: half its functions here, half in a second worker forked now
+        (after this one has its IR, so that it holds none of this one's pipes)."""
         first, second = parts
         self._submit(first)
-        other, self._spare = self._spare, None
         try:
-            other = other or BackgroundEmitter()
+            other = BackgroundEmitter()
         except OSError:
             other = None
         if other is not None:
@@ -215,7 +201,6 @@ class BackgroundEmitter:
 
     def _close_ir(self):
         if self._ir_write >= 0:
-            BackgroundEmitter._open.discard(self._ir_write)
             os.close(self._ir_write)
             self._ir_write = -1
 
@@ -231,25 +216,18 @@ class BackgroundEmitter:
 
     def close(self):
         """Stop the worker (if still running), reap it and close its files."""
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
         self._close_ir()
         self._reap(kill=True)
         for name in ("_result_read", "_stderr"):
             fd = getattr(self, name)
             if fd >= 0:
-                BackgroundEmitter._open.discard(fd)
                 os.close(fd)
                 setattr(self, name, -1)
 
 
 # LLVM takes ~0.65 ms per KiB of our IR; a second worker costs ~30 ms (fork, loading
-# LLVM, joining the objects), so only modules above this size are split; with a spare
-# worker (already loaded) only the join and the globals parsed twice are left.
+# LLVM, joining the objects), so only modules above this size are split.
 SPLIT_BYTES = 256 * 1024
-SPLIT_BYTES_SPARE = 96 * 1024
-SPARE_SOURCE_BYTES = 4096   # a source this long gets a spare worker (its IR: ~60x that)
 
 
 def split_functions(llvm_ir: str, min_bytes: int = SPLIT_BYTES):
