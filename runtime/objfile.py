@@ -151,8 +151,8 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
     rodata = elf.section(RODATA_SECTION)
     if rodata is not None:
         spec.rodata = elf.section_data(rodata)
-        maps_by_off = dict(maps_by_off, rodata=rodata.index)
-    _read_programs(elf, spec.programs, maps_idx, maps_by_off)
+    _read_programs(elf, spec.programs, maps_idx, maps_by_off,
+                   rodata.index if rodata is not None else None)
     if whole:
         _check_manifest(spec)
     return spec
@@ -191,7 +191,7 @@ def _read_maps(elf: _Elf, out: dict) -> tuple:
     return msec.index, maps_by_off
 
 
-def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
+def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, rodata_idx=None) -> None:
     """The programs (function symbols in executable sections) into ``out``
     (symbol -> ProgramSpec), with their relocations."""
     sections = elf.sections
@@ -212,7 +212,8 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
         data = elf.section_data(s)
         relocs = []
         if s.index in relsecs:
-            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off)
+            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off,
+                                          rodata_idx)
         funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         if funcs:
             _split_programs(s, data, funcs, relocs, out)
@@ -220,15 +221,16 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
             raise ObjectFormatError(f"section {s.name} has relocations but no program symbol")
 
 
-def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off) -> list:
-    """(offset, map symbol) of each relocation of program section ``s``."""
+def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off, rodata_idx) -> list:
+    """(offset, map symbol, .rodata offset or -1) of each relocation of program
+    section ``s``."""
     symbols = elf.symbols
     relocs = []
     for r_off, r_type, r_sym in elf.relocations(rs):
         if r_sym >= len(symbols):
             raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
         relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
-                                     maps_idx, maps_by_off, elf.sections))
+                                     maps_idx, maps_by_off, elf.sections, rodata_idx))
     return relocs
 
 
@@ -257,7 +259,8 @@ _RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
                 U.R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32"}
 
 
-def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections):
+def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections,
+                   rodata_idx=None):
     where = f"{sec.name}+{off:#x}"
     if rtype != U.R_BPF_64_64:
         kind = _RELOC_NAMES.get(rtype, f"type {rtype}")
@@ -266,7 +269,7 @@ def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections):
     if off + 16 > len(data) or data[off] != U.BPF_LD_IMM64:
         raise ObjectFormatError(f"relocation at {where} is not on an ld_imm64 instruction")
     imm = struct.unpack_from("<i", data, off + 4)[0]
-    if sym.shndx == maps_by_off.get("rodata"):    # a read-only global: its offset
+    if rodata_idx is not None and sym.shndx == rodata_idx:   # a read-only global: its offset
         return off, RODATA_SECTION, imm + sym.value
     if maps_idx is None or sym.shndx != maps_idx:
         raise ObjectFormatError(

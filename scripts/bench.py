@@ -49,8 +49,9 @@ included: it runs with a private PYTRACE_CACHE_DIR and XDG_CACHE_HOME, warmed
 by one untimed run of each program before the timed rounds.
 PYTHONDONTWRITEBYTECODE is removed from pytrace's environment (an installed
 package has its bytecode; Python writes it under a private PYTHONPYCACHEPREFIX,
-not beside the sources), except in the first-event rows' runs that set it.  About 4-5 minutes at the default 5 rounds, most of
-it bpftrace leaving the wildcard program (~30 s a run).
+not beside the sources), except in the first-event rows' runs that set it.
+About 5-7 minutes at the default 5 rounds, most of it bpftrace leaving the
+wildcard program (~30 s a run).
 """
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ STOP_PROGS = [   # name, program, extra options, bytes of output before the SIGI
 ]
 STOP_MIN_RUNS = 10
 
-ROWS = ["firstevent", "startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes", "stop"]
+ROWS = ["firstevent", "startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes",
+        "stop"]
 TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
 
 RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
@@ -543,7 +545,8 @@ def row_firstevent(bench: Bench, rounds: int):
     rows = {}
     for case, what in FIRST_CASES:
         for bc, _ in FIRST_BYTECODE:
-            target, check = ("≤ 2.0", ratio_le(2.0)) if case == "shape" else ("≤ 1.0", ratio_le(1.0))
+            limit = 2.0 if case == "shape" else 1.0
+            target, check = f"≤ {limit:.1f}", ratio_le(limit)
             rows[case, bc] = Row(G, f"{what}; pytrace with {bc}: process start to the event's "
                                  "output", "ms", "{:.0f}", target, check)
     floor = Row(G, "the floor: pytrace's Python interpreter starting and exiting (`python -c "
@@ -1069,8 +1072,8 @@ def stop_once(bench: Bench, tool: str, args: list, nbytes: int) -> float:
     return p.t_exit - t0
 
 
-ROW_FUNCS = {"firstevent": row_firstevent, "startup": row_startup, "overhead": row_overhead, "printf": row_printf,
-             "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
+ROW_FUNCS = {"firstevent": row_firstevent, "startup": row_startup, "overhead": row_overhead,
+             "printf": row_printf, "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
              "uprobes": row_uprobes, "stop": row_stop}
 
 

@@ -348,6 +348,7 @@ def run_object(elf: bytes, manifest: dict, source: str, filename: str, args) -> 
         sys.stderr.write(render(Diagnostic(str(e.message), span), source, filename))
         return 255 if isinstance(e, getattr(errors, "AttachError", ())) else 1
     finally:
+        gc.unfreeze()   # (for a caller of main() that goes on)
         if out is not sys.stdout:
             try:
                 out.close()
