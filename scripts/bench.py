@@ -582,6 +582,9 @@ def row_firstevent(bench: Bench, rounds: int):
 
     bench.warnings += stale_bytecode(bench)
     envs = {bc: bench.tool_env("pytrace", extra) for bc, extra in FIRST_BYTECODE}
+    for env in envs.values():        # no bytecode but what Python finds beside the sources
+        if env.get("PYTHONDONTWRITEBYTECODE"):
+            env.pop("PYTHONPYCACHEPREFIX", None)
     try:
         for case, _ in FIRST_CASES:
             for bc, _ in FIRST_BYTECODE:
