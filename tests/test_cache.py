@@ -133,7 +133,7 @@ def test_bytecode_cache_only_when_python_writes_none(tmp_path):
 
 
 @needs_root
-def test_commands_share_an_object_unless_a_watchpoint_probes_them(tmp_path):
+def test_commands_share_an_object_without_watchpoints(tmp_path):
     prog = 'BEGIN { printf("%d\\n", cpid > 0); exit(); }'
     for cmd in ("/bin/true", "/bin/true 1 2", "/bin/false"):
         assert _run(prog, tmp_path, "-c", cmd) == "Attaching 1 probe...\n1\n\n\n"
