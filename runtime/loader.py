@@ -17,7 +17,7 @@ from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, R
 from .attach import uprobe_multi_supported
 from .cpus import possible_cpus
 from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
-from .objfile import ObjectSpec
+from .objfile import RODATA_SECTION, ObjectSpec
 
 
 @record
@@ -87,7 +87,8 @@ def kernel_name(name: str) -> str:
 
 
 def patch_relocations(insns: bytes, relocations, map_fds: dict) -> bytes:
-    """Set src_reg=BPF_PSEUDO_MAP_FD and imm=fd on every relocated ld_imm64."""
+    """Set src_reg=BPF_PSEUDO_MAP_FD and imm=fd on every relocated ld_imm64 (a
+    .rodata value: BPF_PSEUDO_MAP_VALUE, and its offset in the second imm)."""
     buf = bytearray(insns)
     for r in relocations:
         off = r.insn_offset
@@ -96,9 +97,11 @@ def patch_relocations(insns: bytes, relocations, map_fds: dict) -> bytes:
         fd = map_fds.get(r.map_symbol)
         if fd is None:
             raise ObjectFormatError(f"relocation against unknown map {r.map_symbol}")
-        buf[off + 1] = (buf[off + 1] & 0x0F) | (U.BPF_PSEUDO_MAP_FD << 4)
+        value = r.value_offset >= 0
+        buf[off + 1] = (buf[off + 1] & 0x0F) | \
+            ((U.BPF_PSEUDO_MAP_VALUE if value else U.BPF_PSEUDO_MAP_FD) << 4)
         struct.pack_into("<i", buf, off + 4, fd)
-        struct.pack_into("<i", buf, off + 12, 0)
+        struct.pack_into("<i", buf, off + 12, r.value_offset if value else 0)
     return bytes(buf)
 
 
@@ -171,6 +174,27 @@ def _create_maps(obj, spec):
                 f"value {ms.value_size}, max_entries {ms.max_entries}): {e}") from None
         obj.maps[sym] = LoadedMap(sym, fd, ms.type, ms.key_size, ms.value_size,
                                   max_entries, ms.flags, kernel_name(sym))
+    if spec.rodata:
+        _create_rodata(obj, spec.rodata)
+
+
+def _create_rodata(obj, data: bytes):
+    """.rodata: a one-entry array that programs read (and the verifier takes for
+    constants: read-only for programs, frozen before they load)."""
+    sym, flags = RODATA_SECTION, U.BPF_F_RDONLY_PROG
+    try:
+        fd = S.map_create(U.BPF_MAP_TYPE_ARRAY, 4, len(data), 1, flags, kernel_name(sym))
+    except BpfError as e:
+        if e.errno == E.EPERM:
+            raise PermissionFailure() from None
+        raise RuntimeFailure(f"Failed to create map {sym} (value {len(data)}): {e}") from None
+    obj.maps[sym] = LoadedMap(sym, fd, U.BPF_MAP_TYPE_ARRAY, 4, len(data), 1, flags,
+                              kernel_name(sym))
+    try:
+        S.map_update(fd, bytes(4), data)
+        S.map_freeze(fd)
+    except BpfError as e:
+        raise RuntimeFailure(f"Failed to fill map {sym}: {e}") from None
 
 
 def _load_program(ps, meta: Program, license: str, map_fds: dict, log_level: int):

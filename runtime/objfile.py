@@ -7,7 +7,9 @@ sections (several programs may share one section, e.g. ``perf_event``);
 maps are the 20-byte ``{type, key_size, value_size, max_entries, flags}``
 globals in section ``maps``; every relocation in a program must be an
 ``R_BPF_64_64`` on an ``ld_imm64`` against a map (by symbol, or by section
-symbol + the offset in the instruction's immediate).
+symbol + the offset in the instruction's immediate), or against a value in
+``.rodata`` (its read-only globals: the loader makes the section a frozen
+one-entry array map, and the instruction the address of the value).
 """
 
 import json
@@ -25,6 +27,7 @@ from .manifest import Manifest
 MAPS_SECTION = "maps"
 LICENSE_SECTION = "license"
 MANIFEST_SECTION = ".pytrace"
+RODATA_SECTION = ".rodata"
 MAP_DEF = struct.Struct("<5I")     # {type, key_size, value_size, max_entries, flags}
 MAP_DEF_SIZE = MAP_DEF.size
 
@@ -44,7 +47,8 @@ class MapSpec:
 @record(frozen=True)
 class Relocation:
     insn_offset: int  # byte offset of the ld_imm64 inside the program
-    map_symbol: str
+    map_symbol: str   # RODATA_SECTION: a value of .rodata, at value_offset
+    value_offset: int = -1
 
 
 @record(frozen=True)
@@ -65,6 +69,7 @@ class ObjectSpec:
     maps: dict = field(default_factory=dict)      # symbol -> MapSpec
     manifest: dict = field(default_factory=dict)  # the .pytrace JSON, as stored (write() stores it)
     license: str = "GPL"
+    rodata: bytes = b""     # the .rodata section: read-only globals (objfile's docstring)
     # the manifest's typed records (runtime.manifest), which the runtime reads
     contract: Manifest = field(default_factory=Manifest, compare=False, repr=False)
 
@@ -143,7 +148,11 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
     spec.manifest = _read_manifest(elf)
     spec.contract = Manifest.from_json(spec.manifest)
     maps_idx, maps_by_off = _read_maps(elf, spec.maps)
-    _read_programs(elf, spec.programs, maps_idx, maps_by_off)
+    rodata = elf.section(RODATA_SECTION)
+    if rodata is not None:
+        spec.rodata = elf.section_data(rodata)
+    _read_programs(elf, spec.programs, maps_idx, maps_by_off,
+                   rodata.index if rodata is not None else None)
     if whole:
         _check_manifest(spec)
     return spec
@@ -182,7 +191,7 @@ def _read_maps(elf: _Elf, out: dict) -> tuple:
     return msec.index, maps_by_off
 
 
-def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
+def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, rodata_idx=None) -> None:
     """The programs (function symbols in executable sections) into ``out``
     (symbol -> ProgramSpec), with their relocations."""
     sections = elf.sections
@@ -203,7 +212,8 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
         data = elf.section_data(s)
         relocs = []
         if s.index in relsecs:
-            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off)
+            relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off,
+                                          rodata_idx)
         funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         if funcs:
             _split_programs(s, data, funcs, relocs, out)
@@ -211,15 +221,16 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off) -> None:
             raise ObjectFormatError(f"section {s.name} has relocations but no program symbol")
 
 
-def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off) -> list:
-    """(offset, map symbol) of each relocation of program section ``s``."""
+def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off, rodata_idx) -> list:
+    """(offset, map symbol, .rodata offset or -1) of each relocation of program
+    section ``s``."""
     symbols = elf.symbols
     relocs = []
     for r_off, r_type, r_sym in elf.relocations(rs):
         if r_sym >= len(symbols):
             raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
         relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
-                                     maps_idx, maps_by_off, elf.sections))
+                                     maps_idx, maps_by_off, elf.sections, rodata_idx))
     return relocs
 
 
@@ -234,10 +245,10 @@ def _split_programs(s, data, funcs, relocs, out: dict) -> None:
         if end > len(data) or size % U.BPF_INSN_SIZE or start % U.BPF_INSN_SIZE:
             raise ObjectFormatError(f"program {fsym.name}: bad symbol bounds")
         bounds.append((start, end))
-        prel = tuple(Relocation(off - start, msym)
-                     for off, msym in relocs if start <= off < end)
+        prel = tuple(Relocation(off - start, msym, voff)
+                     for off, msym, voff in relocs if start <= off < end)
         out[fsym.name] = ProgramSpec(fsym.name, s.name, bytes(data[start:end]), prel)
-    for off, msym in relocs:
+    for off, _, _ in relocs:
         if not any(a <= off < b for a, b in bounds):
             raise ObjectFormatError(f"relocation at {s.name}+{off:#x} outside any program")
 
@@ -248,7 +259,8 @@ _RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
                 U.R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32"}
 
 
-def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections):
+def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections,
+                   rodata_idx=None):
     where = f"{sec.name}+{off:#x}"
     if rtype != U.R_BPF_64_64:
         kind = _RELOC_NAMES.get(rtype, f"type {rtype}")
@@ -256,19 +268,22 @@ def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections):
             f"unsupported relocation {kind} at {where} against '{_symname(sym, sections)}'")
     if off + 16 > len(data) or data[off] != U.BPF_LD_IMM64:
         raise ObjectFormatError(f"relocation at {where} is not on an ld_imm64 instruction")
+    imm = struct.unpack_from("<i", data, off + 4)[0]
+    if rodata_idx is not None and sym.shndx == rodata_idx:   # a read-only global: its offset
+        return off, RODATA_SECTION, imm + sym.value
     if maps_idx is None or sym.shndx != maps_idx:
         raise ObjectFormatError(
             f"relocation at {where} against '{_symname(sym, sections)}' "
             f"which is not in the '{MAPS_SECTION}' section")
     if sym.type == STT_SECTION:
         # section-relative: the map's offset is the instruction's immediate
-        moff = struct.unpack_from("<i", data, off + 4)[0] + sym.value
+        moff = imm + sym.value
     else:
         moff = sym.value
     ms = maps_by_off.get(moff)
     if ms is None:
         raise ObjectFormatError(f"relocation at {where}: no map at {MAPS_SECTION}+{moff:#x}")
-    return off, ms.symbol
+    return off, ms.symbol, -1
 
 
 def _symname(sym, sections):
@@ -303,7 +318,7 @@ def join(parts) -> bytes:
     every map, the license and the manifest, and some of the programs)."""
     specs = [parse(p, whole=False) for p in parts]
     joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license,
-                        contract=specs[0].contract)
+                        rodata=specs[0].rodata, contract=specs[0].contract)
     for spec in specs:
         joined.programs.update(spec.programs)
         for sym, ms in spec.maps.items():
@@ -324,7 +339,8 @@ def write(spec: ObjectSpec) -> bytes:
     sections = [(".strtab", SHT_STRTAB, 0, None, 0, 0, 0)]
     first_prog = 2
     for p in programs:
-        sections.append((p.section, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, p.insns, 0, 0, 0))
+        sections.append((p.section, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, _rodata_imms(p),
+                         0, 0, 0))
     maps_idx = first_prog + len(programs)
     sections.append((MAPS_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, _map_blob(maps),
                      0, 0, 0))
@@ -332,10 +348,13 @@ def write(spec: ObjectSpec) -> bytes:
                      spec.license.encode() + b"\0", 0, 0, 0))
     sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
                      json.dumps(spec.manifest, separators=(",", ":")).encode(), 0, 0, 0))
+    if spec.rodata:
+        sections.append((RODATA_SECTION, SHT_PROGBITS, SHF_ALLOC, spec.rodata, 0, 0, 0))
     symtab_idx = len(sections) + 1 + sum(1 for p in programs if p.relocations)
-    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog)
+    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog,
+                                      len(sections) if spec.rodata else 0)
     for i, p in enumerate(programs):
-        if p.relocations:
+        if p.relocations:   # (a .rodata value: the section symbol, its offset in the insn)
             rels = b"".join(REL.pack(r.insn_offset,
                                      (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
                             for r in p.relocations)
@@ -343,6 +362,26 @@ def write(spec: ObjectSpec) -> bytes:
                              first_prog + i, REL.size))
     sections.append((".symtab", SHT_SYMTAB, 0, symbols, 1, 1, SYM.size))
     return _layout(sections, strtab)
+
+
+def _rodata_imms(p: ProgramSpec) -> bytes:
+    """The program's instructions with each .rodata value's offset in its ld_imm64
+    (relocated against the section symbol)."""
+    insns = bytearray(p.insns)
+    for r in p.relocations:
+        if r.map_symbol == RODATA_SECTION:
+            struct.pack_into("<i", insns, r.insn_offset + 4, r.value_offset)
+    return bytes(insns)
+
+
+def set_rodata(elf_bytes: bytes, data: bytes) -> bytes:
+    """The object with its .rodata section's bytes replaced by ``data`` (same size):
+    the values of its read-only globals."""
+    elf = _Elf(bytes(elf_bytes))
+    s = elf.section(RODATA_SECTION)
+    if s is None or s.size != len(data) or s.type == SHT_NOBITS:
+        raise ObjectFormatError("the object has no .rodata section of that size")
+    return elf_bytes[:s.offset] + data + elf_bytes[s.offset + len(data):]
 
 
 class _StringTable:
@@ -364,10 +403,14 @@ def _map_blob(maps) -> bytes:
     return bytes(blob)
 
 
-def _symbols(strtab, maps, maps_idx, programs, first_prog) -> tuple:
-    """(.symtab bytes, {map symbol: its symbol index}): the maps, then the programs."""
+def _symbols(strtab, maps, maps_idx, programs, first_prog, rodata_idx=0) -> tuple:
+    """(.symtab bytes, {map symbol: its symbol index}): .rodata's section symbol (if
+    rodata_idx), the maps, then the programs."""
     symbols = [SYM.pack(0, 0, 0, 0, 0, 0)]
     map_sym_index = {}
+    if rodata_idx:
+        map_sym_index[RODATA_SECTION] = len(symbols)
+        symbols.append(SYM.pack(0, STT_SECTION, 0, rodata_idx, 0, 0))
     for m in maps:
         map_sym_index[m.symbol] = len(symbols)
         symbols.append(SYM.pack(strtab.add(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,

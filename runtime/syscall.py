@@ -107,6 +107,14 @@ def map_update(fd: int, key, value, flags: int = U.BPF_ANY) -> None:
     bpf(U.BPF_MAP_UPDATE_ELEM, a)
 
 
+def map_freeze(fd: int) -> None:
+    """No more writes from user space (with BPF_F_RDONLY_PROG: the verifier takes
+    the map's values for constants)."""
+    a = _attr()
+    _pack_into("<I", a, 0, fd)
+    bpf(U.BPF_MAP_FREEZE, a)
+
+
 def map_delete(fd: int, key) -> bool:
     """Delete ``key``; False if it was not there."""
     kb = _buf(key)

@@ -33,6 +33,7 @@ BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_GET_NEXT_ID = 31
 BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_DELETE_BATCH = 27
+BPF_MAP_FREEZE = 22
 BPF_LINK_CREATE = 28
 BPF_ITER_CREATE = 33
 BPF_TRACE_FENTRY = 24
@@ -49,7 +50,8 @@ BPF_CMD_NAMES = {cmd: name for name, cmd in (
     ("BPF_OBJ_GET_INFO_BY_FD", BPF_OBJ_GET_INFO_BY_FD),
     ("BPF_RAW_TRACEPOINT_OPEN", BPF_RAW_TRACEPOINT_OPEN),
     ("BPF_MAP_LOOKUP_BATCH", BPF_MAP_LOOKUP_BATCH), ("BPF_MAP_DELETE_BATCH", BPF_MAP_DELETE_BATCH),
-    ("BPF_LINK_CREATE", BPF_LINK_CREATE), ("BPF_LINK_GET_NEXT_ID", BPF_LINK_GET_NEXT_ID))}
+    ("BPF_LINK_CREATE", BPF_LINK_CREATE), ("BPF_LINK_GET_NEXT_ID", BPF_LINK_GET_NEXT_ID),
+    ("BPF_MAP_FREEZE", BPF_MAP_FREEZE))}
 
 # size of the attr buffer we pass (kernel accepts any size as long as the
 # bytes beyond its own union are zero)
@@ -165,6 +167,7 @@ ARRAY_MAP_TYPES = frozenset({BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY})
 
 # map update flags
 BPF_ANY = 0
+BPF_F_RDONLY_PROG = 1 << 7   # map_create: programs may only read it
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 
@@ -188,6 +191,7 @@ BPF_F_UPROBE_MULTI_RETURN = 1
 BPF_INSN_SIZE = 8
 BPF_LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW
 BPF_PSEUDO_MAP_FD = 1
+BPF_PSEUDO_MAP_VALUE = 2     # imm: the map's fd, the next insn's imm: an offset in its value
 # r0 = 0 (BPF_ALU64 | BPF_MOV | BPF_K); exit (BPF_JMP | BPF_EXIT): the smallest program
 BPF_INSNS_RETURN_0 = bytes([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
 

@@ -5,6 +5,12 @@
 
 Rows (see docs/performance.md for what each measures and the latest table):
 
+  firstevent `tracepoint:syscalls:sys_enter_getppid /pid == N/ { printf("ok\\n");
+             exit(); }` with N a waiting workload's pid: time from process start
+             to the `ok` line, for a program differing only in N from the run
+             before (a fresh workload each run), a repeated one (the same N) and
+             a never-seen one (pytrace: an empty object cache), pytrace with and
+             without PYTHONDONTWRITEBYTECODE=1
   startup    BEGIN { printf("hi\\n"); exit(); }: wall time from process start to
              exit and peak RSS (os.wait4's rusage), cold (pytrace: a fresh
              empty PYTRACE_CACHE_DIR each run; bpftrace has no cache) and
@@ -41,9 +47,11 @@ console script installed beside this Python; --pytrace to choose).  Everything
 it makes lives in one temporary directory, removed at exit, pytrace's caches
 included: it runs with a private PYTRACE_CACHE_DIR and XDG_CACHE_HOME, warmed
 by one untimed run of each program before the timed rounds.
-PYTHONDONTWRITEBYTECODE is removed from pytrace's environment: an installed
-package has its bytecode.  About 4-5 minutes at the default 5 rounds, most of
-it bpftrace leaving the wildcard program (~30 s a run).
+PYTHONDONTWRITEBYTECODE is removed from pytrace's environment (an installed
+package has its bytecode; Python writes it under a private PYTHONPYCACHEPREFIX,
+not beside the sources), except in the first-event rows' runs that set it.
+About 5-7 minutes at the default 5 rounds, most of it bpftrace leaving the
+wildcard program (~30 s a run).
 """
 from __future__ import annotations
 
@@ -100,7 +108,8 @@ STOP_PROGS = [   # name, program, extra options, bytes of output before the SIGI
 ]
 STOP_MIN_RUNS = 10
 
-ROWS = ["startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes", "stop"]
+ROWS = ["firstevent", "startup", "overhead", "printf", "mapdump", "wildcard", "compile", "uprobes",
+        "stop"]
 TOOLS = ("pytrace", "bpftrace")   # A, B: the order within every round
 
 RLIMIT_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
@@ -191,6 +200,7 @@ class Bench:
         self.seq = 0
         self.warming = False
         self.cache_misses = 0
+        self.warnings = []
         self.cache_dir = os.path.join(self.tmp, "pytrace-cache")
         os.mkdir(self.cache_dir)
         self.workload = os.path.join(self.tmp, WORKLOAD_COMM)
@@ -201,6 +211,9 @@ class Bench:
         for k in ("PYTRACE_NO_CACHE", "PYTRACE_DEBUG", "BPFTRACE_MAP_KEYS_MAX"):
             env.pop(k, None)
         env["PYTRACE_CACHE_DIR"] = self.cache_dir
+        # the bytecode Python writes goes here, not beside pytrace's sources (which
+        # the PYTHONDONTWRITEBYTECODE=1 runs of the first-event row must not find)
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(self.tmp, "pycache")
         # pytrace keeps its analysed grammar under $XDG_CACHE_HOME/pytrace: a private
         # one, filled by the first (untimed) run, leaves the user's alone
         env["XDG_CACHE_HOME"] = os.path.join(self.tmp, "xdg-cache")
@@ -474,6 +487,162 @@ def ratio_le(limit):
 
 
 # ---------------------------------------------------------------- rows
+
+FIRST_PROG = TP + ' /pid == {pid}/ {{ printf("ok\\n"); exit(); }}'
+FIRST_RATE = 5000          # the waiting workload's getppid() calls per second (one each 0.2 ms)
+FIRST_CASES = [   # name, what pytrace's object cache holds
+    ("literal", "a program differing only in its literal (a fresh pid) from one run before"),
+    ("repeated", "the same program text as the run before (the same pid)"),
+    ("shape", "a never-seen shape: an empty object cache (a fresh PYTRACE_CACHE_DIR)"),
+]
+FIRST_BYTECODE = [   # name, pytrace's environment
+    ("bytecode", {}),
+    ("PYTHONDONTWRITEBYTECODE=1", {"PYTHONDONTWRITEBYTECODE": "1"}),
+]
+
+
+def first_event(bench: Bench, tool: str, pid: int, env: dict, timeout=30.0) -> float:
+    """Milliseconds from posix_spawn to the `ok` line on the tool's stdout (a pipe)."""
+    argv = bench.tool_argv(tool, FIRST_PROG.format(pid=pid))
+    err = bench.path(tool + ".err")
+    r, w = os.pipe()
+    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, w, 1),
+               (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+    t0 = time.monotonic()
+    try:
+        child = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    finally:
+        os.close(w)
+    bench.running.add(child)
+    proc = Proc(child, t0, os.devnull, err)
+    data, t_ok = b"", None
+    try:
+        deadline = t0 + timeout
+        while t_ok is None:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(r, 65536) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+            if re.search(rb"(^|\n)ok\n", data):
+                t_ok = time.monotonic()
+        proc.reap(10.0)
+    finally:
+        os.close(r)
+        if proc.status is not None:
+            bench.running.discard(child)
+    if t_ok is None:
+        proc.check_exit()
+        raise Failed("no 'ok' line")
+    return (t_ok - t0) * 1000
+
+
+def row_firstevent(bench: Bench, rounds: int):
+    """Time to the first event, a pytrace run per case and bytecode setting, each
+    followed by a bpftrace run of the same program."""
+    G = "0 first event"
+    rows = {}
+    for case, what in FIRST_CASES:
+        for bc, _ in FIRST_BYTECODE:
+            limit = 2.0 if case == "shape" else 1.0
+            target, check = f"≤ {limit:.1f}", ratio_le(limit)
+            rows[case, bc] = Row(G, f"{what}; pytrace with {bc}: process start to the event's "
+                                 "output", "ms", "{:.0f}", target, check)
+    floor = Row(G, "the floor: pytrace's Python interpreter starting and exiting (`python -c "
+                "pass`, its site-packages' .pth files included) against bpftrace's first event, "
+                "repeated", "ms", "{:.0f}")
+    holds = {}      # (case, bytecode) -> the workload kept for "repeated"
+
+    def workload():
+        cmd = [bench.workload, str(FIRST_RATE * 100), "-", f"rate={FIRST_RATE}", "batch=1"]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+
+    def one(tool, case, bc, env, timed=True):
+        w = holds[case, bc] if case == "repeated" else workload()
+        cache = None
+        try:
+            env = dict(env)
+            if case == "shape" and tool == "pytrace":
+                cache = tempfile.mkdtemp(prefix="cold-cache-", dir=bench.tmp)
+                env["PYTRACE_CACHE_DIR"] = cache
+            ms = first_event(bench, tool, w.pid, env)
+            if timed:
+                rows[case, bc].add(tool, ms)
+                log(f"  {tool:8} {case:8} {bc:26} {ms:7.1f} ms")
+        except Failed as e:
+            rows[case, bc].fail(tool, str(e))
+            log(f"  {tool:8} {case} {bc} FAILED: {e}")
+        finally:
+            if case != "repeated":
+                w.kill()
+                w.wait()
+            if cache:
+                shutil.rmtree(cache, ignore_errors=True)
+
+    bench.warnings += stale_bytecode(bench)
+    envs = {bc: bench.tool_env("pytrace", extra) for bc, extra in FIRST_BYTECODE}
+    for env in envs.values():        # no bytecode but what Python finds beside the sources
+        if env.get("PYTHONDONTWRITEBYTECODE"):
+            env.pop("PYTHONPYCACHEPREFIX", None)
+    try:
+        for case, _ in FIRST_CASES:
+            for bc, _ in FIRST_BYTECODE:
+                if case == "repeated":
+                    holds[case, bc] = workload()
+                for tool in TOOLS:    # warm-up: the page cache, the run before
+                    one(tool, case, bc, envs[bc] if tool == "pytrace" else bench.env, False)
+        for r in range(rounds):
+            log(f" round {r + 1}/{rounds}")
+            for case, _ in FIRST_CASES:
+                for bc, _ in FIRST_BYTECODE:
+                    for tool in TOOLS:
+                        one(tool, case, bc, envs[bc] if tool == "pytrace" else bench.env)
+            interpreter_floor(bench, floor, holds["repeated", "bytecode"].pid)
+    finally:
+        for w in holds.values():
+            w.kill()
+            w.wait()
+    note = ("first event: `" + FIRST_PROG.format(pid="N") + "` with N the pid of a workload "
+            f"calling getppid() {FIRST_RATE} times a second; from posix_spawn to the `ok` line "
+            "on a pipe. pytrace with bytecode writes its bytecode under a private "
+            "PYTHONPYCACHEPREFIX; with PYTHONDONTWRITEBYTECODE=1 Python writes none, as on "
+            "these machines (bpftrace is the same program in both rows)")
+    return list(rows.values()) + [floor], [note]
+
+
+def interpreter_floor(bench: Bench, row: Row, pid: int) -> None:
+    """`python -c pass` as pytrace's runs start it, then bpftrace's repeated first event."""
+    python = bench.pytrace[0] if bench.pytrace[1:2] == ["-m"] else sys.executable
+    p = bench.spawn([python, "-c", "pass"], bench.tool_env("pytrace"), name="python")
+    bench.finish(p, 30.0)
+    row.add("pytrace", p.wall * 1000)
+    try:
+        row.add("bpftrace", first_event(bench, "bpftrace", pid, bench.env))
+    except Failed as e:
+        row.fail("bpftrace", str(e))
+    log(f"  python -c pass {p.wall * 1000:7.1f} ms")
+
+
+def stale_bytecode(bench: Bench) -> list:
+    """A `__pycache__` beside pytrace's sources would give the PYTHONDONTWRITEBYTECODE=1
+    runs bytecode that a machine running from a fresh checkout does not have."""
+    env = dict(bench.env, PYTHONDONTWRITEBYTECODE="1")
+    where = subprocess.run([sys.executable, "-c", "import os, pytrace; "
+                            "print(os.path.dirname(os.path.realpath(pytrace.__file__)))"],
+                           env=env, capture_output=True, text=True).stdout.strip()
+    found = []
+    for d in (where, os.path.join(os.path.dirname(where), "runtime")) if where else ():
+        for root, dirs, _ in os.walk(d):
+            if "__pycache__" in dirs:
+                found.append(os.path.join(root, "__pycache__"))
+            dirs[:] = [x for x in dirs if x != "__pycache__"]
+    if found:
+        return [f"WARNING: bytecode beside pytrace's sources ({found[0]}, {len(found)} in all): "
+                "the PYTHONDONTWRITEBYTECODE=1 rows read it; remove it for numbers as a fresh "
+                "checkout runs"]
+    return []
+
 
 def row_startup(bench: Bench, rounds: int):
     cold_wall = Row("1 start-up", "cold: wall, process start to exit", "ms", "{:.0f}",
@@ -772,7 +941,8 @@ def executable_sections(path: str) -> int:
 def row_compile(bench: Bench, rounds: int):
     G = "6 compile"
     rows = {n: Row(G, f"{n} distinct probes: compile to an object, process start to exit",
-                   "ms", "{:.0f}") for n in COMPILE_SIZES}
+                   "ms", "{:.0f}", *(("≤ 1.0", ratio_le(1.0)) if n >= 40 else ()))
+            for n in COMPILE_SIZES}
     a, b, c = COMPILE_SIZES
     growth = Row(G, f"marginal cost per probe, {b}→{c} probes ÷ {a}→{b} probes", "×", "{:.2f}",
                  "pytrace ≤ 1.3 (linear)", lambda p, bt, row: p <= 1.3)
@@ -905,8 +1075,8 @@ def stop_once(bench: Bench, tool: str, args: list, nbytes: int) -> float:
     return p.t_exit - t0
 
 
-ROW_FUNCS = {"startup": row_startup, "overhead": row_overhead, "printf": row_printf,
-             "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
+ROW_FUNCS = {"firstevent": row_firstevent, "startup": row_startup, "overhead": row_overhead,
+             "printf": row_printf, "mapdump": row_mapdump, "wildcard": row_wildcard, "compile": row_compile,
              "uprobes": row_uprobes, "stop": row_stop}
 
 
@@ -1071,6 +1241,7 @@ def main(argv=None) -> int:
                      "program in the warmed cache compiled it (pytrace's source changed during "
                      "the run?); they are left out of the start-up and attach rows: rerun for "
                      "clean numbers")
+    notes += bench.warnings
     notes.append(f"checkout at the end: {checkout_state()}")
     table = render(rows)
     text = "\n".join(header) + "\n\n" + table + "\n" + "\n".join(f"- {n}" for n in notes) + \

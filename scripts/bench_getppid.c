@@ -1,10 +1,10 @@
 /* Workload for scripts/bench.py: N getppid() system calls, timed.
  *
- *   bench_getppid N [RESULT_FILE|-] [hold] [rate=R] [call=getpid]
+ *   bench_getppid N [RESULT_FILE|-] [hold] [rate=R] [batch=B] [call=getpid]
  *
  * Makes N calls of syscall(SYS_getppid) (the raw system call: libc cannot
  * cache it) as fast as it can (with rate=R: R calls per second, in batches
- * of 256 calls separated by sleeps; with call=getpid: getpid() instead, a
+ * of B calls, 256 by default, separated by sleeps; with call=getpid: getpid() instead, a
  * system call that the benchmark's programs do not trace) and reports, on
  * one line,
  *
@@ -38,19 +38,23 @@ int main(int argc, char **argv)
 {
     long long start = now_ns();
     if (argc < 2) {
-        fprintf(stderr, "usage: %s N [RESULT_FILE|-] [hold] [rate=R] [call=getpid]\n", argv[0]);
+        fprintf(stderr, "usage: %s N [RESULT_FILE|-] [hold] [rate=R] [batch=B] [call=getpid]\n",
+                argv[0]);
         return 2;
     }
     long n = strtol(argv[1], NULL, 10);
     const char *result = argc > 2 ? argv[2] : "-";
     int hold = 0;
     double rate = 0;
+    long batch = 256;
     long nr = SYS_getppid;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "hold") == 0)
             hold = 1;
         else if (strncmp(argv[i], "rate=", 5) == 0)
             rate = strtod(argv[i] + 5, NULL);
+        else if (strncmp(argv[i], "batch=", 6) == 0)
+            batch = strtol(argv[i] + 6, NULL, 10) > 0 ? strtol(argv[i] + 6, NULL, 10) : 1;
         else if (strcmp(argv[i], "call=getpid") == 0)
             nr = SYS_getpid;
     }
@@ -62,7 +66,7 @@ int main(int argc, char **argv)
             struct timespec ts = { due / 1000000000LL, due % 1000000000LL };
             while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
                 ;
-            for (long j = 0; j < 256 && i < n; j++, i++)
+            for (long j = 0; j < batch && i < n; j++, i++)
                 syscall(nr);
         }
     } else {

@@ -271,3 +271,22 @@ def test_join_takes_programs_from_every_part(elf):
             objfile.parse(halves[-1])            # alone it lacks a manifest program
     joined = objfile.parse(objfile.join(halves))
     assert joined.programs == spec.programs and joined.maps == spec.maps
+
+
+def test_rodata_values_survive_write():
+    """.rodata (the object cache's literals): parsed, written back (join) and set."""
+    from pytrace import cache
+    from pytrace.compiler import CompileOptions, compile_source
+    src = 'BEGIN { printf("%d %d\\n", 11 + pid, 22 * pid); }'
+    elf = compile_source(src, "stdin", CompileOptions(literals=cache.Literals(src))).elf
+    spec = objfile.parse(elf)
+    assert spec.rodata == struct.pack("<2q", 11, 22)
+    values = sorted(r.value_offset for p in spec.programs.values() for r in p.relocations
+                    if r.map_symbol == objfile.RODATA_SECTION)
+    assert values and all(0 <= v < 16 for v in values)
+    again = objfile.parse(objfile.write(spec))
+    assert again.rodata == spec.rodata
+    assert again.programs == spec.programs
+    changed = objfile.parse(objfile.set_rodata(elf, struct.pack("<2q", 5, 6)))
+    assert changed.rodata == struct.pack("<2q", 5, 6)
+    assert changed.programs == spec.programs

@@ -11,6 +11,9 @@ Its names load on first use, so that `import pytrace` (and the CLI's start-up)
 loads neither the compiler nor the runtime.
 """
 from .version import __version__
+from .bytecode import install as _install_bytecode_cache
+
+_install_bytecode_cache()    # first: every later import of pytrace's modules uses it
 
 _API = ("run", "Trace", "Result")
 _ERRORS = ("Error", "CompileError", "TraceError", "LoadError", "AttachError",

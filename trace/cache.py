@@ -5,13 +5,26 @@ the object depends on (the program, its parameters and options, pytrace's own
 code, LLVM's version, the kernel release and its set of tracepoints); an object
 that probes files (uprobe, usdt) also records them, and is used again only while
 they are unchanged. Set PYTRACE_NO_CACHE=1 to bypass it; PYTRACE_CACHE_DIR moves it.
+
+Programs that differ only in some integer literals share one object (`Literals`):
+the key is the program's *shape*, its text with each decimal literal below 2**31
+blanked (its length kept, so every span stays the same). The compiler lowers those
+literals as loads from `.rodata` slots, and reports which ones no pass looked at
+(`ast.Literal`): those are *lifted*, and a later run of the same shape writes its
+own values into `.rodata` (runtime.objfile.set_rodata) instead of compiling. The
+others decided something (a size, a count, a type) and stay in the key: the shape
+remembers which literals it lifted (`SHAPE.lits`), the object's key adds the values
+of the rest.
 """
 from __future__ import annotations
 
 import os
-from importlib.util import find_spec
+import re
+import struct
+from importlib.machinery import PathFinder
 
 from .version import __version__
+from .bytecode import home
 
 try:    # hashlib's own BLAKE2, without hashlib loading OpenSSL (2.5 ms of a 60 ms run)
     from _blake2 import blake2b
@@ -19,13 +32,6 @@ except ImportError:
     from hashlib import blake2b
 
 FORMAT = "2"
-
-
-def home() -> str:
-    """pytrace's cache directory: compiled objects, the grammar, the BTF and DWARF
-    indexes."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pytrace")
 
 
 def cache_dir() -> str:
@@ -57,7 +63,7 @@ def _code_fingerprint() -> str:
 def _llvm_version() -> str:
     """llvmlite's installed files (a new version rewrites them), without importing it."""
     try:
-        spec = find_spec("llvmlite")
+        spec = PathFinder.find_spec("llvmlite")     # (importlib.util: 1-2 ms more)
         return f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"
     except (ImportError, AttributeError, TypeError, OSError):
         return "unknown"
@@ -80,6 +86,90 @@ def key(source: str, *options) -> str:
         h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\0")
     return h.hexdigest()
+
+
+# what the parser reads as one token (a string, a comment, a word, a `.field`) or
+# something starting with a digit (group 1); of those, the decimal literals without
+# a leading zero are candidates: anything the parser reads otherwise has no
+# Integer node at that exact span, and is never lifted
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/|[A-Za-z_$@.][A-Za-z0-9_]*'
+                     r'|([0-9][0-9A-Za-z_.]*)', re.S)
+
+
+class Literals:
+    """The integer literals of a source that one cached object may take at load
+    time: `shape` (the source, each blanked), their `values` and `spans`
+    ((line, col, end_col), 1-based, as ast.Span)."""
+
+    def __init__(self, source: str):
+        self.values, self.spans, parts = [], [], []
+        last, line, line_start = 0, 1, 0
+        for m in _TOKENS.finditer(source):
+            text = m.group(1)
+            if text is None or not text.isdigit() or (text[0] == "0" and text != "0") \
+                    or len(text) > 10 or int(text) >= 1 << 31:
+                continue
+            start, end = m.span(1)
+            line += source.count("\n", last, start)
+            nl = source.rfind("\n", 0, start)
+            line_start = nl + 1
+            parts += [source[last:start], "\1" * (end - start)]
+            self.values.append(int(m.group(1)))
+            self.spans.append((line, start - line_start + 1, end - line_start + 1))
+            last = end
+        self.shape = "".join(parts) + source[last:]
+
+    def rodata(self) -> bytes:
+        """The `.rodata` of the object: every literal's value, one 8-byte slot each."""
+        return struct.pack(f"<{len(self.values)}q", *self.values)
+
+    def object_key(self, shape_key: str, lifted) -> str:
+        h = blake2b(digest_size=32)
+        h.update(f"{shape_key}\0{sorted(lifted)}\0".encode())
+        h.update(repr([v for i, v in enumerate(self.values) if i not in lifted]).encode())
+        return h.hexdigest()
+
+
+class Lookup:
+    """One program's way through the cache: `load()` before compiling, `store()` after."""
+
+    def __init__(self, source: str, *options):
+        self.literals = Literals(source)
+        self.shape_key = key(self.literals.shape, *options)
+        self.lifted = lifted(self.shape_key)
+
+    def load(self):
+        """(object bytes with this program's literals, warnings text) or None."""
+        if self.lifted is None:
+            return None
+        hit = load(self.literals.object_key(self.shape_key, self.lifted))
+        if hit is None or not self.lifted:
+            return hit
+        # lazy: start-up time (the runtime reads the object anyway)
+        from .runtime.objfile import set_rodata
+        return set_rodata(hit[0], self.literals.rodata()), hit[1]
+
+    def store(self, elf: bytes, warnings: str, files, lifted_literals) -> None:
+        store(self.literals.object_key(self.shape_key, lifted_literals), elf, warnings, files)
+        store_lifted(self.shape_key, lifted_literals)
+
+
+def lifted(shape_key: str):
+    """The literals the shape's object takes at load time (a set of indexes), or
+    None if this shape was never compiled."""
+    try:
+        with open(os.path.join(cache_dir(), f"{shape_key}.lits")) as f:
+            return {int(x) for x in f.read().split()}
+    except (OSError, ValueError):
+        return None
+
+
+def store_lifted(shape_key: str, indexes) -> None:
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        _write(cache_dir(), f"{shape_key}.lits", " ".join(map(str, sorted(indexes))).encode())
+    except OSError:
+        pass
 
 
 def _file_state(path: str) -> str:

@@ -33,6 +33,7 @@ class CompileOptions(Options):
     helper_errors: int = 0          # -k: 1 warns when map updates/deletes fail, -kk: 2 also reads
     include_dirs: List[str] = field(default_factory=list)   # -I DIR
     includes: List[str] = field(default_factory=list)       # --include FILE
+    literals: object = None         # cache.Literals: literals the object cache may supply
 
 
 @record
@@ -49,10 +50,34 @@ class State:
     manifest: dict = field(default_factory=dict)
     llvm_ir: str = ""
     elf: bytes = b""
+    literals: list = field(default_factory=list)    # ast.Literal, by cache.Literals index
 
 
 def parse_pass(st: State):
     st.program = parse(st.source, st.filename)
+    if st.options.literals is not None and not st.options.helper_errors:
+        # (-k's messages quote the source: its literals stay in the key)
+        mark_literals(st)
+
+
+def mark_literals(st: State):
+    """The Integer nodes parsed from the literals cache.Literals found: ast.Literal."""
+    where = {span: i for i, span in enumerate(st.options.literals.spans)}
+    st.literals = [ast.Literal(i) for i in range(len(where))]
+    for node in ast.walk(st.program):
+        if isinstance(node, ast.Integer) and node.span.line == node.span.end_line:
+            i = where.get((node.span.line, node.span.col, node.span.end_col))
+            if i is not None:
+                node.literal = st.literals[i]
+
+
+def lifted_literals(st: State) -> set:
+    """The literals a cached object of this shape takes at load time: those lowered
+    from `.rodata` and never read by a pass (none if there are warnings: they
+    quote the source)."""
+    if st.warnings:
+        return set()
+    return {lit.index for lit in st.literals if lit.lowered and not lit.read}
 
 
 def desugar_pass(st: State):

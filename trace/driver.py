@@ -57,25 +57,31 @@ def pid_problem(pid: int, text: str = "") -> str:
 
 def build(req: Request) -> Compiled:
     """The object to run: the cached one, else compiled now (and cached)."""
-    key = None
+    key = None      # a cache.Lookup
     if cache.enabled():
-        key = cache.key(req.source, list(req.params), req.command or False, req.unsafe,
-                        environment.number("BPFTRACE_MAP_KEYS_MAX"),
-                        environment.number("BPFTRACE_STRLEN"), req.pid,
-                        req.helper_errors, req.include_dirs, req.includes)
-        hit = cache.load(key)
+        # -c's text matters only to watchpoint:func+argN (it probes the command's binary)
+        command = req.command if req.command and "watchpoint" in req.source else bool(req.command)
+        key = cache.Lookup(req.source, list(req.params), command, req.unsafe,
+                           environment.number("BPFTRACE_MAP_KEYS_MAX"),
+                           environment.number("BPFTRACE_STRLEN"), req.pid,
+                           req.helper_errors, req.include_dirs, req.includes)
+        hit = key.load()
         if hit is not None:
             return Compiled(*hit)
-    out = compile_program(req)
+    out = compile_program(req, literals=key.literals if key is not None else None)
     files = _probed_files(out.manifest)
     if key is not None and not (files and req.pid) and not _globs_files(out.state):
-        cache.store(key, out.elf, out.warnings, files)    # -p: process-specific
+        # lazy: start-up time (with the compiler)
+        from .compiler import lifted_literals
+        key.store(out.elf, out.warnings, files, lifted_literals(out.state))   # -p: process-specific
     return out
 
 
-def compile_program(req: Request, dump_after: Optional[str] = None, dump=None) -> Compiled:
+def compile_program(req: Request, dump_after: Optional[str] = None, dump=None,
+                    literals=None) -> Compiled:
     """Compile now (no cache); with `dump_after`, stop after that pass (its dump to
-    `dump`).  Raises errors.CompileError."""
+    `dump`); with `literals` (a cache.Literals), the literals a cached object may take
+    at load time are lowered from `.rodata`.  Raises errors.CompileError."""
     emitter = None
     if dump_after is None:
         # lazy: start-up time (only when compiling)
@@ -85,13 +91,13 @@ def compile_program(req: Request, dump_after: Optional[str] = None, dump=None) -
         except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
             emitter = None
     try:
-        return _compile(req, dump_after, dump, emitter)
+        return _compile(req, dump_after, dump, emitter, literals)
     finally:
         if emitter is not None:
             emitter.close()
 
 
-def _compile(req: Request, dump_after, dump, emitter) -> Compiled:
+def _compile(req: Request, dump_after, dump, emitter, literals) -> Compiled:
     # lazy: start-up time (a cached object needs no compiler)
     from .compiler import CompileOptions, compile_source
 
@@ -103,7 +109,7 @@ def _compile(req: Request, dump_after, dump, emitter) -> Compiled:
                              include_dirs=list(req.include_dirs), includes=list(req.includes),
                              max_map_keys=environment.number("BPFTRACE_MAP_KEYS_MAX"),
                              pid=req.pid, dump_after=dump_after, emitter=emitter,
-                             helper_errors=req.helper_errors)
+                             helper_errors=req.helper_errors, literals=literals)
     if dump is not None:
         options.dump = dump
     try:

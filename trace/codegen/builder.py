@@ -256,6 +256,17 @@ def add_map(module: ir.Module, symbol: str, map_type: int, key_size: int, value_
     return gv
 
 
+def add_rodata(module: ir.Module, values) -> ir.GlobalVariable:
+    """The read-only globals (`.rodata`, one i64 slot per value): a global LLVM cannot
+    see the value of (not `constant`, not internal), whose values the loader sets."""
+    ty = ir.ArrayType(I64, len(values))
+    gv = ir.GlobalVariable(module, ty, "pytrace_literals")
+    gv.initializer = ir.Constant(ty, [const(v) for v in values])
+    gv.section = ".rodata"
+    gv.align = 8
+    return gv
+
+
 def add_section_bytes(module: ir.Module, symbol: str, section: str, data: bytes):
     ty = ir.ArrayType(I8, len(data))
     gv = ir.GlobalVariable(module, ty, symbol)

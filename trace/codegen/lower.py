@@ -356,6 +356,14 @@ class Lowerer:
         with self.b.if_then(self.b.not_(fb.is_null(p))):
             fb.store(p, 0, self.b.add(fb.load(p, 0), const(1)))
 
+    def literal(self, lit):
+        """A source literal's `.rodata` slot (cache.Literals), read as a constant."""
+        lit.lowered = True
+        gv = self.gvs.get("literals")
+        if gv is None:
+            gv = self.gvs["literals"] = B.add_rodata(self.module, self.options.literals.values)
+        return self.fb.load(gv, 8 * lit.index)
+
     def global_value(self, name):
         fb = self.fb
         key = fb.scratch("globals_key", 8)
@@ -385,6 +393,8 @@ class Lowerer:
     def _expr(self, e):
         b, fb = self.b, self.fb
         if isinstance(e, ast.Integer):
+            if e.literal is not None:      # a literal the object cache may supply
+                return self.literal(e.literal)
             return const(e.value)
         if isinstance(e, ast.String):
             buf = fb.temp(e.type.size)

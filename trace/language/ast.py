@@ -53,6 +53,46 @@ class Expr(Node):
 @record(eq=False)
 class Integer(Expr):
     value: int
+    # the source literal it was parsed from, for the object cache (cache.Literals)
+    literal: object = _checked()
+
+
+class Literal:
+    """One integer literal of the source that the object cache may supply at load
+    time (`cache.Literals`): the lowering reads it from `.rodata` slot `index`.
+    Any read of the node's `value` (a pass that decides something by it) marks it
+    `read`: such a literal is part of the program's shape. Copies of the AST
+    share it."""
+    __slots__ = ("index", "read", "lowered")
+
+    def __init__(self, index: int):
+        self.index, self.read, self.lowered = index, False, False
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _read_value(node):
+    lit = node.__dict__.get("literal")
+    if lit is not None:
+        lit.read = True
+    return node.__dict__["value"]
+
+
+def _write_value(node, value):
+    node.__dict__["value"] = value
+
+
+Integer.value = property(_read_value, _write_value)
+
+
+def peek_value(node: Integer) -> int:
+    """The value without marking the literal read: for decisions that are the same
+    for every value a cached literal may take (0 .. 2**31-1)."""
+    return node.__dict__["value"]
 
 
 @record(eq=False)
@@ -270,12 +310,14 @@ class Program(Node):
 CHECKED = frozenset({"ptr_base", "from_positional", "const_value", "ctx_slot", "top_div",
                      "signal", "reg_offset", "resolved", "limit", "addr", "const_len",
                      "addr_bytes", "inode", "offset", "deref_size", "kderef", "field_info",
-                     "kaccess", "size", "async_id", "value_type"})
+                     "kaccess", "size", "async_id", "value_type", "literal"})
 _NOT_SHOWN = CHECKED | {"span", "type", "op_span", "c_positions"}
 
 
 def children(node: Node):
     """Yield the direct child nodes, in source order."""
+    if isinstance(node, Integer):   # a leaf (and its value stays unread)
+        return
     for f in fields(node):
         if f.name in _NOT_SHOWN:
             continue

@@ -118,6 +118,8 @@ def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
 
 
 def _rewrite_children(node, fn):
+    if isinstance(node, ast.Integer):   # a leaf (and its value stays unread: cache.Literals)
+        return
     for f in fields(node):
         if f.name in ("span", "type"):
             continue

@@ -369,9 +369,10 @@ class Checker:
         return check(self, e, statement)
 
     def _check_integer(self, e, statement):
-        if e.value >= 1 << 63:
-            return UINT64 if e.value < 1 << 64 else self._too_big(e)
-        if e.value < -(1 << 63):
+        value = ast.peek_value(e)     # the type is the same for every cached literal's value
+        if value >= 1 << 63:
+            return UINT64 if value < 1 << 64 else self._too_big(e)
+        if value < -(1 << 63):
             return self._too_big(e)
         return INT64
 

@@ -7,7 +7,6 @@ import functools
 import os
 import re
 import shutil
-import subprocess
 from typing import Dict, List, Optional, Tuple
 
 from ..language.diagnostics import error
@@ -179,6 +178,8 @@ def _ld_cache() -> Tuple[Tuple[str, str], ...]:
     if ldconfig is None:
         return ()
     try:
+        # lazy: start-up time (only to resolve a library name)
+        import subprocess
         text = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
