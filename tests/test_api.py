@@ -48,7 +48,7 @@ def test_import_pytrace_loads_neither_compiler_nor_runtime():
     code = ("import sys, pytrace; print(sorted(m for m in sys.modules if m.startswith('pytrace') "
             "or m.split('.')[0] in ('lark', 'llvmlite')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['pytrace', 'pytrace.version']"
+    assert out.stdout.strip() == "['pytrace', 'pytrace.bytecode', 'pytrace.version']"
     code = "import pytrace; print(pytrace.run.__module__, pytrace.CompileError.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["pytrace.api", "pytrace.errors"]
