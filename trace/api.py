@@ -18,7 +18,8 @@ import threading
 import weakref
 from typing import Optional
 
-from . import driver, errors
+from .driver import Request, build, check_privilege, execute, pid_problem, session
+from .errors import UsageError
 from .runtime.errors import RuntimeFailure
 from .runtime.output import TextOutput
 from .runtime.output.plain import plain_maps
@@ -72,15 +73,15 @@ class Trace:
                  pid: Optional[int] = None, duration: Optional[float] = None,
                  unsafe: bool = False):
         if command is not None and pid is not None:
-            raise errors.UsageError("command and pid are mutually exclusive")
+            raise UsageError("command and pid are mutually exclusive")
         if pid is not None:
-            problem = driver.pid_problem(int(pid))
+            problem = pid_problem(int(pid))
             if problem:
-                raise errors.UsageError(problem)
+                raise UsageError(problem)
             pid = int(pid)
         if duration is not None and not duration >= 0:
-            raise errors.UsageError(f"duration must be a number of seconds >= 0, not {duration!r}")
-        self._req = driver.Request(program, "stdin", [str(p) for p in params], command=command,
+            raise UsageError(f"duration must be a number of seconds >= 0, not {duration!r}")
+        self._req = Request(program, "stdin", [str(p) for p in params], command=command,
                                    pid=pid, unsafe=unsafe)
         self._duration = duration
         self._session = None
@@ -102,12 +103,12 @@ class Trace:
         and attach (LoadError, AttachError); returns once every probe is attached."""
         if self._thread is not None:
             raise RuntimeError("a Trace starts once")
-        compiled = driver.build(self._req)
-        driver.check_privilege()
+        compiled = build(self._req)
+        check_privilege()
         self._warnings.write(compiled.warnings)
         if self._req.command:
             self._command_out = tempfile.TemporaryFile()
-        self._session = driver.session(
+        self._session = session(
             compiled, self._req, out=self._printed, err=self._warnings, quiet=True,
             signals=False, duration=self._duration, on_attached=self._attached.set,
             exit_maps=self._keep_maps, output_factory=self._output,
@@ -207,7 +208,7 @@ class Trace:
 
     def _run(self, compiled) -> None:
         try:
-            status = driver.execute(self._session, compiled, self._req)
+            status = execute(self._session, compiled, self._req)
             self._result = Result(self._final_maps or {}, self._printed.text(), status,
                                   self._warnings.getvalue(), self._command_text())
         except BaseException as e:      # raised in the caller's thread

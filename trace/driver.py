@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-from . import cache, errors
+from .cache import Lookup, enabled as cache_enabled
+from .errors import AttachError, CompileError, LoadError, PrivilegeError, TraceError
 from .runtime import environment
 from .runtime.record import field, record
 
@@ -58,13 +59,13 @@ def pid_problem(pid: int, text: str = "") -> str:
 def build(req: Request) -> Compiled:
     """The object to run: the cached one, else compiled now (and cached)."""
     key = None      # a cache.Lookup
-    if cache.enabled():
+    if cache_enabled():
         # -c's text matters only to watchpoint:func+argN (it probes the command's binary)
         command = req.command if req.command and "watchpoint" in req.source else bool(req.command)
-        key = cache.Lookup(req.source, list(req.params), command, req.unsafe,
-                           environment.number("BPFTRACE_MAP_KEYS_MAX"),
-                           environment.number("BPFTRACE_STRLEN"), req.pid,
-                           req.helper_errors, req.include_dirs, req.includes)
+        key = Lookup(req.source, list(req.params), command, req.unsafe,
+                     environment.number("BPFTRACE_MAP_KEYS_MAX"),
+                     environment.number("BPFTRACE_STRLEN"), req.pid,
+                     req.helper_errors, req.include_dirs, req.includes)
         hit = key.load()
         if hit is not None:
             return Compiled(*hit)
@@ -102,7 +103,7 @@ def _compile(req: Request, dump_after, dump, emitter, literals) -> Compiled:
     from .compiler import CompileOptions, compile_source
 
     # lazy: start-up time (with the compiler)
-    from .language.diagnostics import CompileError, render
+    from .language import diagnostics
 
     options = CompileOptions(has_child=bool(req.command), command=req.command,
                              unsafe=req.unsafe, params=[str(p) for p in req.params],
@@ -114,10 +115,10 @@ def _compile(req: Request, dump_after, dump, emitter, literals) -> Compiled:
         options.dump = dump
     try:
         st = compile_source(req.source, req.filename, options)
-    except CompileError as e:
-        text = "".join(render(d, req.source, req.filename) for d in e.diagnostics)
-        raise errors.CompileError(e.diagnostics, text) from None
-    warnings = "".join(render(w, req.source, req.filename) for w in st.warnings)
+    except diagnostics.CompileError as e:
+        text = "".join(diagnostics.render(d, req.source, req.filename) for d in e.diagnostics)
+        raise CompileError(e.diagnostics, text) from None
+    warnings = "".join(diagnostics.render(w, req.source, req.filename) for w in st.warnings)
     return Compiled(st.elf, warnings, st.manifest, st)
 
 
@@ -127,7 +128,7 @@ def _import_runtime():
 
 def check_privilege() -> None:
     if os.geteuid() != 0:
-        raise errors.PrivilegeError()
+        raise PrivilegeError()
 
 
 def session(compiled: Compiled, req: Request, **options):
@@ -151,7 +152,7 @@ def execute(sess, compiled: Compiled, req: Request) -> int:
         raise _trace_error(e, compiled, req) from e
 
 
-def _trace_error(e, compiled: Compiled, req: Request) -> errors.TraceError:
+def _trace_error(e, compiled: Compiled, req: Request) -> TraceError:
     """The failure as the CLI prints it: located in the source at its probe, if
     there is a source (not for a .o file run alone)."""
     # lazy: start-up time (only to print a diagnostic)
@@ -160,12 +161,12 @@ def _trace_error(e, compiled: Compiled, req: Request) -> errors.TraceError:
     message = str(e.message)
     span = _failure_span(e, compiled) if req.source else None
     text = render(Diagnostic(message, span), req.source, req.filename)
-    for failure, error in ((failures.PermissionFailure, errors.PrivilegeError),
-                           (failures.AttachError, errors.AttachError),
-                           (failures.LoadError, errors.LoadError)):
+    for failure, error in ((failures.PermissionFailure, PrivilegeError),
+                           (failures.AttachError, AttachError),
+                           (failures.LoadError, LoadError)):
         if isinstance(e, failure):
             return error(message, text)
-    return errors.TraceError(message, text)
+    return TraceError(message, text)
 
 
 def _failure_span(e, compiled: Compiled):
