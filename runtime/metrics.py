@@ -27,7 +27,8 @@ from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.utils import floatToGoString
 
 from .errors import RuntimeFailure
-from .output.text import lhist_bounds, value_text
+from .output.folded import stack_frames
+from .output.text import hist_bounds, lhist_bounds, value_text
 from .output.values import Stack, c_div
 
 __all__ = ["parse_address", "metric_names", "label_names", "label_value", "hist_buckets",
@@ -113,27 +114,21 @@ def label_names(fields) -> list:
 
 def label_value(v) -> str:
     """A key part as text mode prints it in a key (integers signed, strings as text,
-    ``probe`` as the probe's name); a stack is folded, outermost frame first,
-    ``a;b;c`` (a frame without a symbol as its hex address).  Bytes that are not
+    ``probe`` as the probe's name); a stack as ``-f folded`` writes it, outermost
+    frame first, ``a;b;c``.  Bytes that are not
     UTF-8 are written as ``\\xNN``."""
     if type(v) is int:          # the common cases first: a scrape renders every key
         return "%d" % (v - (1 << 64) if v >= 1 << 63 else v)
     if type(v) is bytes:
         return v.decode("utf-8", "backslashreplace")
     if isinstance(v, Stack):
-        text = ";".join(sym or "%x" % addr for addr, sym in reversed(v.frames or ()))
+        text = ";".join(stack_frames(v))     # as -f folded writes a stack
     else:
         text = value_text(v, as_key=True)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # --------------------------------------------------------------------------- values
-
-def _hist_upper(index: int) -> int:
-    """The largest integer in log2 bucket ``index`` (0: negative values, 1: zero,
-    2: one, ``p + 2``: ``[2^p, 2^(p+1))``)."""
-    return -1 if index == 0 else (1 << (index - 1)) - 1
-
 
 def hist_buckets(model) -> list:
     """The finite ``le`` bounds of a hist/lhist map's histograms, [(bucket index, le)]:
@@ -148,7 +143,7 @@ def hist_buckets(model) -> list:
     out = []
     for i in range(min(used), max(used) + 1):
         if model.kind == "hist":
-            out.append((i, _hist_upper(i)))
+            out.append((i, hist_bounds(i)[1] - 1))
         else:
             lh = model.lhist
             hi = lhist_bounds(i, lh.min, lh.max, lh.step)[1]
