@@ -356,7 +356,7 @@ class Bench:
                 if os.path.isfile(os.path.join(folder, name)):
                     shutil.copy2(os.path.join(folder, name), target)
         self.env["PYTHONPATH"] = site    # ahead of the installed (or editable) pytrace
-        self.pytrace = [sys.executable, "-m", "pytrace.cli"]
+        self.pytrace = snapshot_launcher(src, site) or [sys.executable, "-m", "pytrace.cli"]
         where = subprocess.run(
             [sys.executable, "-c", "import pytrace.cli; print(pytrace.cli.__file__)"],
             env=self.env, capture_output=True, text=True).stdout.strip()
@@ -549,9 +549,9 @@ def row_firstevent(bench: Bench, rounds: int):
             target, check = f"≤ {limit:.1f}", ratio_le(limit)
             rows[case, bc] = Row(G, f"{what}; pytrace with {bc}: process start to the event's "
                                  "output", "ms", "{:.0f}", target, check)
-    floor = Row(G, "the floor: pytrace's Python interpreter starting and exiting (`python -c "
-                "pass`, its site-packages' .pth files included) against bpftrace's first event, "
-                "repeated", "ms", "{:.0f}")
+    floor = Row(G, "the floor: pytrace's Python interpreter starting and exiting as its command "
+                "starts it (`python -S -c pass` behind the launcher, else `python -c pass` with its "
+                "site-packages' .pth files) against bpftrace's first event, repeated", "ms", "{:.0f}")
     holds = {}      # (case, bytecode) -> the workload kept for "repeated"
 
     def workload():
@@ -612,9 +612,11 @@ def row_firstevent(bench: Bench, rounds: int):
 
 
 def interpreter_floor(bench: Bench, row: Row, pid: int) -> None:
-    """`python -c pass` as pytrace's runs start it, then bpftrace's repeated first event."""
+    """`python -c pass` as pytrace's runs start it (`-S` behind the launcher), then
+    bpftrace's repeated first event."""
     python = bench.pytrace[0] if bench.pytrace[1:2] == ["-m"] else sys.executable
-    p = bench.spawn([python, "-c", "pass"], bench.tool_env("pytrace"), name="python")
+    flags = ["-S"] if starts_without_site(bench.pytrace) else []
+    p = bench.spawn([python, *flags, "-c", "pass"], bench.tool_env("pytrace"), name="python")
     bench.finish(p, 30.0)
     row.add("pytrace", p.wall * 1000)
     try:
@@ -1094,6 +1096,34 @@ def default_pytrace() -> list:
     return [sys.executable, "-m", "pytrace.cli"]
 
 
+def starts_without_site(command: list) -> bool:
+    """Whether `command` is the launcher scripts/pytrace_build.py writes (the
+    interpreter without `site`) rather than a console script or `python -m`."""
+    try:
+        with open(command[0], "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"#!/bin/sh\n") and b'exec "$py" -S' in head
+
+
+def snapshot_launcher(src: str, site: str) -> list:
+    """The launcher a commit's build backend writes (scripts/pytrace_build.py), for
+    its snapshot laid out in `site`; [] for a commit from before the launcher."""
+    path = os.path.join(src, "scripts", "pytrace_build.py")
+    if not os.path.exists(path):
+        return []
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pytrace_build_snapshot", path)
+    backend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backend)
+    script = os.path.join(os.path.dirname(site), "pytrace")
+    with open(script, "w") as f:
+        f.write(backend.launcher(sys.executable, {"pytrace": os.path.join(site, "pytrace")}))
+    os.chmod(script, 0o755)
+    return [script]
+
+
 def package_dirs(pyproject: str) -> dict:
     """[tool.setuptools] package-dir of pyproject.toml: package -> folder."""
     try:
@@ -1184,8 +1214,9 @@ def main(argv=None) -> int:
         except BaseException:
             bench.close()
             raise
-        pytrace_desc = (f"commit {sha[:10]} ({args.rev}) of this checkout, run as "
-                        f"`python -m pytrace.cli` from a copy")
+        run_as = ("its launcher" if starts_without_site(bench.pytrace)
+                  else "`python -m pytrace.cli`")
+        pytrace_desc = f"commit {sha[:10]} ({args.rev}) of this checkout, run as {run_as} from a copy"
     dwb = os.environ.get("PYTHONDONTWRITEBYTECODE")
     header = [
         "command: " + " ".join(shlex.quote(a) for a in
