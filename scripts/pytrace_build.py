@@ -18,6 +18,7 @@ import ast
 import base64
 import hashlib
 import os
+import re
 import shlex
 import sys
 import zipfile
@@ -27,6 +28,8 @@ from setuptools.build_meta import *  # noqa: F401,F403  (every other hook, uncha
 
 COMMAND = "pytrace"
 ENTRY = "pytrace.cli:main"
+IMPORT_NAMES = {"pyelftools": "elftools"}      # distribution -> top-level module, where they differ
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 LAUNCHER = '''#!/bin/sh
 """true"
@@ -40,6 +43,7 @@ exec python3 "$0" "$@"
 import sys
 
 SOURCES = %(sources)r    # an editable install's packages: name -> directory
+DEPENDENCIES = %(dependencies)r    # their top-level modules
 
 
 class _Sources:
@@ -56,13 +60,14 @@ class _Sources:
 
 
 class _Site:
-    """Last on sys.meta_path: a module found nowhere (and not the standard
-    library's, whose optional modules are often absent) makes `site` process the
-    .pth files once, then every finder looks again."""
+    """Last on sys.meta_path: a dependency found nowhere (installed in a way that
+    needs a .pth file's import line, an editable install of it, say) makes `site`
+    process the .pth files once, then every finder looks again. Other misses are
+    the usual probes for optional modules, and stay misses."""
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name.partition(".")[0] in sys.stdlib_module_names:
+        if name not in DEPENDENCIES:
             return None
         sys.meta_path.remove(cls)
         import site
@@ -83,9 +88,29 @@ def _without_site():
     if site.check_enableusersite():
         dirs.append(site.getusersitepackages())
     dirs += site.getsitepackages()
-    sys.path += [d for d in dirs if os.path.isdir(d) and d not in sys.path]
+    for d in dirs:
+        if os.path.isdir(d) and d not in sys.path:
+            sys.path.append(d)
+            sys.path += _pth_paths(d)
     sys.meta_path.insert(0, _Sources)
     sys.meta_path.append(_Site)
+
+
+def _pth_paths(directory):
+    """The directories a site directory's .pth files name (their import lines
+    are what the launcher skips)."""
+    import os
+    paths = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".pth"):
+            with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    line = line.rstrip()
+                    if line and not line.startswith(("#", "import ", "import\t")):
+                        path = os.path.join(directory, line)
+                        if os.path.isdir(path) and path not in sys.path:
+                            paths.append(path)
+    return paths
 
 
 if sys.flags.no_site:
@@ -100,7 +125,23 @@ def launcher(python: str, sources: dict[str, str]) -> str:
     editable install's package directories (empty for a regular install)."""
     module, function = ENTRY.split(":")
     return LAUNCHER % {"python": shlex.quote(python), "sources": sources,
-                       "module": module, "function": function}
+                       "dependencies": dependency_modules(), "module": module, "function": function}
+
+
+def dependency_modules() -> tuple:
+    """The top-level modules of pytrace's dependencies (pyproject.toml's, optional
+    ones too): the distribution's name, but for those IMPORT_NAMES names."""
+    try:
+        import tomllib
+    except ImportError:         # Python 3.10
+        from setuptools.extern import tomli as tomllib
+    with open(os.path.join(os.path.dirname(HERE), "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    requirements = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    names = {re.match(r"[A-Za-z0-9._-]+", r).group().lower().replace("-", "_") for r in requirements}
+    return tuple(sorted(IMPORT_NAMES.get(n, n) for n in names))
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):

@@ -19,16 +19,24 @@ def main():
     print("no_site", sys.flags.no_site)
     print("site ran", hasattr(builtins, "quit"))      # site.main() defines quit()
     try:
-        import pytrace_no_such_module   # found nowhere: the launcher runs site.main() once
+        import org.python.core     # an optional module probed for (pickle does): stays a miss
+    except ImportError:
+        print("after an optional module, site ran", hasattr(builtins, "quit"))
+    try:
+        import pytrace_no_such_module   # a dependency found nowhere: site.main() runs once
     except ImportError:
         print("after a missing module, site ran", hasattr(builtins, "quit"))
     return 3
 """
 
 
-def _write_launcher(tmp_path, sources):
+def _write_launcher(tmp_path, sources, dependencies=None):
+    text = pytrace_build.launcher(sys.executable, sources)
+    if dependencies is not None:
+        text = text.replace(f"DEPENDENCIES = {pytrace_build.dependency_modules()!r}",
+                            f"DEPENDENCIES = {dependencies!r}")
     path = tmp_path / "pytrace"
-    path.write_text(pytrace_build.launcher(sys.executable, sources))
+    path.write_text(text)
     path.chmod(0o755)
     return str(path)
 
@@ -39,11 +47,12 @@ def test_launcher_runs_the_interpreter_without_site(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "cli.py").write_text(PROBE)
     # the fake package is found only through SOURCES (as an editable install's are)
-    launcher = _write_launcher(tmp_path, {"pytrace": str(pkg)})
+    launcher = _write_launcher(tmp_path, {"pytrace": str(pkg)}, ("pytrace_no_such_module",))
     r = subprocess.run([launcher], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 3, r.stderr
     assert r.stdout.splitlines() == [
-        "no_site 1", "site ran False", "after a missing module, site ran True"], r.stderr
+        "no_site 1", "site ran False", "after an optional module, site ran False",
+        "after a missing module, site ran True"], r.stderr
 
 
 def test_launcher_runs_pytrace(tmp_path):
@@ -82,6 +91,11 @@ def test_the_wheel_carries_the_launcher_in_its_record(tmp_path):
     digest = base64.urlsafe_b64encode(hashlib.sha256(text).digest()).rstrip(b"=").decode()
     assert f"pytrace-0.1.0.data/scripts/pytrace,sha256={digest},{len(text)}" in record
     assert not any("console_scripts" in s for s in scripts)   # no second `pytrace` for pip to write
+
+
+def test_dependency_modules_are_pyprojects():
+    assert {"lark", "llvmlite", "elftools", "pycparser", "pcpp", "prometheus_client"} \
+        <= set(pytrace_build.dependency_modules())
 
 
 def test_editable_sources_come_from_setuptools_finder():
