@@ -26,8 +26,6 @@ records stay JSON objects: the output layer decodes them.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .errors import ObjectFormatError
 from .record import field, fields, has_default, record
 
@@ -330,10 +328,10 @@ class Program(_Json):
     end_line, end_col] of the probe in the source."""
     symbol: str
     section: str = ""
-    prog_type: Optional[int] = None
+    prog_type: int | None = None
     name: str = ""
     attach: tuple = ()
-    span: Optional[tuple] = None
+    span: tuple | None = None
     expected_attach_type: int = 0
     attach_btf_id: int = 0
 
@@ -389,7 +387,7 @@ class UserMap(_Json):
     key: MapKey
     value_size: int = 0
     value: dict = field(default_factory=_int_value)
-    lhist: Optional[Lhist] = None
+    lhist: Lhist | None = None
     full_slot: int = -1         # its slot in internal.full (-1: none, an older object)
 
     _what = "map"
@@ -402,10 +400,10 @@ class UserMap(_Json):
 @record
 class InternalMaps(_Json):
     """The symbols of the runtime's own maps (None: the object has none)."""
-    ringbuf: Optional[str] = None
-    lost: Optional[str] = None
-    globals: Optional[str] = None
-    full: Optional[str] = None      # per-CPU u64 by UserMap.full_slot: updates dropped, map full
+    ringbuf: str | None = None
+    lost: str | None = None
+    globals: str | None = None
+    full: str | None = None      # per-CPU u64 by UserMap.full_slot: updates dropped, map full
     _what = "internal"
     _sparse = ("ringbuf", "lost", "globals", "full")
 
@@ -413,8 +411,8 @@ class InternalMaps(_Json):
 @record
 class GlobalSlots(_Json):
     """Byte offsets of the u64 slots the runtime writes into the globals map."""
-    start_ns: Optional[int] = None
-    cpid: Optional[int] = None
+    start_ns: int | None = None
+    cpid: int | None = None
     _what = "globals"
     _convert = {"start_ns": _opt_int, "cpid": _opt_int}
     _sparse = ("start_ns", "cpid")

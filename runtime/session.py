@@ -8,16 +8,17 @@ happens on every path, errors and signals included.  Errors are raised as
 ``errors.RuntimeFailure`` subclasses for the CLI to render.
 """
 
+from __future__ import annotations
+
 import errno as E
 import os
 import select
-import shutil
 import signal
 import struct
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .record import record
 from . import attach as A
@@ -34,29 +35,29 @@ class RunOptions:
     out: object = None            # text stream for trace output (None: sys.stdout)
     fmt: str = "text"             # "text" | "json" | "folded"
     quiet: bool = False           # no "Attaching N probes..." line
-    child_argv: Optional[list] = None   # -c: command to run, gated until attached
-    pid: Optional[int] = None     # -p: stop when this process exits
+    child_argv: list | None = None   # -c: command to run, gated until attached
+    pid: int | None = None     # -p: stop when this process exits
     verbose: bool = False
-    buffering: Optional[str] = None   # -B: "line" / "none" (flush every record), "full"
+    buffering: str | None = None   # -B: "line" / "none" (flush every record), "full"
     # where the "\n\n" before the exit map dump goes; None: ``out``.  bpftrace
     # writes it to stdout even with -o, the CLI can pass sys.stdout for that.
     sep_stream: object = None
     err: object = None            # stream for verbose/warning messages (None: sys.stderr)
     # (manifest, stream, fmt) -> output object; None: runtime.output.make_output
-    output_factory: Optional[Callable] = None
+    output_factory: Callable | None = None
     # the process exits after the run (the CLI): SIGINT/SIGTERM stay ignored after
     # teardown instead of getting their old handlers back
     exiting: bool = False
-    metrics: Optional[tuple] = None     # --metrics: (host, port) to serve /metrics on
+    metrics: tuple | None = None     # --metrics: (host, port) to serve /metrics on
     # SIGINT/SIGTERM stop the run, SIGUSR1 prints the maps (the CLI; only possible in
     # the main thread).  False (the Python API's thread): only request_stop() stops it
     signals: bool = True
-    duration: Optional[float] = None    # stop this many seconds after attaching
-    on_attached: Optional[Callable] = None   # () -> None, once every probe is attached
+    duration: float | None = None    # stop this many seconds after attaching
+    on_attached: Callable | None = None   # () -> None, once every probe is attached
     # the maps at exit: None prints them (after "\n\n"), else they are passed to
     # this, {name: output.values.MapModel} as snapshot() gives them, and not printed
-    exit_maps: Optional[Callable] = None
-    child_stdout: Optional[int] = None  # an fd the -c child's stdout goes to (None: ours)
+    exit_maps: Callable | None = None
+    child_stdout: int | None = None  # an fd the -c child's stdout goes to (None: ours)
 
 
 def run(elf_bytes: bytes, options: RunOptions = None) -> int:
@@ -794,6 +795,7 @@ def _executable(name: str) -> bool:
     before any probe is attached, as bpftrace checks it."""
     if "/" in name:
         return os.path.isfile(name) and os.access(name, os.X_OK)
+    import shutil       # lazy: start-up time (only -c looks a command up)
     return shutil.which(name) is not None
 
 

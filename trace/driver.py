@@ -14,7 +14,6 @@ llvmlite.
 from __future__ import annotations
 
 import os
-from typing import List, Optional
 
 from .cache import Lookup, enabled as cache_enabled
 from .errors import AttachError, CompileError, LoadError, PrivilegeError, TraceError
@@ -29,20 +28,20 @@ class Request:
     """A program and the options that decide its object and its run."""
     source: str
     filename: str = "stdin"       # where diagnostics say the source is
-    params: List[str] = field(default_factory=list)    # $1, $2, ...
-    command: Optional[str] = None     # -c
-    pid: Optional[int] = None         # -p
+    params: list[str] = field(default_factory=list)    # $1, $2, ...
+    command: str | None = None     # -c
+    pid: int | None = None         # -p
     unsafe: bool = False
     helper_errors: int = 0            # -k / -kk
-    include_dirs: List[str] = field(default_factory=list)    # -I
-    includes: List[str] = field(default_factory=list)        # --include
+    include_dirs: list[str] = field(default_factory=list)    # -I
+    includes: list[str] = field(default_factory=list)        # --include
 
 
 @record
 class Compiled:
     elf: bytes
     warnings: str = ""            # rendered as the CLI prints them
-    manifest: Optional[dict] = None   # None: from the cache or a .o file
+    manifest: dict | None = None   # None: from the cache or a .o file
     state: object = None          # the compiler's State (None: not compiled now)
 
 
@@ -78,7 +77,7 @@ def build(req: Request) -> Compiled:
     return out
 
 
-def compile_program(req: Request, dump_after: Optional[str] = None, dump=None,
+def compile_program(req: Request, dump_after: str | None = None, dump=None,
                     literals=None) -> Compiled:
     """Compile now (no cache); with `dump_after`, stop after that pass (its dump to
     `dump`); with `literals` (a cache.Literals), the literals a cached object may take
