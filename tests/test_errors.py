@@ -56,5 +56,6 @@ def test_bad_input_gets_its_message(how, given, message):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60,
                        stdin=subprocess.DEVNULL)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
-    errors = [line for line in r.stderr.splitlines() if "ERROR" in line]
+    errors = [line for line in r.stderr.splitlines()
+              if "ERROR" in line or line.startswith("pytrace: ")]   # getopt_long's, as bpftrace's
     assert errors and errors[0] == message, r.stderr

@@ -1,16 +1,14 @@
 """pytrace's command line: compile a program and run it, list probes, or emit the object."""
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
 import os
-import re
 import signal
 import stat
 import sys
 
-from . import driver, errors
+from . import driver, errors, options
 from .runtime import environment
 from .version import __version__
 
@@ -65,47 +63,6 @@ pytrace -e 'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }'
 pytrace -c 'ls' -e 'tracepoint:syscalls:sys_enter_write /pid == cpid/ { @ = count(); }'
     count the writes of one command
 """
-
-
-class UsageError(Exception):
-    pass
-
-
-def build_parser():
-    p = argparse.ArgumentParser(prog="pytrace", add_help=False, usage=argparse.SUPPRESS)
-    p.add_argument("-e", dest="program")
-    p.add_argument("-c", dest="command")
-    p.add_argument("-p", dest="pid")
-    p.add_argument("-o", dest="output")
-    p.add_argument("-f", dest="format", default="text")
-    p.add_argument("-B", dest="buffering", default=None)
-    p.add_argument("-k", dest="helper_errors", action="count", default=0)
-    p.add_argument("-q", dest="quiet", action="store_true")
-    p.add_argument("-v", dest="verbose", action="store_true")
-    p.add_argument("-l", dest="list", action="store_true")
-    p.add_argument("-d", dest="dump_all", action="store_true")
-    p.add_argument("--dump-after", dest="dump_after")
-    p.add_argument("--emit-elf", dest="emit_elf")
-    p.add_argument("--emit-llvm", dest="emit_llvm")
-    p.add_argument("--unsafe", action="store_true")
-    p.add_argument("--usdt-file-activation", dest="usdt_file_activation", action="store_true")
-    p.add_argument("-I", dest="include_dirs", action="append", default=[])
-    p.add_argument("--include", dest="includes", action="append", default=[])
-    p.add_argument("-V", "--version", dest="version", action="store_true")
-    p.add_argument("--info", dest="info", action="store_true")
-    p.add_argument("--metrics", dest="metrics")
-    p.add_argument("-h", "--help", dest="help", action="store_true")
-    p.add_argument("rest", nargs="*")
-    return p
-
-
-def parse_args(argv):
-    parser = build_parser()
-
-    def fail(message):
-        raise UsageError(message)
-    parser.error = fail
-    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> int:
@@ -178,7 +135,8 @@ def _bad_option(args) -> str:
                 f"Valid formats: {', '.join(repr(f) for f in FORMATS)}\n")
     if args.pid is not None:
         text = args.pid
-        if not re.fullmatch(r"-?[0-9]+", text):
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()):
             return f"ERROR: pid '{text}' is not a valid decimal number\n"
         args.pid = int(text)
         problem = driver.pid_problem(args.pid, text)
@@ -207,9 +165,9 @@ def _bad_metrics(args) -> str:
 
 def _main(argv) -> int:
     try:
-        args = parse_args(argv)
-    except UsageError as e:
-        sys.stderr.write(f"ERROR: {e}\n" + _usage())
+        args = options.parse(argv)
+    except options.UsageError as e:     # getopt_long's words, as bpftrace prints them
+        sys.stderr.write(f"pytrace: {e}\n" + _usage())
         return 1
     problem = _bad_option(args) or environment.check()
     if problem:
