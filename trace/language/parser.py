@@ -44,14 +44,17 @@ Deliberate differences from bpftrace 0.17 (all in what is accepted, none in the 
 """
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import sys
 import threading
+from _blake2 import blake2b      # hashlib's, without OpenSSL's start-up
 from collections import Counter
-from importlib.util import find_spec
+from importlib.machinery import PathFinder
 
 from ..cache import home as cache_home
+from . import lalr
 from .ast import (
     Assign,
     AttachPoint,
@@ -92,8 +95,9 @@ __all__ = ["parse"]
 _OPTIONS_VERSION = "1"
 
 _PARSER = None
+_FAST = None            # lalr.Parser, False if there is none
 _PATTERNS = None        # the lexer's PatternCache
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()     # _get_fast() may build the lark parser
 
 # --------------------------------------------------------------- token names (bpftrace 0.17)
 
@@ -605,25 +609,48 @@ def _ignored_token_span(tok) -> Span:
 
 # --------------------------------------------------------------- the lark object
 
-def _cache_files(grammar_text: str, lark_version: str):
-    """Where to cache the analysed grammar and the lexer's compiled patterns
-    (see trace/language/patterns.py), or (None, None) if there is no writable cache directory."""
-    # lazy: start-up time (loads OpenSSL; with lark, when the parser is built)
-    import hashlib
+def _grammar_text() -> str:
+    # the data package pytrace.grammar, found without an import of the package
+    # `pytrace` (whose lazy API names import the compiler: tests/test_layering.py)
+    # (each finder asked as importlib.util.find_spec asks them: importing that is 1-2 ms)
+    top = __package__.rpartition(".")[0]
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(top + ".grammar", sys.modules[top].__path__) if find else None
+        if spec is not None:
+            break
+    with open(os.path.join(os.path.dirname(spec.origin), "pytrace.lark"), encoding="utf-8") as f:
+        return f.read()
 
+
+def _lark_stamp() -> str:
+    """The installed lark (a new version rewrites its files), without importing it."""
+    try:
+        spec = PathFinder.find_spec("lark")
+        st = os.stat(spec.origin)
+        return f"{spec.origin}:{st.st_mtime_ns}:{st.st_size}"
+    except (ImportError, AttributeError, TypeError, OSError):
+        return "unknown"
+
+
+def _cache_files(grammar_text: str):
+    """Where to cache lark's analysed grammar, the tables of trace/language/lalr.py
+    and the lexer's compiled patterns (trace/language/patterns.py), or
+    (None, None, None) if there is no writable cache directory."""
     directory = cache_home()
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.access(directory, os.W_OK | os.X_OK):
-            return None, None
+            return None, None, None
     except (OSError, ValueError):
-        return None, None
-    grammar_key = "\0".join((grammar_text, lark_version, _OPTIONS_VERSION))
-    key = hashlib.sha256(grammar_key.encode("utf-8")).hexdigest()[:16]
-    patterns_key = hashlib.sha256(
-        "\0".join((grammar_key, interpreter_key())).encode("utf-8")).hexdigest()[:16]
-    return (os.path.join(directory, f"parser-{key}.lark"),
-            os.path.join(directory, f"patterns-{patterns_key}.marshal"))
+        return None, None, None
+    grammar_key = "\0".join((grammar_text, _lark_stamp(), _OPTIONS_VERSION))
+
+    def name(*parts):
+        return blake2b("\0".join((grammar_key, *parts)).encode("utf-8"), digest_size=8).hexdigest()
+    return (os.path.join(directory, f"parser-{name()}.lark"),
+            os.path.join(directory, f"lalr-{name(str(lalr.FORMAT))}.marshal"),
+            os.path.join(directory, f"patterns-{name(interpreter_key())}.marshal"))
 
 
 def _import_lark():
@@ -646,13 +673,7 @@ def _import_lark():
 
 def _build():
     lark = _import_lark()
-
-    # the data package pytrace.grammar, found without an import of the package
-    # `pytrace` (whose lazy API names import the compiler: tests/test_layering.py)
-    path = os.path.join(os.path.dirname(find_spec(__package__.rpartition(".")[0] + ".grammar").origin),
-                        "pytrace.lark")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = _grammar_text()
     options = dict(
         parser="lalr",
         lexer="contextual",
@@ -662,7 +683,7 @@ def _build():
         transformer=_AstBuilder(),
         lexer_callbacks={"BAD_STRING": _bad_string, "BAD_COMMENT": _bad_comment},
     )
-    grammar_cache, patterns_cache = _cache_files(text, lark.__version__)
+    grammar_cache, _tables, patterns_cache = _cache_files(text)
     try:
         parser = lark.Lark(text, cache=grammar_cache or False, **options)
     except OSError:
@@ -696,6 +717,55 @@ def _get_parser():
             if _PARSER is None:
                 _PARSER, _PATTERNS = _build()
     return _PARSER
+
+
+def _get_fast():
+    """trace/language/lalr.py's parser on lark's tables (read from the cache, or
+    taken from lark once and stored), or None if there are none to be had."""
+    global _FAST
+    if _FAST is None:
+        with _LOCK:
+            if _FAST is None:
+                _FAST = _load_fast() or False
+    return _FAST or None
+
+
+def _load_fast():
+    global _PATTERNS
+    _grammar_cache, path, patterns_path = _cache_files(_grammar_text())
+    tables = None
+    if path:
+        try:
+            with open(path, "rb") as f:
+                tables = marshal.loads(f.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+    if not isinstance(tables, dict) or tables.get("format") != lalr.FORMAT:
+        try:
+            tables = lalr.tables(_get_parser())
+        except lalr.Unsupported:
+            return None
+        if path:
+            _write_quietly(path, marshal.dumps(tables))
+    if _PATTERNS is None:
+        _PATTERNS = PatternCache(patterns_path)
+    try:
+        return lalr.Parser(tables, _PATTERNS.compile)
+    except (lalr.Unsupported, KeyError, TypeError):
+        return None
+
+
+def _write_quietly(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------- syntax errors
@@ -814,6 +884,15 @@ def parse(source: str, filename: str = "stdin") -> Program:
         # A shebang line is ignored; keep the line so that positions stay right.
         nl = text.find("\n")
         text = " " * (len(text) if nl < 0 else nl) + ("" if nl < 0 else text[nl:])
+    fast = _get_fast()
+    if fast is not None:
+        try:
+            return fast.parse(text, _AstBuilder())
+        except Exception:   # lalr.Unsupported, or an error: lark gives its words
+            pass
+        finally:
+            if _PATTERNS is not None:
+                _PATTERNS.save()
     parser = _get_parser()
     # lazy: start-up time (lark)
     from lark.exceptions import LarkError
