@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import signal
 import sys
-
-from ..runtime.objfile import join
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,9 +56,10 @@ def _write_all(fd: int, data: bytes):
         view = view[os.write(fd, view):]
 
 
-# What the worker compiles while it waits for the module: LLVM's first module costs
-# several ms more than the next one (its passes' and the BPF backend's first use),
-# which this moves off the critical path.
+# What the worker compiles while it waits for the module (if the module has not come
+# by the time LLVM is loaded): LLVM's first module costs several ms more than the next
+# one (its passes' and the BPF backend's first use), which this moves off the
+# critical path.
 _WARM_UP_IR = """target triple = "bpfel"
 %map = type { i32, i32, i32, i32, i32 }
 @m = global %map { i32 2, i32 4, i32 8, i32 1, i32 0 }, section "maps", align 4
@@ -131,7 +131,8 @@ class BackgroundEmitter:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.dup2(stderr, 2)
             _target_machine()
-            emit_object(_WARM_UP_IR)
+            if not select.select([ir_read], [], [], 0)[0]:    # no module yet: warm up
+                emit_object(_WARM_UP_IR)
             llvm_ir = _read_all(ir_read)
             if llvm_ir:
                 try:
@@ -174,6 +175,8 @@ class BackgroundEmitter:
         finally:
             if other is not None:
                 other.close()
+        # lazy: start-up time (only large modules are split)
+        from ..runtime.objfile import join
         return join(objects)
 
     def _submit(self, llvm_ir: str):
