@@ -14,6 +14,7 @@ llvmlite.
 from __future__ import annotations
 
 import os
+import sys
 
 from .cache import Lookup, enabled as cache_enabled
 from .errors import AttachError, CompileError, LoadError, PrivilegeError, TraceError
@@ -149,6 +150,10 @@ def execute(sess, compiled: Compiled, req: Request) -> int:
         return run_session(sess)
     except failures.RuntimeFailure as e:
         raise _trace_error(e, compiled, req) from e
+    finally:
+        emit = sys.modules.get(f"{__package__}.codegen.emit")
+        if emit is not None:        # the LLVM worker of a compile, killed and not yet reaped
+            emit.reap_exited(block=True)
 
 
 def _trace_error(e, compiled: Compiled, req: Request) -> TraceError:

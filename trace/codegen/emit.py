@@ -50,6 +50,31 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+_EXITING = []       # killed workers not reaped yet
+
+
+def reap_exited(block: bool = False) -> None:
+    """Reap the workers killed so far (waiting for them with `block`)."""
+    for pid in list(_EXITING):
+        try:
+            done, _status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _EXITING.remove(pid)
+
+
 def _write_all(fd: int, data: bytes):
     view = memoryview(data)
     while view:
@@ -98,6 +123,7 @@ class BackgroundEmitter:
 
     def __init__(self, meanwhile=None):
         """Raises OSError (with nothing left open) if the worker can't be started."""
+        reap_exited()
         self._meanwhile = meanwhile
         self._ir_write = self._result_read = self._stderr = -1
         self._pid = -1
@@ -141,7 +167,8 @@ class BackgroundEmitter:
                     answer = _LLVM_ERROR + str(e).encode()
                 except Exception as e:
                     answer = _OTHER_ERROR + repr(e).encode()
-                _write_all(result_write, answer)
+                _write_all(result_write, len(answer).to_bytes(8, "little") + answer)
+                os.close(result_write)      # the parent has it all: it need not wait for the exit
         except BaseException:
             status = 1
         finally:
@@ -187,8 +214,8 @@ class BackgroundEmitter:
         self._close_ir()
 
     def _result(self, llvm_ir: str) -> bytes:
-        answer = _read_all(self._result_read)
-        self._reap(kill=False)
+        size = int.from_bytes(_read_exactly(self._result_read, 8), "little")
+        answer = _read_exactly(self._result_read, size)     # b"" if the worker died first
         os.lseek(self._stderr, 0, os.SEEK_SET)
         llvm_said = _read_all(self._stderr).decode(errors="replace")
         self.close()
@@ -207,20 +234,22 @@ class BackgroundEmitter:
             os.close(self._ir_write)
             self._ir_write = -1
 
-    def _reap(self, kill: bool):
+    def _reap(self):
+        """Kill the worker; reap it now if it is gone, else later (reap_exited):
+        unmapping LLVM takes a process a few ms to exit."""
         if self._pid > 0:
-            if kill:
-                try:
-                    os.kill(self._pid, 9)
-                except ProcessLookupError:
-                    pass
-            os.waitpid(self._pid, 0)
+            try:
+                os.kill(self._pid, 9)
+            except ProcessLookupError:
+                pass
+            _EXITING.append(self._pid)
             self._pid = -1
+        reap_exited()
 
     def close(self):
-        """Stop the worker (if still running), reap it and close its files."""
+        """Stop the worker (if still running), reap it (now or later) and close its files."""
         self._close_ir()
-        self._reap(kill=True)
+        self._reap()
         for name in ("_result_read", "_stderr"):
             fd = getattr(self, name)
             if fd >= 0:
