@@ -113,6 +113,7 @@ class Session:
         self.spec = None
         self.manifest = Manifest()
         self.obj = None
+        self._early = None          # loader.EarlyMaps, until load takes them
         self.output = None
         self.rb = None
         self.lost = None
@@ -166,6 +167,7 @@ class Session:
     def _prepare(self) -> None:
         """Parse the object; tracefs (for tracepoints), the output, the -p watch."""
         self.spec = objfile.parse(self.elf)
+        self._early = loader.EarlyMaps(self.spec)   # the ring buffer, made meanwhile
         m = self.manifest = self.spec.contract
         if any("tracepoint" in p.attach_kinds for p in m.programs):
             from . import tracefs     # lazy: start-up time (only programs with tracepoints)
@@ -186,7 +188,7 @@ class Session:
         counter, the maps reader and the async action handlers."""
         m = self.manifest
         try:
-            self.obj = loader.load(self.spec)
+            self.obj = loader.load(self.spec, early=self._early)
         except LoadError as e:
             if not self.opt.verbose:
                 raise
@@ -725,6 +727,8 @@ class Session:
         with self._lock:                # no snapshot() reads a closed map
             if self.obj is not None:
                 step(self.obj.close)
+        if self._early is not None:     # made, never loaded (a failure in between)
+            step(self._early.close)
         step(self._stop_child)
         for fd in list(self._pidfds):
             step(lambda fd=fd: os.close(fd))

@@ -349,3 +349,29 @@ def test_zero_keeps_min_max_is_set_flag():
         assert maps.dump(m) == [(bytes(8), [struct.pack("<qQ", 0, 1)] + slots[1:])]
         maps.zero(m)
         assert maps.dump(m) == [(bytes(8), [bytes(16)] * NCPU)]
+
+
+# ------------------------------------------------------------------ the ring buffer, made early
+
+def _ringbuf_object():
+    ir = ir_function("prog_0", "raw_tracepoint/begin", ir_increment("map_c", "0", "a", "done"))
+    return objfile.parse(build_module(ir, [Map("map_c", U.BPF_MAP_TYPE_ARRAY, 4, 8, 1),
+                                           Map("rb", U.BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 16)],
+                                      manifest([prog("prog_0", "raw_tracepoint/begin", 17,
+                                                     [{"kind": "begin"}], "BEGIN")])))
+
+
+def test_load_takes_the_ring_buffer_made_early():
+    spec = _ringbuf_object()
+    early = loader.EarlyMaps(spec)
+    with loader.load(spec, early=early) as obj:
+        rb = obj.maps["rb"]
+        assert (S.map_info(rb.fd)["type"], rb.max_entries) == (U.BPF_MAP_TYPE_RINGBUF, 1 << 16)
+        assert early.take("map_c") is None          # only the ring buffer is made early
+
+
+def test_an_early_ring_buffer_nobody_takes_is_closed():
+    before_maps = set(S.map_ids())
+    early = loader.EarlyMaps(_ringbuf_object())
+    early.close()
+    assert wait_no_new_objects(None, before_maps)
