@@ -61,18 +61,23 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-_EXITING = []       # killed workers not reaped yet
+_EXITING = {}       # pid -> the thread that waits for a killed worker's exit
+
+
+def _wait_for(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def reap_exited(block: bool = False) -> None:
-    """Reap the workers killed so far (waiting for them with `block`)."""
-    for pid in list(_EXITING):
-        try:
-            done, _status = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            _EXITING.remove(pid)
+    """Forget the killed workers that have been reaped (waiting for the rest with `block`)."""
+    for pid, thread in list(_EXITING.items()):
+        if block:
+            thread.join()
+        if not thread.is_alive():
+            del _EXITING[pid]
 
 
 def _write_all(fd: int, data: bytes):
@@ -235,14 +240,17 @@ class BackgroundEmitter:
             self._ir_write = -1
 
     def _reap(self):
-        """Kill the worker; reap it now if it is gone, else later (reap_exited):
-        unmapping LLVM takes a process a few ms to exit."""
+        """Kill the worker and reap it in a thread: unmapping LLVM takes a process a
+        few ms to exit, which nobody need wait for."""
         if self._pid > 0:
             try:
                 os.kill(self._pid, 9)
             except ProcessLookupError:
                 pass
-            _EXITING.append(self._pid)
+            import threading     # lazy: (the compiler has it imported already)
+            waiter = threading.Thread(target=_wait_for, args=(self._pid,), daemon=True)
+            waiter.start()
+            _EXITING[self._pid] = waiter
             self._pid = -1
         reap_exited()
 
