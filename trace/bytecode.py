@@ -52,11 +52,13 @@ class CachingLoader(SourceFileLoader):
         except (OSError, ValueError, EOFError, TypeError):
             pass
         code = self.source_to_code(self.get_data(path), path)
-        _write(cached, header + marshal.dumps(code))
+        write_file(cached, header + marshal.dumps(code))
         return code
 
 
-def _write(path: str, data: bytes) -> None:
+def write_file(path: str, data: bytes) -> None:
+    """Write `path` whole or not at all (a temporary file renamed), quietly giving
+    up if it can't be written: what pytrace caches is made again next time."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -64,7 +66,7 @@ def _write(path: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
     except OSError:
-        pass    # a read-only home: compiled again next time
+        pass    # a read-only home: made again next time
 
 
 class Finder:

@@ -60,10 +60,11 @@ def _code_fingerprint() -> str:
     return str(newest)
 
 
-def _llvm_version() -> str:
-    """llvmlite's installed files (a new version rewrites them), without importing it."""
+def package_stamp(name: str) -> str:
+    """An installed package's files as of now (a new version rewrites them), without
+    importing it."""
     try:
-        spec = PathFinder.find_spec("llvmlite")     # (importlib.util: 1-2 ms more)
+        spec = PathFinder.find_spec(name)     # (importlib.util: 1-2 ms more)
         return f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"
     except (ImportError, AttributeError, TypeError, OSError):
         return "unknown"
@@ -81,7 +82,7 @@ def _tracepoints_fingerprint() -> str:
 
 def key(source: str, *options) -> str:
     h = blake2b(digest_size=32)
-    for part in (FORMAT, __version__, _code_fingerprint(), _llvm_version(), os.uname().release,
+    for part in (FORMAT, __version__, _code_fingerprint(), package_stamp("llvmlite"), os.uname().release,
                  _tracepoints_fingerprint(), source, *map(repr, options)):
         h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\0")

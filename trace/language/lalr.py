@@ -83,7 +83,7 @@ def _rule(rule, options) -> tuple:
     """(origin, length, callback name, pass a single child through, which children
     are spliced): lark's ParseTreeBuilder for this rule, with keep_all_tokens."""
     if not (options.keep_all_tokens or rule.options.keep_all_tokens) or options.maybe_placeholders \
-            or options.ambiguity != "auto" and options.parser != "lalr":
+            or options.parser != "lalr":
         raise Unsupported("a parse-tree option this parser does not mirror")
     name = str(rule.alias or rule.options.template_source or rule.origin.name)
     expand1 = bool(rule.options.expand1 and not rule.alias)

@@ -51,9 +51,10 @@ import sys
 import threading
 from _blake2 import blake2b      # hashlib's, without OpenSSL's start-up
 from collections import Counter
-from importlib.machinery import PathFinder
 
+from ..bytecode import write_file
 from ..cache import home as cache_home
+from ..cache import package_stamp
 from . import lalr
 from .ast import (
     Assign,
@@ -623,16 +624,6 @@ def _grammar_text() -> str:
         return f.read()
 
 
-def _lark_stamp() -> str:
-    """The installed lark (a new version rewrites its files), without importing it."""
-    try:
-        spec = PathFinder.find_spec("lark")
-        st = os.stat(spec.origin)
-        return f"{spec.origin}:{st.st_mtime_ns}:{st.st_size}"
-    except (ImportError, AttributeError, TypeError, OSError):
-        return "unknown"
-
-
 def _cache_files(grammar_text: str):
     """Where to cache lark's analysed grammar, the tables of trace/language/lalr.py
     and the lexer's compiled patterns (trace/language/patterns.py), or
@@ -644,7 +635,7 @@ def _cache_files(grammar_text: str):
             return None, None, None
     except (OSError, ValueError):
         return None, None, None
-    grammar_key = "\0".join((grammar_text, _lark_stamp(), _OPTIONS_VERSION))
+    grammar_key = "\0".join((grammar_text, package_stamp("lark"), _OPTIONS_VERSION))
 
     def name(*parts):
         return blake2b("\0".join((grammar_key, *parts)).encode("utf-8"), digest_size=8).hexdigest()
@@ -746,26 +737,13 @@ def _load_fast():
         except lalr.Unsupported:
             return None
         if path:
-            _write_quietly(path, marshal.dumps(tables))
+            write_file(path, marshal.dumps(tables))
     if _PATTERNS is None:
         _PATTERNS = PatternCache(patterns_path)
     try:
         return lalr.Parser(tables, _PATTERNS.compile)
     except (lalr.Unsupported, KeyError, TypeError):
         return None
-
-
-def _write_quietly(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------- syntax errors
