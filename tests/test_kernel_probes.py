@@ -6,6 +6,7 @@ those programs are compiled, kprobe programs are loaded through the verifier, an
 running them must print one clear error (never a traceback) and leave nothing loaded.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -63,7 +64,9 @@ def test_override_calls_bpf_override_return(tmp_path):
                                   "kprobe:should_failslab { override(-12); }"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "inttoptr i64 58 to i64 (ptr, i64)*" in out.read_text()   # helper 58, (ctx, rc)
+    # helper 58, called with (ctx, rc): -12 as an unsigned i64
+    assert re.search(r"(%v\d+) = inttoptr i64 58 to ptr\n.*call i64 \1\(ptr %a0, i64 18446744073709551604\)",
+                     out.read_text(), re.S)
 
 
 def test_emit_elf_kfunc(tmp_path):

@@ -1,4 +1,4 @@
-"""A thin BPF-flavoured wrapper over llvmlite's IRBuilder.
+"""A thin BPF-flavoured wrapper over the IR builder (codegen/llir.py).
 
 Every pointer is an opaque `ptr`; memory is accessed at byte offsets (a GEP over
 i8, then a typed load or store: no casts). Allocas always go to the entry block.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Optional
 
-from llvmlite import ir
+from . import llir as ir
 
 from ..runtime.uapi import BPF_ANY, BPF_NOEXIST  # noqa: F401  (map update flags)
 
@@ -100,11 +100,7 @@ class FunctionBuilder:
         """Stack memory of `size` bytes (8-aligned), in the entry block, zero-filled there."""
         size = max(8, (size + 7) & ~7)
         entry = self._entry_builder
-        slot = entry.alloca(ir.ArrayType(I64, size // 8), name=name)
-        # llvmlite types an alloca as [n x i64]* and its IRBuilder skips a cast to ptr
-        # (it thinks them equal): cast explicitly, so loads and stores see a ptr
-        ptr = ir.instructions.CastInstr(entry.block, "bitcast", slot, PTR)
-        entry._insert(ptr)
+        ptr = entry.alloca(ir.ArrayType(I64, size // 8), name=name)
         for off in range(0, size, 8):
             p = ptr if off == 0 else entry.gep(ptr, [const(off)], source_etype=I8)
             entry.store(const(0), p, align=8)
@@ -192,10 +188,8 @@ class FunctionBuilder:
 
     # ------------------------------------------------------------ helpers
     def helper(self, helper_id: int, *args) -> ir.Value:
-        argtys = [a.type for a in args]
-        fnty = ir.FunctionType(I64, argtys)
-        fnptr = self.b.inttoptr(const(helper_id), fnty.as_pointer())
-        result = self.b.call(fnptr, list(args))
+        fnptr = self.b.inttoptr(const(helper_id), PTR)
+        result = self.b.call(fnptr, args)
         if self.on_helper is not None:
             self.on_helper(helper_id, result)
         return result
@@ -231,7 +225,7 @@ class FunctionBuilder:
 
     def to_bool(self, v) -> ir.Value:
         """i64 → i1 (non-zero)."""
-        if v.type == ir.IntType(1):
+        if v.type == ir.I1:
             return v
         return self.b.icmp_unsigned("!=", v, const(0))
 

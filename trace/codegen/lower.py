@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from llvmlite import ir
+from . import llir as ir
 
 from ..builtins import lookup_builtin, lookup_function
 from ..builtins.context import read_tracepoint_field
@@ -545,8 +545,8 @@ class Lowerer:
             rhs_end = b.block
             b.branch(end_bb)
             b.position_at_end(end_bb)
-            phi = b.phi(ir.IntType(1))
-            phi.add_incoming(ir.Constant(ir.IntType(1), 0 if e.op == "&&" else 1), start)
+            phi = b.phi(ir.I1)
+            phi.add_incoming(ir.Constant(ir.I1, 0 if e.op == "&&" else 1), start)
             phi.add_incoming(right, rhs_end)
             return fb.from_bool(phi)
         if isinstance(e.left.type, (ArrayT, CValueT)):
