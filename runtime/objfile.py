@@ -130,7 +130,8 @@ class _Elf:
 def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
     """Parse a BPF ELF object into an ObjectSpec; ObjectFormatError if malformed.
     `whole=False`: a part of a program compiled in parts (see join): its manifest
-    may name programs that are in the other parts."""
+    may name programs that are in the other parts, and is not decoded into records
+    (`contract` stays empty)."""
     try:
         return _parse(_Elf(bytes(elf_bytes)), whole)
     except struct.error as e:
@@ -146,7 +147,8 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
         spec.license = (elf.section_data(lic).split(b"\0", 1)[0]
                         .decode("ascii", "replace") or "GPL")
     spec.manifest = _read_manifest(elf)
-    spec.contract = Manifest.from_json(spec.manifest)
+    if whole:
+        spec.contract = Manifest.from_json(spec.manifest)
     maps_idx, maps_by_off = _read_maps(elf, spec.maps)
     rodata = elf.section(RODATA_SECTION)
     if rodata is not None:
@@ -154,7 +156,7 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
     _read_programs(elf, spec.programs, maps_idx, maps_by_off,
                    rodata.index if rodata is not None else None)
     if whole:
-        _check_manifest(spec)
+        _check_manifest(spec.manifest, spec.programs, spec.maps)
     return spec
 
 
@@ -296,16 +298,18 @@ def _symname(sym, sections):
     return "?"
 
 
-def _check_manifest(spec: ObjectSpec) -> None:
-    m = spec.contract
-    for p in m.programs:
-        if p.symbol not in spec.programs:
-            raise ObjectFormatError(f"manifest program '{p.symbol}' not found in the object")
-    for mp in m.maps:
-        if mp.symbol not in spec.maps:
-            raise ObjectFormatError(f"manifest map '{mp.name}' ({mp.symbol}) not found in the object")
-    for key, sym in m.internal.to_json().items():
-        if sym and sym not in spec.maps:
+def _check_manifest(manifest: dict, programs: dict, maps: dict) -> None:
+    """Every program and map the manifest (its JSON, already decoded once into
+    records by the caller or written by the compiler) names is in the object."""
+    for p in manifest.get("programs", ()):
+        if p["symbol"] not in programs:
+            raise ObjectFormatError(f"manifest program '{p['symbol']}' not found in the object")
+    for mp in manifest.get("maps", ()):
+        if mp["symbol"] not in maps:
+            raise ObjectFormatError(
+                f"manifest map '{mp['name']}' ({mp['symbol']}) not found in the object")
+    for key, sym in manifest.get("internal", {}).items():
+        if sym and sym not in maps:
             raise ObjectFormatError(f"internal map '{key}' ({sym}) not found in the object")
 
 
@@ -318,14 +322,13 @@ def join(parts) -> bytes:
     every map, the license and the manifest, and some of the programs)."""
     specs = [parse(p, whole=False) for p in parts]
     joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license,
-                        rodata=specs[0].rodata, contract=specs[0].contract)
+                        rodata=specs[0].rodata)
     for spec in specs:
         joined.programs.update(spec.programs)
         for sym, ms in spec.maps.items():
             joined.maps.setdefault(sym, ms)
-    data = write(joined)
-    _check_manifest(parse(data, whole=False))
-    return data
+    _check_manifest(joined.manifest, joined.programs, joined.maps)
+    return write(joined)
 
 
 def write(spec: ObjectSpec) -> bytes:

@@ -104,3 +104,45 @@ def test_a_large_module_compiles_in_two_halves_joined():
     assert {m.symbol: (m.type, m.key_size, m.value_size, m.max_entries)
             for m in parts.maps.values()} == \
         {m.symbol: (m.type, m.key_size, m.value_size, m.max_entries) for m in whole.maps.values()}
+
+
+def test_a_large_source_gets_its_second_worker_before_the_module():
+    """expect(): the second worker is forked (and loads LLVM) while the IR is built;
+    the first still sees the end of its module though the second holds no pipe of it."""
+    from pytrace.codegen import emit
+    from pytrace.compiler import CompileOptions, compile_source
+    from pytrace.runtime import objfile
+    probes = "".join(
+        f"interval:ms:{i + 1} {{ @a{i}[comm, pid] = count(); @b{i} = hist(nsecs & {i}); "
+        f'if (pid > {i}) {{ printf("%d %s\\n", pid, comm); }} }}\n' for i in range(40))
+    assert len(probes) >= emit.LARGE_SOURCE
+    em = BackgroundEmitter()
+    em.expect(len(probes))
+    second = em._second
+    assert second is not None and second._pid > 0
+    em.expect(len(probes))                      # once
+    assert em._second is second
+    forked = []
+    real = emit.BackgroundEmitter.__init__
+
+    def spy(self, *a, **k):
+        forked.append(self)
+        real(self, *a, **k)
+    emit.BackgroundEmitter.__init__ = spy
+    try:
+        st = compile_source(probes, "stdin", CompileOptions())
+        joined = em.emit(st.llvm_ir)
+    finally:
+        emit.BackgroundEmitter.__init__ = real
+    assert objfile.parse(joined).programs == objfile.parse(st.elf).programs
+    assert forked == [] and em._second is None and second._pid == -1
+
+
+def test_a_small_source_gets_no_second_worker():
+    from pytrace.codegen import emit
+    em = BackgroundEmitter()
+    try:
+        em.expect(emit.LARGE_SOURCE - 1)
+        assert em._second is None
+    finally:
+        em.close()

@@ -55,6 +55,8 @@ class State:
 
 def parse_pass(st: State):
     st.program = parse(st.source, st.filename)
+    if st.options.emitter is not None:      # it parses: a large one's second LLVM worker
+        st.options.emitter.expect(len(st.source))
     if st.options.literals is not None and not st.options.helper_errors:
         # (-k's messages quote the source: its literals stay in the key)
         mark_literals(st)

@@ -69,7 +69,8 @@ def build(req: Request) -> Compiled:
         hit = key.load()
         if hit is not None:
             return Compiled(*hit)
-    out = compile_program(req, literals=key.literals if key is not None else None)
+    out = compile_program(req, literals=key.literals if key is not None else None,
+                          meanwhile=_import_runtime)
     files = _probed_files(out.manifest)
     if key is not None and not (files and req.pid) and not _globs_files(out.state):
         # lazy: start-up time (with the compiler)
@@ -79,16 +80,17 @@ def build(req: Request) -> Compiled:
 
 
 def compile_program(req: Request, dump_after: str | None = None, dump=None,
-                    literals=None) -> Compiled:
+                    literals=None, meanwhile=None) -> Compiled:
     """Compile now (no cache); with `dump_after`, stop after that pass (its dump to
     `dump`); with `literals` (a cache.Literals), the literals a cached object may take
-    at load time are lowered from `.rodata`.  Raises errors.CompileError."""
+    at load time are lowered from `.rodata`; `meanwhile` runs while LLVM compiles.
+    Raises errors.CompileError."""
     emitter = None
     if dump_after is None:
         # lazy: start-up time (only when compiling)
         from .codegen.emit import BackgroundEmitter
         try:
-            emitter = BackgroundEmitter(meanwhile=_import_runtime)
+            emitter = BackgroundEmitter(meanwhile=meanwhile)
         except OSError:     # no fork or memfd here (limits, seccomp): compile in-process
             emitter = None
     try:
@@ -123,6 +125,8 @@ def _compile(req: Request, dump_after, dump, emitter, literals) -> Compiled:
 
 
 def _import_runtime():
+    """What a run needs next, imported while LLVM compiles (not for --emit-elf: on two
+    CPUs it would take time from the two workers of a large program)."""
     from .runtime import output, session  # noqa: F401  (what a run needs)
 
 

@@ -64,10 +64,16 @@ def read_helper(user: Optional[bool], string: bool = False) -> int:
 MAP_DEF = ir.LiteralStructType([I32] * 5)
 
 
+_CONSTANTS = {}      # (value, type) -> its Constant (constants are never changed)
+
+
 def const(value: int, ty=I64) -> ir.Constant:
-    bits = ty.width
-    value &= (1 << bits) - 1
-    return ir.Constant(ty, value)
+    c = _CONSTANTS.get((value, ty.ir))
+    if c is None:
+        if len(_CONSTANTS) >= 4096:         # (a long-lived API process compiles many)
+            _CONSTANTS.clear()
+        c = _CONSTANTS[value, ty.ir] = ir.Constant(ty, value & ((1 << ty.width) - 1))
+    return c
 
 
 class FunctionBuilder:

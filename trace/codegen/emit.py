@@ -71,6 +71,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 
 _EXITING = {}       # pid -> the thread that waits for a killed worker's exit
+_HELD = set()       # this process's ends of its workers' pipes (a new worker closes them)
 
 
 def _wait_for(pid: int) -> None:
@@ -141,6 +142,7 @@ class BackgroundEmitter:
         self._meanwhile = meanwhile
         self._ir_write = self._result_read = self._stderr = -1
         self._pid = -1
+        self._second = None         # a second worker, for a large module
         try:
             self._stderr = os.memfd_create("pytrace-llvm-stderr")
             ir_read, self._ir_write = os.pipe()
@@ -156,11 +158,12 @@ class BackgroundEmitter:
             self.close()
             raise
         if self._pid == 0:
-            os.close(self._ir_write)
-            os.close(self._result_read)
+            for fd in _HELD | {self._ir_write, self._result_read}:   # (an earlier worker
+                os.close(fd)                                         # must see its EOF)
             self._work(ir_read, result_write, self._stderr)       # never returns
         os.close(ir_read)
         os.close(result_write)
+        _HELD.update((self._ir_write, self._result_read, self._stderr))
 
     @staticmethod
     def _work(ir_read: int, result_write: int, stderr: int):
@@ -188,6 +191,15 @@ class BackgroundEmitter:
         finally:
             os._exit(status)
 
+    def expect(self, source_bytes: int):
+        """The program's source is this long: a large one (whose module will be split)
+        gets its second worker now, to load LLVM while this process builds the IR."""
+        if source_bytes >= LARGE_SOURCE and self._second is None:
+            try:
+                self._second = BackgroundEmitter()
+            except OSError:
+                pass
+
     def emit(self, llvm_ir: str) -> bytes:
         parts = split_functions(llvm_ir)
         if parts is not None:
@@ -202,10 +214,12 @@ class BackgroundEmitter:
         (after this one has its IR, so that it holds none of this one's pipes)."""
         first, second = parts
         self._submit(first)
-        try:
-            other = BackgroundEmitter()
-        except OSError:
-            other = None
+        other, self._second = self._second, None
+        if other is None:
+            try:
+                other = BackgroundEmitter()
+            except OSError:
+                pass
         if other is not None:
             other._submit(second)
         if self._meanwhile is not None:
@@ -246,6 +260,7 @@ class BackgroundEmitter:
     def _close_ir(self):
         if self._ir_write >= 0:
             os.close(self._ir_write)
+            _HELD.discard(self._ir_write)
             self._ir_write = -1
 
     def _reap(self):
@@ -271,12 +286,19 @@ class BackgroundEmitter:
             fd = getattr(self, name)
             if fd >= 0:
                 os.close(fd)
+                _HELD.discard(fd)
                 setattr(self, name, -1)
+        if self._second is not None:
+            self._second.close()
+            self._second = None
 
 
 # LLVM takes ~0.65 ms per KiB of our IR; a second worker costs ~30 ms (fork, loading
 # LLVM, joining the objects), so only modules above this size are split.
 SPLIT_BYTES = 256 * 1024
+# A source this long makes a module about that size (~60 bytes of IR a byte: 40
+# probes of bench.py's row 6 are 5 KiB of source and 320 KiB of IR).
+LARGE_SOURCE = 4 * 1024
 
 
 def split_functions(llvm_ir: str, min_bytes: int = SPLIT_BYTES):

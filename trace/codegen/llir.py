@@ -81,8 +81,11 @@ class Value:
         return f"{self.type.ir} {self.ref}"
 
 
+_ESCAPES = {c: f"\\{c:02X}" for c in range(256) if not 32 <= c < 127 or c in (34, 92)}
+
+
 def _escape(data: bytes) -> str:
-    return "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:02X}" for c in data)
+    return data.decode("latin-1").translate(_ESCAPES)
 
 
 def _constant_text(ty: Type, value) -> str:
