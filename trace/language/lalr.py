@@ -123,6 +123,10 @@ class Parser:
             raise Unsupported("tables of another format")
         self.states = tables["states"]
         self.rules = tables["rules"]
+        # rules whose one child is their value (lark's `?rule` with one child, most of
+        # an expression's precedence levels): a reduction only changes the state
+        self._unit = frozenset(i for i, (_o, size, _n, expand1, spliced) in enumerate(self.rules)
+                               if size == 1 and expand1 and not spliced)
         self.lexer_of_state = tables["lexer_of_state"]
         self.start, self.end = tables["start"], tables["end"]
         self._specs = tables["lexers"]
@@ -179,7 +183,7 @@ class Parser:
             last = token
 
     def _feed(self, token, stack, values, builder, methods):
-        states = self.states
+        states, unit, rules = self.states, self._unit, self.rules
         while True:
             action = states[stack[-1]].get(token.type)
             if action is None:
@@ -188,7 +192,10 @@ class Parser:
                 stack.append(action)
                 values.append(token)
                 return
-            self._reduce(-1 - action, stack, values, builder, methods)
+            if -1 - action in unit:
+                stack[-1] = states[stack[-2]][rules[-1 - action][0]]
+            else:
+                self._reduce(-1 - action, stack, values, builder, methods)
 
     def _end(self, stack, values, builder, methods, last):
         states, end = self.states, self.end
