@@ -5,7 +5,6 @@ a checked value with its default."""
 from __future__ import annotations
 
 import os
-import re
 
 # name -> default; what pytrace does with each is in docs/deviations.md
 NUMBERS = {
@@ -18,19 +17,32 @@ FLAGS = ("BPFTRACE_NO_CPP_DEMANGLE", "BPFTRACE_NO_USER_SYMBOLS", "BPFTRACE_CACHE
          "BPFTRACE_VERIFY_LLVM_IR")
 MAX_STRLEN = 200        # strings live on the 512-byte BPF stack
 
-_UINT = re.compile(r"\s*\+?([0-9]+)")     # what C++'s `stream >> uint64_t` accepts
+
+
+def _uint(text: str):
+    """The digits C++'s `stream >> uint64_t` reads at the start of `text` (spaces,
+    an optional '+', then digits), or None."""
+    i, n = 0, len(text)
+    while i < n and text[i].isspace():
+        i += 1
+    if text.startswith("+", i):
+        i += 1
+    end = i
+    while end < n and text[end] in "0123456789":
+        end += 1
+    return text[i:end] if end > i else None
 
 
 def number(name: str, environ=os.environ) -> int:
     """The value of a numeric variable (its default if unset or bad)."""
-    m = _UINT.match(environ.get(name, ""))
-    return int(m.group(1)) if m else NUMBERS[name]
+    digits = _uint(environ.get(name, ""))
+    return int(digits) if digits is not None else NUMBERS[name]
 
 
 def check(environ=os.environ) -> str:
     """0.17's error for the first bad BPFTRACE_* value, or ''."""
     for name in NUMBERS:
-        if name in environ and not _UINT.match(environ[name]):
+        if name in environ and _uint(environ[name]) is None:
             return f"ERROR: Env var '{name}' did not contain a valid uint64_t, or was zero-valued.\n"
         if name == "BPFTRACE_STRLEN" and number(name, environ) > MAX_STRLEN:
             return (f"ERROR: 'BPFTRACE_STRLEN' {number(name, environ)} exceeds the current maximum "

@@ -13,6 +13,7 @@ from .record import record
 from . import environment
 from . import syscall as S
 from . import uapi as U
+from .threads import Thread
 from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, RuntimeFailure
 from .attach import uprobe_multi_supported
 from .cpus import possible_cpus
@@ -132,9 +133,7 @@ class EarlyMaps:
         self._made = {}         # sym -> fd, or the BpfError
         self._thread = None
         if self._specs:
-            import threading    # lazy: (the session has it imported already)
-            self._thread = threading.Thread(target=self._create, daemon=True)
-            self._thread.start()
+            self._thread = Thread(self._create)
 
     def _create(self):
         for sym, ms in self._specs.items():

@@ -12,7 +12,6 @@ symbol + the offset in the instruction's immediate), or against a value in
 one-entry array map, and the instruction the address of the value).
 """
 
-import json
 import struct
 
 from .record import record, field
@@ -127,18 +126,19 @@ class _Elf:
             yield r_offset, r_info & 0xFFFFFFFF, r_info >> 32
 
 
-def parse(elf_bytes: bytes, whole: bool = True) -> ObjectSpec:
+def parse(elf_bytes: bytes, whole: bool = True, manifest: dict | None = None) -> ObjectSpec:
     """Parse a BPF ELF object into an ObjectSpec; ObjectFormatError if malformed.
     `whole=False`: a part of a program compiled in parts (see join): its manifest
     may name programs that are in the other parts, and is not decoded into records
-    (`contract` stays empty)."""
+    (`contract` stays empty). `manifest`: the object's manifest, already decoded (its
+    JSON is then not read)."""
     try:
-        return _parse(_Elf(bytes(elf_bytes)), whole)
+        return _parse(_Elf(bytes(elf_bytes)), whole, manifest)
     except struct.error as e:
         raise ObjectFormatError(f"invalid ELF object: {e}") from None
 
 
-def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
+def _parse(elf: _Elf, whole: bool = True, manifest: dict | None = None) -> ObjectSpec:
     if not elf.symbols:
         raise ObjectFormatError("object has no .symtab")
     spec = ObjectSpec()
@@ -146,7 +146,7 @@ def _parse(elf: _Elf, whole: bool = True) -> ObjectSpec:
     if lic is not None:
         spec.license = (elf.section_data(lic).split(b"\0", 1)[0]
                         .decode("ascii", "replace") or "GPL")
-    spec.manifest = _read_manifest(elf)
+    spec.manifest = manifest if manifest is not None else _read_manifest(elf)
     if whole:
         spec.contract = Manifest.from_json(spec.manifest)
     maps_idx, maps_by_off = _read_maps(elf, spec.maps)
@@ -167,6 +167,7 @@ def _read_manifest(elf: _Elf):
         raise ObjectFormatError("object has no .pytrace manifest section")
     raw = elf.section_data(man).rstrip(b"\0")
     try:
+        import json     # lazy: start-up time (json imports re and enum: ~5 ms; see parse)
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ObjectFormatError(f"invalid .pytrace manifest: {e}") from None
@@ -350,7 +351,7 @@ def write(spec: ObjectSpec) -> bytes:
     sections.append((LICENSE_SECTION, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE,
                      spec.license.encode() + b"\0", 0, 0, 0))
     sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
-                     json.dumps(spec.manifest, separators=(",", ":")).encode(), 0, 0, 0))
+                     _json_bytes(spec.manifest), 0, 0, 0))
     if spec.rodata:
         sections.append((RODATA_SECTION, SHT_PROGBITS, SHF_ALLOC, spec.rodata, 0, 0, 0))
     symtab_idx = len(sections) + 1 + sum(1 for p in programs if p.relocations)
@@ -365,6 +366,11 @@ def write(spec: ObjectSpec) -> bytes:
                              first_prog + i, REL.size))
     sections.append((".symtab", SHT_SYMTAB, 0, symbols, 1, 1, SYM.size))
     return _layout(sections, strtab)
+
+
+def _json_bytes(manifest: dict) -> bytes:
+    import json     # lazy: start-up time (see _read_manifest)
+    return json.dumps(manifest, separators=(",", ":")).encode()
 
 
 def _rodata_imms(p: ProgramSpec) -> bytes:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import errno as E
 import os
 import select
-import signal
+import _signal as signal     # (not `signal`: its enums import enum, ~5 ms of a start)
 import struct
 import sys
-import threading
 import time
-from collections.abc import Callable
 
 from .record import record
+from .threads import Lock as _Lock
 from . import attach as A
 from . import uapi as U
 from . import actions, loader, maps, objfile
@@ -44,7 +43,7 @@ class RunOptions:
     sep_stream: object = None
     err: object = None            # stream for verbose/warning messages (None: sys.stderr)
     # (manifest, stream, fmt) -> output object; None: runtime.output.make_output
-    output_factory: Callable | None = None
+    output_factory: object = None
     # the process exits after the run (the CLI): SIGINT/SIGTERM stay ignored after
     # teardown instead of getting their old handlers back
     exiting: bool = False
@@ -53,10 +52,10 @@ class RunOptions:
     # the main thread).  False (the Python API's thread): only request_stop() stops it
     signals: bool = True
     duration: float | None = None    # stop this many seconds after attaching
-    on_attached: Callable | None = None   # () -> None, once every probe is attached
+    on_attached: object = None   # () -> None, once every probe is attached
     # the maps at exit: None prints them (after "\n\n"), else they are passed to
     # this, {name: output.values.MapModel} as snapshot() gives them, and not printed
-    exit_maps: Callable | None = None
+    exit_maps: object = None
     child_stdout: int | None = None  # an fd the -c child's stdout goes to (None: ours)
 
 
@@ -105,8 +104,11 @@ def _write_text(stream, s: str) -> None:
 
 
 class Session:
-    def __init__(self, elf_bytes: bytes, options: RunOptions):
+    def __init__(self, elf_bytes: bytes, options: RunOptions, manifest: dict | None = None):
+        """`manifest`: the object's manifest, already decoded (by the caller that
+        compiled it, or from the object cache), else read from the object."""
         self.elf = elf_bytes
+        self._given_manifest = manifest
         self.opt = options
         self.out = options.out if options.out is not None else sys.stdout
         self.errs = options.err if options.err is not None else sys.stderr
@@ -145,7 +147,7 @@ class Session:
         self.metrics = None         # --metrics: the /metrics server (runtime.metrics)
         # held while the maps are read from another thread (snapshot), and while
         # teardown closes them and the wake-up pipe: no fd is used once closed
-        self._lock = threading.Lock()
+        self._lock = _Lock()
 
     # ------------------------------------------------------------ main sequence
 
@@ -166,7 +168,7 @@ class Session:
 
     def _prepare(self) -> None:
         """Parse the object; tracefs (for tracepoints), the output, the -p watch."""
-        self.spec = objfile.parse(self.elf)
+        self.spec = objfile.parse(self.elf, manifest=self._given_manifest)
         self._early = loader.EarlyMaps(self.spec)   # the ring buffer, made meanwhile
         m = self.manifest = self.spec.contract
         if any("tracepoint" in p.attach_kinds for p in m.programs):
@@ -549,8 +551,6 @@ class Session:
                     pass
 
     def _install_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            return
         w = self._wake_w
 
         def stop(signum, frame):
@@ -566,8 +566,11 @@ class Session:
         def print_maps(signum, frame):
             self._usr1_flag = True
 
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[s] = signal.signal(s, stop)
+        try:
+            self._old_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, stop)
+        except ValueError:      # not the main thread (the Python API's): request_stop() stops it
+            return
+        self._old_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
         self._old_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, print_maps)
         self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self._signals_installed = True

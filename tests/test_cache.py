@@ -20,19 +20,28 @@ def test_key_covers_source_and_options():
 
 def test_store_and_load_with_warnings(cache_dir):
     cache.store("k1", b"\x7fELF1", "stdin:1:1: WARNING: w\n")
-    assert cache.load("k1") == (b"\x7fELF1", "stdin:1:1: WARNING: w\n")
+    assert cache.load("k1") == (b"\x7fELF1", "stdin:1:1: WARNING: w\n", None)
     assert cache.load("missing") is None
+
+
+def test_the_manifest_is_kept_decoded_beside_the_object(cache_dir):
+    manifest = {"version": 1, "programs": [{"symbol": "prog_0", "span": [1, 1, 1, 5]}],
+                "probes": ["BEGIN"], "internal": {"ringbuf": "ringbuf"}, "async": []}
+    cache.store("k5", b"obj", "", (), manifest)
+    assert cache.load("k5") == (b"obj", "", manifest)
+    (cache_dir / "objects" / "k5.man").write_bytes(b"\xff not marshal")
+    assert cache.load("k5") == (b"obj", "", None)          # the object's own is read instead
 
 
 def test_probed_files_invalidate(cache_dir, monkeypatch):
     target = cache_dir / "binary"
     target.write_bytes(b"v1")
     cache.store("k2", b"obj", "", [str(target)])
-    assert cache.load("k2") == (b"obj", "")
+    assert cache.load("k2") == (b"obj", "", None)
     target.write_bytes(b"v2, longer")                  # size and mtime change
     assert cache.load("k2") is None
     cache.store("k2", b"obj2", "", [str(target)])
-    assert cache.load("k2") == (b"obj2", "")
+    assert cache.load("k2") == (b"obj2", "", None)
     target.unlink()
     assert cache.load("k2") is None
 

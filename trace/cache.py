@@ -18,8 +18,8 @@ of the rest.
 """
 from __future__ import annotations
 
+import marshal
 import os
-import re
 import struct
 from importlib.machinery import PathFinder
 
@@ -89,12 +89,62 @@ def key(source: str, *options) -> str:
     return h.hexdigest()
 
 
-# what the parser reads as one token (a string, a comment, a word, a `.field`) or
-# something starting with a digit (group 1); of those, the decimal literals without
-# a leading zero are candidates: anything the parser reads otherwise has no
-# Integer node at that exact span, and is never lifted
-_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/|[A-Za-z_$@.][A-Za-z0-9_]*'
-                     r'|([0-9][0-9A-Za-z_.]*)', re.S)
+# What the parser reads as one token (a string, a comment, a word, a `.field`), or
+# something starting with a digit (a number's span); of those, the decimal literals
+# without a leading zero are candidates: anything the parser reads otherwise has no
+# Integer node at that exact span, and is never lifted. Scanned by hand: `re` (and
+# enum, which it imports) was ~5 ms of a cached run's start.
+_DIGIT = frozenset("0123456789")
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_") | _DIGIT
+_WORD_START = (_WORD - _DIGIT) | frozenset("$@.")
+_NUMBER = _WORD | frozenset(".")
+
+
+def _run(source: str, i: int, chars) -> int:
+    """The end of the run of `chars` at `i`."""
+    n = len(source)
+    while i < n and source[i] in chars:
+        i += 1
+    return i
+
+
+def _string_end(source: str, i: int) -> int:
+    """The end of the string literal whose `"` is at `i`, or -1 (unterminated)."""
+    n = len(source)
+    i += 1
+    while i < n:
+        c = source[i]
+        if c == '"':
+            return i + 1
+        if c == "\\":
+            i += 2
+        elif c == "\n":
+            return -1
+        else:
+            i += 1
+    return -1
+
+
+def _numbers(source: str):
+    """The (start, end) of every token that starts with a digit."""
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        end = -1
+        if c == '"':
+            end = _string_end(source, i)
+        elif c == "/" and source.startswith("//", i):
+            end = source.find("\n", i)
+            end = n if end < 0 else end
+        elif c == "/" and source.startswith("/*", i):
+            end = source.find("*/", i + 2)
+            end = end + 2 if end >= 0 else -1
+        elif c in _WORD_START:
+            end = _run(source, i + 1, _WORD)
+        elif c in _DIGIT:
+            end = _run(source, i + 1, _NUMBER)
+            yield i, end
+        i = end if end > i else i + 1
 
 
 class Literals:
@@ -105,17 +155,16 @@ class Literals:
     def __init__(self, source: str):
         self.values, self.spans, parts = [], [], []
         last, line, line_start = 0, 1, 0
-        for m in _TOKENS.finditer(source):
-            text = m.group(1)
-            if text is None or not text.isdigit() or (text[0] == "0" and text != "0") \
+        for start, end in _numbers(source):
+            text = source[start:end]
+            if not text.isdigit() or (text[0] == "0" and text != "0") \
                     or len(text) > 10 or int(text) >= 1 << 31:
                 continue
-            start, end = m.span(1)
             line += source.count("\n", last, start)
             nl = source.rfind("\n", 0, start)
             line_start = nl + 1
             parts += [source[last:start], "\1" * (end - start)]
-            self.values.append(int(m.group(1)))
+            self.values.append(int(text))
             self.spans.append((line, start - line_start + 1, end - line_start + 1))
             last = end
         self.shape = "".join(parts) + source[last:]
@@ -140,7 +189,8 @@ class Lookup:
         self.lifted = lifted(self.shape_key)
 
     def load(self):
-        """(object bytes with this program's literals, warnings text) or None."""
+        """(object bytes with this program's literals, warnings text, its manifest or
+        None) or None."""
         if self.lifted is None:
             return None
         hit = load(self.literals.object_key(self.shape_key, self.lifted))
@@ -148,10 +198,11 @@ class Lookup:
             return hit
         # lazy: start-up time (the runtime reads the object anyway)
         from .runtime.objfile import set_rodata
-        return set_rodata(hit[0], self.literals.rodata()), hit[1]
+        return (set_rodata(hit[0], self.literals.rodata()),) + hit[1:]
 
-    def store(self, elf: bytes, warnings: str, files, lifted_literals) -> None:
-        store(self.literals.object_key(self.shape_key, lifted_literals), elf, warnings, files)
+    def store(self, elf: bytes, warnings: str, files, lifted_literals, manifest=None) -> None:
+        store(self.literals.object_key(self.shape_key, lifted_literals), elf, warnings, files,
+              manifest)
         store_lifted(self.shape_key, lifted_literals)
 
 
@@ -208,8 +259,10 @@ def _dependencies_hold(text: str) -> bool:
 
 
 def load(k: str):
-    """(object bytes, warnings text) or None, also None if a file the object probes
-    has changed since it was stored."""
+    """(object bytes, warnings text, the object's manifest or None) or None, also
+    None if a file the object probes has changed since it was stored. The manifest
+    is kept beside the object, decoded (marshal): the JSON in the object would cost
+    a cached run json's and re's imports (~5 ms)."""
     d = cache_dir()
     try:
         with open(os.path.join(d, f"{k}.o"), "rb") as f:
@@ -229,11 +282,16 @@ def load(k: str):
             warnings = f.read()
     except OSError:
         warnings = ""
-    return elf, warnings
+    try:
+        with open(os.path.join(d, f"{k}.man"), "rb") as f:
+            manifest = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        manifest = None
+    return elf, warnings, manifest if isinstance(manifest, dict) else None
 
 
-def store(k: str, elf: bytes, warnings: str = "", files=()) -> None:
-    """`files`: the files the object probes (see load)."""
+def store(k: str, elf: bytes, warnings: str = "", files=(), manifest=None) -> None:
+    """`files`: the files the object probes (see load); `manifest`: the object's."""
     if any("\n" in f or "\0" in f for f in files):
         return
     d = cache_dir()
@@ -243,6 +301,8 @@ def store(k: str, elf: bytes, warnings: str = "", files=()) -> None:
             _write(d, f"{k}.warn", warnings.encode())
         if files:
             _write(d, f"{k}.deps", _dependencies(files).encode("utf-8", "surrogateescape"))
+        if manifest is not None:
+            _write(d, f"{k}.man", marshal.dumps(manifest))
         _write(d, f"{k}.o", elf)     # last: its presence means the entry is complete
     except OSError:
         pass   # a read-only home is no reason to fail a trace

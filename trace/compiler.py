@@ -182,6 +182,7 @@ def codegen_pass(st: State):
     contract = Manifest.from_json(st.manifest).to_json()
     B.add_section_bytes(module, "_manifest", ".pytrace",
                         json.dumps(contract, separators=(",", ":")).encode())
+    st.manifest = contract      # what the object says (the session needn't decode it)
     st.llvm_ir = str(module)
 
 

@@ -42,7 +42,7 @@ class Request:
 class Compiled:
     elf: bytes
     warnings: str = ""            # rendered as the CLI prints them
-    manifest: dict | None = None   # None: from the cache or a .o file
+    manifest: dict | None = None   # the object's (decoded); None: a .o file
     state: object = None          # the compiler's State (None: not compiled now)
 
 
@@ -75,7 +75,8 @@ def build(req: Request) -> Compiled:
     if key is not None and not (files and req.pid) and not _globs_files(out.state):
         # lazy: start-up time (with the compiler)
         from .compiler import lifted_literals
-        key.store(out.elf, out.warnings, files, lifted_literals(out.state))   # -p: process-specific
+        key.store(out.elf, out.warnings, files, lifted_literals(out.state),   # -p: process-specific
+                  out.manifest)
     return out
 
 
@@ -142,7 +143,8 @@ def session(compiled: Compiled, req: Request, **options):
     from .runtime.command import command_argv
     from .runtime.session import RunOptions, Session
     child = command_argv(req.command) if req.command else None
-    return Session(compiled.elf, RunOptions(child_argv=child, pid=req.pid, **options))
+    return Session(compiled.elf, RunOptions(child_argv=child, pid=req.pid, **options),
+                   manifest=compiled.manifest)
 
 
 def execute(sess, compiled: Compiled, req: Request) -> int:

@@ -22,12 +22,12 @@ with the module its kind names in ``MECHANISMS``:
 ``links`` holds what they share (Attachment, linking a perf event on each CPU).
 """
 
-import threading
 
 from .. import manifest as M
 from .. import syscall as S
 from ..cpus import online_cpus, parse_cpu_list, possible_cpus
 from ..errors import AttachError, BpfError
+from ..threads import Thread
 from . import (iterators, kprobes, once, perf_events, raw_tracepoints, tracepoints, tracing,
                uprobes, watchpoints)
 from .iterators import iterator, run_iterator
@@ -75,9 +75,7 @@ def _parallel(fn, items, max_threads: int = 128) -> None:
             except BaseException as e:  # keep closing the rest
                 errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks[1:]]
-    for t in threads:
-        t.start()
+    threads = [Thread(work, c) for c in chunks[1:]]
     work(chunks[0])
     for t in threads:
         t.join()
@@ -165,9 +163,7 @@ class AttachSet:
                 close_parallel(later)
                 if prev is not None:
                     prev.join()
-            t = threading.Thread(target=work, daemon=True)
-            t.start()
-            self._closer = t
+            self._closer = Thread(work)
         else:
             close_parallel(later)
 

@@ -4,7 +4,7 @@ watchpoint:func+argN, armed while the trace runs."""
 
 import errno as E
 import os
-import signal
+import _signal as signal     # (not `signal`: see session.py)
 import struct
 
 from .. import syscall as S

@@ -22,9 +22,7 @@ for avg and stats, :class:`HistValue` for hist and lhist.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import struct
 import time
 
@@ -390,12 +388,17 @@ def _member_decoder(f: dict, ctx: "DecodeContext"):
     return dec_bits
 
 
-@functools.lru_cache(maxsize=1)
+_BOOT_TIME_NS = []
+
+
 def boot_time_ns() -> int:
     """The wall-clock time of boot, read once (as bpftrace): two timestamps of one
     run differ by exactly what their nanoseconds differ by (strftime(), and the
     PCAP records of skboutput())."""
-    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    if not _BOOT_TIME_NS:
+        _BOOT_TIME_NS.append(time.clock_gettime_ns(time.CLOCK_REALTIME)
+                             - time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+    return _BOOT_TIME_NS[0]
 
 
 def _strftime(fmt: str, nsecs: int) -> str:
@@ -465,6 +468,7 @@ def _inode(path: str) -> int:
 def cgroup_paths(cgroup_id: int, filt: str = "*") -> str:
     """cgroup_path()'s text: "name:path" for each hierarchy matching the wildcard
     filter where the cgroup exists, "unified" first, the rest by name."""
+    import re       # lazy: start-up time (re and enum are ~5 ms; few programs print cgroups)
     pattern = re.compile(".*".join(re.escape(part) for part in filt.split("*")), re.S)
     roots = [r for r in _cgroup_roots() if pattern.fullmatch(r[0])]
     roots.sort(key=lambda r: (r[0] != "unified", r[0]))
