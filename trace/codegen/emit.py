@@ -1,7 +1,7 @@
 """LLVM IR text → optimised BPF ELF object bytes.
 
 `emit_object` compiles in this process.  `BackgroundEmitter` compiles in a forked
-process that loads LLVM (llvmlite's import and the BPF target machine, ~20 ms)
+process that loads LLVM (its shared library and the BPF target machine, ~10 ms)
 while this one parses and checks the program, so on a machine with a second CPU
 a compile pays only for LLVM's optimisation and code generation (a few ms); the
 CLI always uses it, because it also turns LLVM's fatal errors into diagnostics.
@@ -17,16 +17,6 @@ import signal
 import sys
 
 
-@functools.lru_cache(maxsize=None)
-def _target_machine():
-    # lazy: start-up time (LLVM's shared library, loaded in the emitting process only)
-    import llvmlite.binding as llvm
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    target = llvm.Target.from_triple("bpfel")
-    return target.create_target_machine(cpu="v3", opt=2, reloc="static", codemodel="small")
-
-
 # The optimisation passes, in order: what our IR needs (its stack slots promoted to
 # registers, its branches and stores simplified) and no more. LLVM's O2 pipeline
 # took four times as long (160 probes: 649 against 161 ms; with code generation,
@@ -35,19 +25,41 @@ def _target_machine():
 PASSES = ("sroa", "simplify_cfg", "instruction_combine", "dead_store_elimination", "simplify_cfg")
 
 
+class _Binding:
+    """LLVM through llvmlite.binding: for llvmlite versions llvmcapi was not tested with."""
+
+    def __init__(self):
+        # lazy: start-up time (LLVM's shared library, loaded in the emitting process only)
+        import llvmlite.binding as llvm
+        llvm.initialize_all_targets()
+        llvm.initialize_all_asmprinters()
+        target = llvm.Target.from_triple("bpfel")
+        self._llvm = llvm
+        self._tm = target.create_target_machine(cpu="v3", opt=2, reloc="static",
+                                                codemodel="small")
+
+    def compile(self, llvm_ir: str, passes) -> bytes:
+        llvm = self._llvm
+        mod = llvm.parse_assembly(llvm_ir)
+        mod.verify()
+        pb = llvm.create_pass_builder(self._tm, llvm.create_pipeline_tuning_options(speed_level=2))
+        pm = llvm.create_new_module_pass_manager()
+        for name in passes:
+            getattr(pm, f"add_{name}_pass")()
+        pm.run(mod, pb)
+        return self._tm.emit_object(mod)
+
+
+@functools.lru_cache(maxsize=None)
+def _llvm():
+    """LLVM loaded, with the BPF target machine made (the first call's ~10 ms)."""
+    from . import llvmcapi      # lazy: start-up time (ctypes and LLVM's shared library)
+    return llvmcapi.load() or _Binding()
+
+
 def emit_object(llvm_ir: str) -> bytes:
-    """Raises RuntimeError (llvmlite's error) if LLVM rejects the module."""
-    # lazy: start-up time (LLVM's shared library, loaded in the emitting process only)
-    import llvmlite.binding as llvm
-    tm = _target_machine()
-    mod = llvm.parse_assembly(llvm_ir)
-    mod.verify()
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=2))
-    pm = llvm.create_new_module_pass_manager()
-    for name in PASSES:
-        getattr(pm, f"add_{name}_pass")()
-    pm.run(mod, pb)
-    return tm.emit_object(mod)
+    """Raises RuntimeError (LLVM's message) if LLVM rejects the module."""
+    return _llvm().compile(llvm_ir, PASSES)
 
 
 def _read_all(fd: int) -> bytes:
@@ -173,7 +185,7 @@ class BackgroundEmitter:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.dup2(stderr, 2)
-            _target_machine()
+            _llvm()
             if not select.select([ir_read], [], [], 0)[0]:    # no module yet: warm up
                 emit_object(_WARM_UP_IR)
             llvm_ir = _read_all(ir_read)
