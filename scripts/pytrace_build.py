@@ -9,7 +9,7 @@ file that is both a shell script and a Python one: the shell part starts the
 interpreter that built the wheel with `-S`; the Python part puts the
 site-packages directories on `sys.path` without their `.pth` files, finds
 pytrace's own packages where an editable install left them, and runs
-`pytrace.cli.main`. A module not found that way makes it run `site.main()`
+`pytrace.cli.command`. A module not found that way makes it run `site.main()`
 once and look again, so a dependency that needs a `.pth` file still loads.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F401,F403  (every other hook, unchanged)
 
 COMMAND = "pytrace"
-ENTRY = "pytrace.cli:main"
+ENTRY = "pytrace.cli:command"
 IMPORT_NAMES = {"pyelftools": "elftools"}      # distribution -> top-level module, where they differ
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -15,7 +15,7 @@ import pytrace_build  # noqa: E402
 
 PROBE = """
 import builtins, sys
-def main():
+def command():
     print("no_site", sys.flags.no_site)
     print("site ran", hasattr(builtins, "quit"))      # site.main() defines quit()
     try:
@@ -62,6 +62,9 @@ def test_launcher_runs_pytrace(tmp_path):
     r = subprocess.run([launcher, "-e", 'BEGIN { printf("%d %s\\n", $1, str($2)); exit(); }', "7", "x"],
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout, r.stderr) == (0, "Attaching 1 probe...\n7 x\n\n\n", "")
+    # it ends with os._exit: the status and what was written still come out
+    r = subprocess.run([launcher, "-e", "BEGIN { @x = ; }"], capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr.count("ERROR: syntax error")) == (1, "", 1), r.stderr
 
 
 def test_launcher_falls_back_to_python3_on_path(tmp_path):

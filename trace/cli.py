@@ -93,6 +93,21 @@ def main(argv=None) -> int:
             gc.enable()
 
 
+def command():
+    """The `pytrace` command: main(), then the process ends without the interpreter's
+    teardown (a collection and a release of every object the compile made, ~15 ms
+    after a 40-probe compile) once stdout and stderr are flushed. Nothing is left to
+    do by then: the session has closed what it opened (and the kernel drops a closed
+    process's BPF objects), and the threads still running are daemons."""
+    status = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:       # (a reader gone: Python's own exit reports it)
+        sys.exit(status)
+    os._exit(status)
+
+
 def _drop_unwritable_stdout():
     """What stdout still buffers is written if it can be without waiting; a pipe
     nobody reads or a terminal stopped by ^S (the reason a second signal was
@@ -296,4 +311,4 @@ def _usage():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
