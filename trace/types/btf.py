@@ -24,7 +24,6 @@ import functools
 import marshal
 import os
 import struct
-import tempfile
 import zlib
 from typing import Dict, List, Optional, Tuple
 
@@ -371,6 +370,7 @@ def vmlinux(path: str = VMLINUX) -> Optional[Btf]:
     if index is None and cache is not None:
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
+            import tempfile     # lazy: start-up time (only when the index is written)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache))
             with os.fdopen(fd, "wb") as f:
                 marshal.dump((len(data), array.array("I", btf.offsets).tobytes(),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import marshal
 import os
-import tempfile
 import zlib
 from typing import Optional
 
@@ -222,6 +221,7 @@ def _write_index(key: str, index) -> None:
     path = _index_path(key)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        import tempfile     # lazy: start-up time (only when the index is written)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
         with os.fdopen(fd, "wb") as f:
             marshal.dump((key, *index), f)
