@@ -147,7 +147,11 @@ def test_value_shapes(nothing_left):
     assert isinstance(m["@stack"], list) and all(isinstance(f, str) for f in m["@stack"])
     assert any("BEGIN" in f for f in m["@stack"])
     (key, n), = m["@ks"].items()
-    assert key[1:] == tuple(m["@stack"][1:]) and n == 1      # (BEGIN's offset differs)
+    # (BEGIN's offset differs.) The two stacks go to one STACK_TRACE map without
+    # BPF_F_REUSE_STACKID, as bpftrace's do: when the kernel puts them in the same
+    # bucket, the second bpf_get_stackid() gets -EEXIST and its stack prints empty,
+    # which this 6.18 kernel did in ~1 run of 10 of this program.
+    assert n == 1 and (key == () or key[1:] == tuple(m["@stack"][1:]))
 
 
 @needs_root

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 from .language import ast
 from .language.diagnostics import Diagnostic, error, render
@@ -23,16 +23,16 @@ from .types.model import AggT, packed
 
 @record
 class CompileOptions(Options):
-    params: List[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
     max_map_keys: int = 4096
-    dump_after: Optional[str] = None
-    pid: Optional[int] = None       # -p: user-space probes (uprobe, usdt) trace only this process
-    command: Optional[str] = None   # -c: the command (watchpoint:func+argN probes its binary)
+    dump_after: str | None = None
+    pid: int | None = None       # -p: user-space probes (uprobe, usdt) trace only this process
+    command: str | None = None   # -c: the command (watchpoint:func+argN probes its binary)
     dump: Callable[[str], None] = print
     emitter: object = None          # a codegen.emit.BackgroundEmitter, else emit in-process
     helper_errors: int = 0          # -k: 1 warns when map updates/deletes fail, -kk: 2 also reads
-    include_dirs: List[str] = field(default_factory=list)   # -I DIR
-    includes: List[str] = field(default_factory=list)       # --include FILE
+    include_dirs: list[str] = field(default_factory=list)   # -I DIR
+    includes: list[str] = field(default_factory=list)       # --include FILE
     literals: object = None         # cache.Literals: literals the object cache may supply
 
 
@@ -41,7 +41,7 @@ class State:
     source: str
     filename: str
     options: CompileOptions
-    program: Optional[ast.Program] = None
+    program: ast.Program | None = None
     units: list = field(default_factory=list)
     structs: object = None          # the C declarations (types/cdecl.Declarations)
     resources: object = None        # passes/resources.Resources

@@ -10,7 +10,7 @@ them all.
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 from ..runtime.record import record
 from ..language import ast
@@ -37,21 +37,21 @@ class Entry:
     check: Callable
     lower: Callable
     signature: str = ""
-    action: Optional[Callable] = None   # node -> the async action its record asks for
-    maps: Optional[Callable] = None     # (node, options) -> the internal maps it needs
+    action: Callable | None = None   # node -> the async action its record asks for
+    maps: Callable | None = None     # (node, options) -> the internal maps it needs
 
 
-_VARIABLES: Dict[str, Entry] = {}
-_FUNCTIONS: Dict[str, Entry] = {}
+_VARIABLES: dict[str, Entry] = {}
+_FUNCTIONS: dict[str, Entry] = {}
 
 
-def lookup_builtin(name: str) -> Optional[Entry]:
+def lookup_builtin(name: str) -> Entry | None:
     if re.fullmatch(r"arg[0-9]|sarg[0-9]|retval|func", name):
         return _VARIABLES.get("arg*")
     return _VARIABLES.get(name)
 
 
-def lookup_function(name: str) -> Optional[Entry]:
+def lookup_function(name: str) -> Entry | None:
     return _FUNCTIONS.get(name)
 
 

@@ -7,7 +7,6 @@ Helpers are called by number.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Optional
 
 from . import llir as ir
 
@@ -52,7 +51,7 @@ D_PATH = 147
 BPF_F_USER_STACK = 1 << 8       # bpf_get_stackid flags
 
 
-def read_helper(user: Optional[bool], string: bool = False) -> int:
+def read_helper(user: bool | None, string: bool = False) -> int:
     """The probe_read helper for memory in user space or in the kernel; None (the
     address space is unknown): the legacy helper, which picks by the address."""
     if user is None:

@@ -16,6 +16,8 @@ import select
 import signal
 import sys
 
+from ..runtime.threads import Thread
+
 
 # The optimisation passes, in order: what our IR needs (its stack slots promoted to
 # registers, its branches and stores simplified) and no more. LLVM's O2 pipeline
@@ -283,10 +285,7 @@ class BackgroundEmitter:
                 os.kill(self._pid, 9)
             except ProcessLookupError:
                 pass
-            import threading     # lazy: (the compiler has it imported already)
-            waiter = threading.Thread(target=_wait_for, args=(self._pid,), daemon=True)
-            waiter.start()
-            _EXITING[self._pid] = waiter
+            _EXITING[self._pid] = Thread(_wait_for, self._pid)
             self._pid = -1
         reap_exited()
 

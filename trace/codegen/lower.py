@@ -5,8 +5,6 @@ and tuples are i8* pointers to memory holding `type.size` bytes.
 """
 from __future__ import annotations
 
-from typing import Dict
-
 from . import llir as ir
 
 from ..builtins import lookup_builtin, lookup_function
@@ -65,7 +63,7 @@ class Lowerer:
         self.fb = B.FunctionBuilder(module, unit.symbol, unit.section)
         self.b = self.fb.b
         self.loops = []
-        self.var_slots: Dict[str, ir.Value] = {}
+        self.var_slots: dict[str, ir.Value] = {}
         self.loc = None              # the source span a failing helper is reported at (-k)
         if getattr(options, "helper_errors", 0):
             self.fb.on_helper = self.check_helper

@@ -9,8 +9,6 @@ text form for golden tests and leaves the checked facts out (but `type`).
 """
 from __future__ import annotations
 
-from typing import List, Optional
-
 from ..runtime.record import record, field, fields
 
 
@@ -131,13 +129,13 @@ class Map(Expr):
     """@name or @name[k1, k2]; name includes the '@' ('@' alone for the anonymous map).
     keys is None for a keyless map."""
     name: str
-    keys: Optional[List[Expr]] = None
+    keys: list[Expr] | None = None
 
 
 @record(eq=False)
 class Call(Expr):
     name: str
-    args: List[Expr] = field(default_factory=list)
+    args: list[Expr] = field(default_factory=list)
     # what an entry's check decided for its lowering (trace/builtins/)
     top_div: object = _checked()         # print(@m, top, div): [top, div]
     signal: object = _checked()          # signal(): the constant signal number
@@ -158,7 +156,7 @@ class Binary(Expr):
     op: str               # + - * / % & | ^ << >> == != < <= > >= && ||
     left: Expr
     right: Expr
-    op_span: Optional[Span] = _checked()
+    op_span: Span | None = _checked()
 
 
 @record(eq=False)
@@ -187,12 +185,12 @@ class Ternary(Expr):
 class Cast(Expr):
     type_name: str        # "uint8" .. "int64", "struct foo *", or "a_typedef *"
     operand: Expr
-    type_span: Optional[Span] = None      # `(type)`
+    type_span: Span | None = None      # `(type)`
 
 
 @record(eq=False)
 class Tuple(Expr):
-    elements: List[Expr]
+    elements: list[Expr]
 
 
 @record(eq=False)
@@ -216,8 +214,8 @@ class Index(Expr):
 @record(eq=False)
 class Sizeof(Expr):
     """sizeof(type) has type_name set; sizeof(expr) has operand set."""
-    type_name: Optional[str] = None
-    operand: Optional[Expr] = None
+    type_name: str | None = None
+    operand: Expr | None = None
     size: object = _checked()   # checked
 
 
@@ -238,27 +236,27 @@ class Assign(Stmt):
     """target = value, or a compound assignment: op is "+" for "+=", None for "="."""
     target: Expr          # Map or Variable
     value: Expr
-    op: Optional[str] = None
-    op_span: Optional[Span] = _checked()
+    op: str | None = None
+    op_span: Span | None = _checked()
 
 
 @record(eq=False)
 class If(Stmt):
     cond: Expr
-    then: List[Stmt]
-    orelse: Optional[List[Stmt]] = None   # "else if" is an If inside orelse
+    then: list[Stmt]
+    orelse: list[Stmt] | None = None   # "else if" is an If inside orelse
 
 
 @record(eq=False)
 class Unroll(Stmt):
     count: Expr
-    body: List[Stmt]
+    body: list[Stmt]
 
 
 @record(eq=False)
 class While(Stmt):
     cond: Expr
-    body: List[Stmt]
+    body: list[Stmt]
 
 
 @record(eq=False)
@@ -286,22 +284,22 @@ class AttachPoint(Node):
     provider: str = ""
     target: str = ""       # e.g. "syscalls" / "/bin/bash" / "hz" / "s"
     func: str = ""         # e.g. "sys_enter_openat" / "readline" / "99"
-    expanded: List[str] = field(default_factory=list)
-    pid: Optional[int] = None   # -p: the process user-space probes are for (units pass)
+    expanded: list[str] = field(default_factory=list)
+    pid: int | None = None   # -p: the process user-space probes are for (units pass)
 
 
 @record(eq=False)
 class Probe(Node):
-    attach_points: List[AttachPoint]
-    predicate: Optional[Expr]
-    body: List[Stmt]
+    attach_points: list[AttachPoint]
+    predicate: Expr | None
+    body: list[Stmt]
 
 
 @record(eq=False)
 class Program(Node):
-    c_definitions: List[str]   # raw preprocessor/struct text before the probes
-    probes: List[Probe]
-    c_positions: List[tuple] = field(default_factory=list)   # (line, col) of each definition
+    c_definitions: list[str]   # raw preprocessor/struct text before the probes
+    probes: list[Probe]
+    c_positions: list[tuple] = field(default_factory=list)   # (line, col) of each definition
 
 
 # ---------------------------------------------------------------- traversal

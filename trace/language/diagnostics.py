@@ -1,8 +1,6 @@
 """Diagnostics: bpftrace-style `file:line:col-col: ERROR: msg` with the source line and a ~ underline."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 from ..runtime.record import record
 from .ast import Span
 
@@ -10,7 +8,7 @@ from .ast import Span
 @record
 class Diagnostic:
     message: str
-    span: Optional[Span] = None
+    span: Span | None = None
     level: str = "ERROR"
     # False for the errors bpftrace 0.17 prints with no location: the span is
     # still known (for tools and tests), `render` leaves it out as 0.17 does.
@@ -18,19 +16,19 @@ class Diagnostic:
 
     # where it is, 1-based (the end exclusive); None when it has no place in the source
     @property
-    def line(self) -> Optional[int]:
+    def line(self) -> int | None:
         return self.span.line if self.span is not None and self.span.line else None
 
     @property
-    def column(self) -> Optional[int]:
+    def column(self) -> int | None:
         return self.span.col if self.line is not None else None
 
     @property
-    def end_line(self) -> Optional[int]:
+    def end_line(self) -> int | None:
         return self.span.end_line if self.line is not None else None
 
     @property
-    def end_column(self) -> Optional[int]:
+    def end_column(self) -> int | None:
         return self.span.end_col if self.line is not None else None
 
 
@@ -40,7 +38,7 @@ class CompileError(Exception):
     def __init__(self, diagnostics):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics: List[Diagnostic] = list(diagnostics)
+        self.diagnostics: list[Diagnostic] = list(diagnostics)
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
 
@@ -50,7 +48,7 @@ class Unresolved(CompileError):
     skips it (with a warning here); alone it is an error."""
 
 
-def error(message: str, span: Optional[Span] = None) -> CompileError:
+def error(message: str, span: Span | None = None) -> CompileError:
     return CompileError(Diagnostic(message, span))
 
 

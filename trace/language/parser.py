@@ -44,11 +44,11 @@ Deliberate differences from bpftrace 0.17 (all in what is accepted, none in the 
 """
 from __future__ import annotations
 
+import _thread
 import marshal
 import os
 import re
 import sys
-import threading
 from _blake2 import blake2b      # hashlib's, without OpenSSL's start-up
 from collections import Counter
 
@@ -98,7 +98,7 @@ _OPTIONS_VERSION = "1"
 _PARSER = None
 _FAST = None            # lalr.Parser, False if there is none
 _PATTERNS = None        # the lexer's PatternCache
-_LOCK = threading.RLock()     # _get_fast() may build the lark parser
+_LOCK = _thread.RLock()     # _get_fast() may build the lark parser
 
 # --------------------------------------------------------------- token names (bpftrace 0.17)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from typing import List
 
 from ..language import ast
 from ..language.diagnostics import error
@@ -46,7 +45,7 @@ def _contains_positional(node) -> bool:
     return any(isinstance(n, ast.Positional) for n in ast.walk(node))
 
 
-def positional_params(program: ast.Program, params: List[str]) -> ast.Program:
+def positional_params(program: ast.Program, params: list[str]) -> ast.Program:
     """$N → Integer (numeric or unset) or String (inside str()); $# → Integer."""
 
     def param(index: int):

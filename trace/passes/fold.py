@@ -10,8 +10,6 @@ Unknown names are left for the type checker to report, where it meets them.
 """
 from __future__ import annotations
 
-from typing import List, Optional
-
 from ..builtins import lookup_builtin
 from ..language import ast
 from ..language.diagnostics import error
@@ -21,7 +19,7 @@ from .units import Unit
 UNROLL_MIN, UNROLL_MAX = 1, 100
 
 
-def fold(units: List[Unit], structs) -> None:
+def fold(units: list[Unit], structs) -> None:
     for unit in units:
         for stmt in unit.body:
             for node in ast.walk(stmt):
@@ -32,7 +30,7 @@ def _nothing(node, structs):
     pass
 
 
-def integer(e) -> Optional[int]:
+def integer(e) -> int | None:
     """Value of an integer-literal expression (literals, unary minus, + - *), else None."""
     if isinstance(e, ast.Integer):
         return e.value

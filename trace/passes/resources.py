@@ -16,7 +16,6 @@ prologue sends them; Resources.cookie_of gives the cookie they name).
 from __future__ import annotations
 
 import re
-from typing import Dict, List
 
 from ..builtins import lookup_builtin, lookup_function
 from ..builtins.registry import InternalMap
@@ -39,9 +38,9 @@ GLOBALS = {"start_ns": 0, "cpid": 8}     # slots of the globals map
 
 @record
 class Resources:
-    actions: List[dict] = field(default_factory=list)
-    internal: Dict[str, InternalMap] = field(default_factory=dict)   # by role or symbol
-    cookies: Dict[int, int] = field(default_factory=dict)   # id(ExpandedProbe) -> its cookie
+    actions: list[dict] = field(default_factory=list)
+    internal: dict[str, InternalMap] = field(default_factory=dict)   # by role or symbol
+    cookies: dict[int, int] = field(default_factory=dict)   # id(ExpandedProbe) -> its cookie
 
     def cookie_of(self, probe) -> int:
         """The cookie (index in the manifest's probes) of an expanded probe."""

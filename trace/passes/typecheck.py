@@ -6,8 +6,6 @@ the strict pass that reports errors.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 from ..builtins import lookup_builtin, lookup_function
 from ..language import ast
 from ..language.diagnostics import CompileError, Diagnostic, error
@@ -64,7 +62,7 @@ def _no_value(node, span):
     return error("Value has no type (a function that returns nothing?)", span)
 
 
-def _builtin_name(e) -> Optional[str]:
+def _builtin_name(e) -> str | None:
     """The builtin variable a map key part is (`comm`, `pid`, `probe`), or None (any other
     expression, an enum or macro constant): what names the part's label in --metrics."""
     return e.name if isinstance(e, ast.Builtin) and e.const_value is None else None
@@ -73,14 +71,14 @@ def _builtin_name(e) -> Optional[str]:
 @record
 class MapInfo:
     name: str
-    keys: Optional[List[Type]] = None     # None: keyless
-    value: Optional[Type] = None
-    span: Optional[ast.Span] = None
+    keys: list[Type] | None = None     # None: keyless
+    value: Type | None = None
+    span: ast.Span | None = None
     symbol: str = ""
-    keyed: Optional[bool] = None
+    keyed: bool | None = None
     full_slot: int = -1            # its counter of updates dropped for a full map (resources)
     # per key part: the builtin variable every access uses there (`comm`, `pid`), else None
-    key_names: Optional[list] = None
+    key_names: list | None = None
 
     @property
     def kind(self) -> str:
@@ -94,16 +92,16 @@ class Options:
 
 
 class Checker:
-    def __init__(self, units: List[Unit], options: Options, structs=None):
+    def __init__(self, units: list[Unit], options: Options, structs=None):
         self.structs = structs or Declarations()
         self.units = units
         self.options = options
-        self.maps: Dict[str, MapInfo] = {}
+        self.maps: dict[str, MapInfo] = {}
         self.lenient = False
-        self.unit: Optional[Unit] = None
-        self.vars: Dict[str, Type] = {}
+        self.unit: Unit | None = None
+        self.vars: dict[str, Type] = {}
         self.loop_depth = 0
-        self.warnings: List[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
         self.assigned_to_var = None     # the value of the `$x = value` being checked
 
     def warn(self, message: str, span):
@@ -179,7 +177,7 @@ class Checker:
         if t is not None and not isinstance(t, (IntT, PtrT)):
             raise error(f"Invalid condition in {where}: {kind_name(t)}", span)
 
-    def fold(self, e) -> Optional[int]:
+    def fold(self, e) -> int | None:
         """Value of an integer-literal expression, else None (for the entries' checks)."""
         return fold.integer(e)
 
@@ -268,7 +266,7 @@ class Checker:
         """`p += n` / `p -= n` on a pointer (checked as `p = p ± n`)."""
         return isinstance(cur, PtrT) and s.op in ("+", "-")
 
-    def unit_vars(self) -> Dict[str, Type]:
+    def unit_vars(self) -> dict[str, Type]:
         return self.unit.var_types
 
     def check_storable(self, t: Type, node):
@@ -357,7 +355,7 @@ class Checker:
         return info
 
     # ------------------------------------------------------------ expressions
-    def expr(self, e, statement: bool = False) -> Optional[Type]:
+    def expr(self, e, statement: bool = False) -> Type | None:
         t = self._expr(e, statement)
         e.type = t
         return t
@@ -643,7 +641,7 @@ class Checker:
                     e.span)
 
 
-def check(units: List[Unit], options: Options, structs=None):
+def check(units: list[Unit], options: Options, structs=None):
     """(maps, warnings) of a program."""
     checker = Checker(units, options, structs)
     try:

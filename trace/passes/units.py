@@ -8,7 +8,6 @@ probe's context (`args`), the same context layout.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional
 
 from ..runtime.record import record, field
 from ..language import ast
@@ -20,12 +19,12 @@ from ..providers import ExpandedProbe, Provider, expand_attach_point
 class Unit:
     probe: ast.Probe
     provider: Provider
-    probes: List[ExpandedProbe]
-    body: List[ast.Stmt]
-    cookies: List[int] = field(default_factory=list)
+    probes: list[ExpandedProbe]
+    body: list[ast.Stmt]
+    cookies: list[int] = field(default_factory=list)
     symbol: str = ""
     section: str = ""
-    var_types: Dict[str, object] = field(default_factory=dict)   # $name -> Type (typecheck)
+    var_types: dict[str, object] = field(default_factory=dict)   # $name -> Type (typecheck)
 
     @property
     def context(self) -> ExpandedProbe:
@@ -41,15 +40,15 @@ def _reads_args(probe: ast.Probe) -> bool:
 
 
 def build_units(program: ast.Program, options=None,
-                warnings: Optional[list] = None) -> List[Unit]:
+                warnings: list | None = None) -> list[Unit]:
     """The program units. options: the compile options (-c, -p), for the providers
     that expand by them. An attach point that resolves to nothing on this machine is
     skipped with a warning (as 0.17 skips it) unless nothing else is left."""
-    units: List[Unit] = []
+    units: list[Unit] = []
     seen_special = {}
-    unresolved: List[Unresolved] = []
+    unresolved: list[Unresolved] = []
     for probe in program.probes:
-        expanded: List[ExpandedProbe] = []
+        expanded: list[ExpandedProbe] = []
         for ap in probe.attach_points:
             ap.pid = options.pid if options is not None else None
             try:

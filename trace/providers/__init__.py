@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from typing import Dict, List, Optional
 
 from ..language.diagnostics import error
 from .base import ExpandedProbe, Provider  # noqa: F401  (the interface, for providers and passes)
@@ -61,7 +60,7 @@ PROBE_TYPES = {
 MODULES = {n: module for name, (aliases, module) in PROBE_TYPES.items()
            for n in (name,) + aliases}
 
-_PROVIDERS: Dict[str, Provider] = {}
+_PROVIDERS: dict[str, Provider] = {}
 
 
 def register(provider: Provider) -> Provider:
@@ -72,13 +71,13 @@ def register(provider: Provider) -> Provider:
     return provider
 
 
-def lookup(name: str) -> Optional[Provider]:
+def lookup(name: str) -> Provider | None:
     if name not in _PROVIDERS and name in MODULES:
         importlib.import_module(f".{MODULES[name]}", __name__)
     return _PROVIDERS.get(name)
 
 
-def all_providers() -> List[Provider]:
+def all_providers() -> list[Provider]:
     for name in MODULES:
         lookup(name)
     seen = []
@@ -88,7 +87,7 @@ def all_providers() -> List[Provider]:
     return seen
 
 
-def split_attach_point(raw: str) -> List[str]:
+def split_attach_point(raw: str) -> list[str]:
     """Split on ':' outside double quotes, dropping the quotes; in quotes, a
     backslash escapes the next character (`test:"\\"probe1\\""` names `"probe1"`)."""
     parts, cur, quoted, escaped = [], "", False, False
@@ -127,7 +126,7 @@ def glob_match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, escaped)
 
 
-def expand_attach_point(ap, options=None) -> List[ExpandedProbe]:
+def expand_attach_point(ap, options=None) -> list[ExpandedProbe]:
     """Parse one AttachPoint (filling provider/target/func) and expand it (options: the
     compile options, for what -c and -p decide)."""
     parts = split_attach_point(ap.raw)

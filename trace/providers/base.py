@@ -13,8 +13,6 @@ providers/__init__.py (PROBE_TYPES), which `register` reads.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 from ..runtime.record import record, field
 from ..language.diagnostics import error
 from ..runtime.manifest import AttachSpec
@@ -27,7 +25,7 @@ class ExpandedProbe:
     provider: "Provider"
     target: str = ""
     func: str = ""
-    params: Dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
 
 
 class Provider:
@@ -46,15 +44,15 @@ class Provider:
     lists_targets = False      # list_matching(parts, pid) lists the probes of binaries
 
     # ------------------------------------------------------------ attach points
-    def expand(self, ap) -> List[ExpandedProbe]:
+    def expand(self, ap) -> list[ExpandedProbe]:
         """Parse one AttachPoint (filling ap.target/ap.func) into concrete probes."""
         raise NotImplementedError
 
-    def expand_for(self, ap, options) -> List[ExpandedProbe]:
+    def expand_for(self, ap, options) -> list[ExpandedProbe]:
         """expand, knowing the compile options (-c, -p). Default: expand(ap)."""
         return self.expand(ap)
 
-    def setup_probes(self, probe: ExpandedProbe) -> List[ExpandedProbe]:
+    def setup_probes(self, probe: ExpandedProbe) -> list[ExpandedProbe]:
         """Probes that must run for this one to be attached, each a program of its own
         with no body: its provider's prologue is its code (watchpoint:func+argN: the
         uprobe on func that arms the watchpoint). Default: none."""
@@ -75,7 +73,7 @@ class Provider:
         """The manifest attach entry of one probe (a runtime.manifest record)."""
         raise NotImplementedError
 
-    def attach_specs(self, probes, cookies) -> List[AttachSpec]:
+    def attach_specs(self, probes, cookies) -> list[AttachSpec]:
         """The manifest attach entries of one program serving these probes.
         Default: attach_spec of each probe."""
         return [self.attach_spec(p, c) for p, c in zip(probes, cookies)]
@@ -140,7 +138,7 @@ class Provider:
         from ..codegen import builder as B    # lazy: start-up time (llvmlite; -l needs no codegen)
         return lw.fb.helper(B.GET_ATTACH_COOKIE, lw.fb.ctx)
 
-    def read_field(self, lw, e) -> Optional[object]:
+    def read_field(self, lw, e) -> object | None:
         """The value of `args->NAME` (typed by args_field). None (the default): the field
         is read from the context at its tracepoint-format offset
         (builtins.context.read_tracepoint_field)."""
@@ -156,12 +154,12 @@ class Provider:
         raise NotImplementedError
 
     # ------------------------------------------------------------ listing (-l, -lv)
-    def listing(self, verbose: bool) -> List[str]:
+    def listing(self, verbose: bool) -> list[str]:
         """The probes this machine offers, one line each (-lv: detail lines follow,
         indented); not called when lists_targets. Default: none."""
         return []
 
-    def list_matching(self, parts: List[str], pid: Optional[int]) -> List[str]:
+    def list_matching(self, parts: list[str], pid: int | None) -> list[str]:
         """When lists_targets: the probes matching the split pattern `parts` (type,
         target, ...; the target may be wildcarded), sorted, one line each; with pid
         (-p), those of that process. A pattern that cannot name its probes (the wrong
@@ -169,7 +167,7 @@ class Provider:
         Default: none."""
         return []
 
-    def describe(self, line: str) -> List[str]:
+    def describe(self, line: str) -> list[str]:
         """-lv: detail lines of one listed probe, computed only for the probes that match
         the pattern. Default: none."""
         return []

@@ -7,7 +7,6 @@ import functools
 import os
 import re
 import shutil
-from typing import Dict, List, Optional, Tuple
 
 from ..language.diagnostics import error
 from ..runtime.record import field, record
@@ -19,12 +18,12 @@ from . import glob_match
 class ElfFile:
     path: str
     is_dyn: bool                                   # ET_DYN: PIE or shared object
-    loads: List[Tuple[int, int, int, int, int]]    # (vaddr, memsz, offset, filesz, flags)
-    functions: Dict[str, Tuple[int, int]]          # name -> (vaddr, size), defined functions
-    objects: Dict[str, Tuple[int, int]]            # name -> (vaddr, size), data symbols
+    loads: list[tuple[int, int, int, int, int]]    # (vaddr, memsz, offset, filesz, flags)
+    functions: dict[str, tuple[int, int]]          # name -> (vaddr, size), defined functions
+    objects: dict[str, tuple[int, int]]            # name -> (vaddr, size), data symbols
     notes: list = field(default_factory=list)      # USDT notes (see usdt.py)
 
-    def offset_of(self, vaddr: int, executable: bool = False) -> Optional[int]:
+    def offset_of(self, vaddr: int, executable: bool = False) -> int | None:
         """The file offset of a virtual address (via its PT_LOAD segment)."""
         for seg_vaddr, memsz, offset, filesz, flags in self.loads:
             if seg_vaddr <= vaddr < seg_vaddr + filesz:
@@ -46,7 +45,7 @@ def _stat_key(path: str):
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_elf(path: str) -> Optional[ElfFile]:
+def read_elf(path: str) -> ElfFile | None:
     """The parsed ELF file at path, or None if it is not one (cached by inode/mtime)."""
     try:
         key = _stat_key(path)
@@ -56,7 +55,7 @@ def read_elf(path: str) -> Optional[ElfFile]:
 
 
 @functools.lru_cache(maxsize=32)
-def _read_elf(path: str, _key) -> Optional[ElfFile]:
+def _read_elf(path: str, _key) -> ElfFile | None:
     from ..runtime.elfread import (  # lazy: start-up time (only to read a binary)
         ElfError,
         ElfImage,
@@ -110,7 +109,7 @@ def _add_symbols(elf, functions, objects):
             objects.setdefault(name.split("@")[0], (value, size))
 
 
-def _read_elf_pyelftools(path: str) -> Optional[ElfFile]:
+def _read_elf_pyelftools(path: str) -> ElfFile | None:
     # lazy: start-up time (pyelftools is heavy, and only reads what elfread can't: 32-bit ELF)
     # lazy: start-up time (pyelftools only to read notes and debug links)
     from elftools.common.exceptions import ELFError
@@ -171,7 +170,7 @@ def _parse_stapsdt(desc, base_addr):
 # ------------------------------------------------------------------ binaries and libraries
 
 @functools.lru_cache(maxsize=1)
-def _ld_cache() -> Tuple[Tuple[str, str], ...]:
+def _ld_cache() -> tuple[tuple[str, str], ...]:
     """(soname, path) from the dynamic linker's cache (`ldconfig -p`), 64-bit entries."""
     ldconfig = shutil.which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
@@ -199,7 +198,7 @@ def _is_elf(path: str) -> bool:
         return False
 
 
-def resolve_binary(target: str) -> Optional[str]:
+def resolve_binary(target: str) -> str | None:
     """bpftrace's resolution: a path as given; else an executable on $PATH; else a
     library by name through the linker cache (`libc` → `.../libc.so.6`)."""
     if "/" in target:
@@ -232,7 +231,7 @@ def is_probeable(path: str) -> bool:
     return os.path.isfile(path) and _elf_type(path) in (2, 3)
 
 
-def in_other_mountns(pid: Optional[int]) -> bool:
+def in_other_mountns(pid: int | None) -> bool:
     """Whether process pid sees another mount namespace than pytrace does."""
     if not pid:
         return False
@@ -250,7 +249,7 @@ def pid_root_path(pid: int, path: str) -> str:
     return root + ("" if path.startswith("/") else "/") + path
 
 
-def resolve_targets(target: str, pid: Optional[int] = None) -> List[str]:
+def resolve_targets(target: str, pid: int | None = None) -> list[str]:
     """bpftrace's resolve_binary_path: every executable or shared object target names.
     A `*` wildcard expands like a shell glob (in sorted order); a name without `/`
     is also looked for on $PATH. For a process in another mount namespace, paths are
@@ -274,7 +273,7 @@ def resolve_targets(target: str, pid: Optional[int] = None) -> List[str]:
     return list(dict.fromkeys(found))
 
 
-def _process_library(name: str, pid: int) -> List[str]:
+def _process_library(name: str, pid: int) -> list[str]:
     """A library named as `libc` among those process pid maps (bcc_procutils_which_so
     with a pid): its path, through /proc/PID/root if the process has its own mount
     namespace."""
@@ -285,7 +284,7 @@ def _process_library(name: str, pid: int) -> List[str]:
     return []
 
 
-def process_exe(pid: int) -> Optional[str]:
+def process_exe(pid: int) -> str | None:
     """The executable of process pid, through /proc/PID/root."""
     try:
         return pid_root_path(pid, os.readlink(f"/proc/{pid}/exe"))
@@ -293,7 +292,7 @@ def process_exe(pid: int) -> Optional[str]:
         return None
 
 
-def process_objects(pid: int) -> List[str]:
+def process_objects(pid: int) -> list[str]:
     """Every file process pid maps (its executable and shared libraries), in the order
     of /proc/PID/maps, each through /proc/PID/root (as bcc names them)."""
     try:
@@ -309,7 +308,7 @@ def process_objects(pid: int) -> List[str]:
     return [p for p in dict.fromkeys(out) if is_probeable(p)]
 
 
-def list_functions(kind: str, parts: List[str], pid: Optional[int]) -> List[str]:
+def list_functions(kind: str, parts: list[str], pid: int | None) -> list[str]:
     """-l of uprobe/uretprobe: `kind:path:function` of the functions matching parts
     (kind, target, function), in every file a wildcarded target matches; with pid and
     no target (`uprobe:func*`), the process's executable (bpftrace 0.17)."""
@@ -330,7 +329,7 @@ def list_functions(kind: str, parts: List[str], pid: Optional[int]) -> List[str]
     return sorted(lines)
 
 
-def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
+def binary_for(ap, target: str, what: str) -> tuple[str, ElfFile]:
     """The one binary target names (for ap.pid, as that process sees it)."""
     paths = resolve_targets(target, ap.pid) if target and "*" not in target else []
     path = paths[0] if paths else None
@@ -340,7 +339,7 @@ def binary_for(ap, target: str, what: str) -> Tuple[str, ElfFile]:
     return path, elf
 
 
-def needed_libraries(path: str) -> List[str]:
+def needed_libraries(path: str) -> list[str]:
     """The paths of the libraries an ELF file needs (DT_NEEDED, through the linker
     cache): where a stub library's symbols really are (glibc 2.34 moved libpthread's
     into libc.so.6)."""

@@ -13,8 +13,6 @@ and the runtime say so in one line.
 """
 from __future__ import annotations
 
-from typing import List
-
 from ..types.btf import vmlinux
 from ..language.diagnostics import error
 from ..types.kernel import from_btf
@@ -33,7 +31,7 @@ class Kfunc(Provider):
     def __init__(self, name, retprobe):
         self.name, self.retprobe = name, retprobe
 
-    def expand(self, ap) -> List[ExpandedProbe]:
+    def expand(self, ap) -> list[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
         if len(parts) == 3:
             module, spec = parts[1], parts[2]

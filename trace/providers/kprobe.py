@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import List, Tuple
 
 from ..language.diagnostics import error
 from . import ExpandedProbe, glob_match, probe_offset, register, split_attach_point
@@ -29,7 +28,7 @@ BANNED_KRETPROBES = frozenset({"_raw_spin_lock", "_raw_spin_lock_irqsave",
 
 
 @functools.lru_cache(maxsize=1)
-def kernel_functions() -> Tuple[Tuple[str, str], ...]:
+def kernel_functions() -> tuple[tuple[str, str], ...]:
     """(name, module) of every function symbol in /proc/kallsyms (module "" for vmlinux)."""
     out, seen = [], set()
     try:
@@ -59,7 +58,7 @@ class Kprobe(RegsProvider):
         self.override_return = not retprobe
         self.attach_kind = name
 
-    def expand(self, ap) -> List[ExpandedProbe]:
+    def expand(self, ap) -> list[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
         if len(parts) != 2 or not parts[1]:     # 0.17 has no kprobe:module:function
             raise error(f"{self.name} probe type requires 1 argument", ap.span)

@@ -9,7 +9,6 @@ parameter, `void *__data`, is not an argument).  Attach entry:
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Tuple
 
 from ..types.btf import FUNC_PROTO, PTR, vmlinux
 from ..language.diagnostics import error
@@ -23,7 +22,7 @@ MAX_ARGS = 12
 
 
 @functools.lru_cache(maxsize=None)
-def event_args(event: str) -> Optional[Tuple[Tuple[str, int], ...]]:
+def event_args(event: str) -> tuple[tuple[str, int], ...] | None:
     """(name, BTF type id) of the arguments of a raw tracepoint, or None without BTF info."""
     b = vmlinux()
     if b is None:
@@ -44,7 +43,7 @@ def event_args(event: str) -> Optional[Tuple[Tuple[str, int], ...]]:
 
 
 @functools.lru_cache(maxsize=1)
-def all_events() -> Tuple[str, ...]:
+def all_events() -> tuple[str, ...]:
     b = vmlinux()
     names = set()
     if b is not None:
@@ -62,7 +61,7 @@ class RawTracepoint(Provider):
     prog_type = PROG_RAW_TRACEPOINT
     uses_args = True
 
-    def expand(self, ap) -> List[ExpandedProbe]:
+    def expand(self, ap) -> list[ExpandedProbe]:
         parts = split_attach_point(ap.raw)
         if len(parts) == 2:
             module, event = "", parts[1]

@@ -25,7 +25,6 @@ import marshal
 import os
 import struct
 import zlib
-from typing import Dict, List, Optional, Tuple
 
 from ..cache import home as cache_home
 from ..runtime.record import record, field
@@ -81,9 +80,9 @@ class Type:
     int_offset: int = 0    # INT
     elem: int = 0          # ARRAY
     nelems: int = 0        # ARRAY
-    members: List[Member] = field(default_factory=list)             # STRUCT/UNION
-    values: List[Tuple[str, int]] = field(default_factory=list)     # ENUM/ENUM64
-    params: List[Tuple[str, int]] = field(default_factory=list)     # FUNC_PROTO
+    members: list[Member] = field(default_factory=list)             # STRUCT/UNION
+    values: list[tuple[str, int]] = field(default_factory=list)     # ENUM/ENUM64
+    params: list[tuple[str, int]] = field(default_factory=list)     # FUNC_PROTO
 
     @property
     def kind_name(self) -> str:
@@ -95,7 +94,7 @@ class Type:
 
 
 class Btf:
-    def __init__(self, data: bytes, index: Optional[dict] = None):
+    def __init__(self, data: bytes, index: dict | None = None):
         if len(data) < 24:
             raise BtfError("BTF data too short")
         magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
@@ -112,15 +111,15 @@ class Btf:
             index = self._scan()
         self.offsets = index["offsets"]          # type id -> word offset (id 0: void)
         self.names = index["names"]              # "struct task_struct" -> id, "func vfs_read" -> id
-        self._cache: Dict[int, Type] = {}
-        self._enum_values: Optional[Dict[str, int]] = None
+        self._cache: dict[int, Type] = {}
+        self._enum_values: dict[str, int] | None = None
 
     # ------------------------------------------------------------ index
     def _scan(self) -> dict:
         words = self.words
         n = len(words)
         offsets = [0]
-        names: Dict[str, int] = {}
+        names: dict[str, int] = {}
         strtab = self.data
         s0 = self.str_start
         extra = [(0, 0)] * 32
@@ -218,10 +217,10 @@ class Btf:
         return t
 
     # ------------------------------------------------------------ lookups
-    def find(self, name: str, namespace: str = "struct") -> Optional[int]:
+    def find(self, name: str, namespace: str = "struct") -> int | None:
         return self.names.get(f"{namespace} {name}")
 
-    def struct(self, name: str) -> Optional[Type]:
+    def struct(self, name: str) -> Type | None:
         """`task_struct`, `struct task_struct`, `union X` or a typedef name → the
         STRUCT/UNION type (through typedefs), or None."""
         name = " ".join(name.split())
@@ -263,7 +262,7 @@ class Btf:
             return t.size
         return 0
 
-    def member(self, t: Type, name: str) -> Optional[Member]:
+    def member(self, t: Type, name: str) -> Member | None:
         """A member of a struct/union by name, looking into anonymous structs/unions
         (the returned Member's bit offset is from the start of `t`)."""
         for m in t.members:
@@ -306,10 +305,10 @@ class Btf:
             return f"{self.type_name(t.ref)} (*)(...)"
         return t.name
 
-    def enum_value(self, name: str) -> Optional[int]:
+    def enum_value(self, name: str) -> int | None:
         """The value of an enumerator of any BTF enum (first one wins)."""
         if self._enum_values is None:
-            values: Dict[str, int] = {}
+            values: dict[str, int] = {}
             w = self.words
             for tid in range(1, len(self.offsets)):
                 kind = (w[self.offsets[tid] + 1] >> 24) & 0x1F
@@ -319,7 +318,7 @@ class Btf:
             self._enum_values = values
         return self._enum_values.get(name)
 
-    def func_proto(self, func_name: str) -> Optional[Type]:
+    def func_proto(self, func_name: str) -> Type | None:
         """The FUNC_PROTO of a kernel function (FUNC record) by name."""
         tid = self.find(func_name, "func")
         if not tid:
@@ -333,14 +332,14 @@ class Btf:
 
 # ---------------------------------------------------------------- the kernel's BTF
 
-def _cache_path(st) -> Optional[str]:
+def _cache_path(st) -> str | None:
     uname = os.uname()
     key = f"{uname.release}-{zlib.crc32(uname.version.encode()):08x}-{st.st_size}-v{CACHE_VERSION}"
     return os.path.join(cache_home(), f"btf-{key}.marshal")
 
 
 @functools.lru_cache(maxsize=None)
-def vmlinux(path: str = VMLINUX) -> Optional[Btf]:
+def vmlinux(path: str = VMLINUX) -> Btf | None:
     """The kernel's BTF, or None if the kernel has none."""
     try:
         with open(path, "rb") as f:

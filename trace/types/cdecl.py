@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional
 
 from .btf import VMLINUX
 
@@ -15,7 +14,7 @@ class Declarations:
 
     def __init__(self, decls=None):
         self.decls = decls
-        self.defines: Dict[str, int] = {}
+        self.defines: dict[str, int] = {}
         self.warnings = list(decls.warnings) if decls is not None else []
         if decls is not None:
             self.defines.update(decls.enums)
@@ -38,7 +37,7 @@ class Declarations:
         """Whether the script itself defines `struct X` / `union X`."""
         return self.decls is not None and " ".join(name.split()) in self.decls.space.types
 
-    def size_of(self, name: str) -> Optional[int]:
+    def size_of(self, name: str) -> int | None:
         name = " ".join(name.split())
         if name.endswith("*"):
             return 8

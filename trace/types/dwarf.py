@@ -19,7 +19,6 @@ import functools
 import marshal
 import os
 import zlib
-from typing import Optional
 
 from ..cache import home as cache_home
 from . import cmodel as C
@@ -32,7 +31,7 @@ _PEEL = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type",
 _NAMED = dict(_RECORDS, DW_TAG_enumeration_type="enum")
 
 
-def dwarf_of(path: str) -> Optional["Dwarf"]:
+def dwarf_of(path: str) -> "Dwarf" | None:
     """The DWARF of the ELF file at path, or None if it has none (or is not ELF)."""
     try:
         st = os.stat(path)
@@ -42,7 +41,7 @@ def dwarf_of(path: str) -> Optional["Dwarf"]:
 
 
 @functools.lru_cache(maxsize=16)
-def _load(path: str, key) -> Optional["Dwarf"]:
+def _load(path: str, key) -> "Dwarf" | None:
     from elftools.common.exceptions import ELFError  # lazy: start-up time (DWARF users only)
     from elftools.elf.elffile import ELFFile
     try:
@@ -60,8 +59,8 @@ class Dwarf:
     def __init__(self, info, key: str = ""):
         self.info = info
         self.key = key
-        self._funcs: Optional[dict] = None      # function name -> its DIE's offset
-        self._types: Optional[dict] = None      # "struct X", "enum X", typedef name -> offset
+        self._funcs: dict | None = None      # function name -> its DIE's offset
+        self._types: dict | None = None      # "struct X", "enum X", typedef name -> offset
         self._done: dict = {}                   # DIE offset -> CType
 
     # ------------------------------------------------------------ the index
@@ -93,7 +92,7 @@ class Dwarf:
         return self.info.get_DIE_from_refaddr(offset)
 
     # ------------------------------------------------------------ queries
-    def params(self, func: str) -> Optional[list]:
+    def params(self, func: str) -> list | None:
         """[(name, CType, DWARF type DIE or None)] of func's parameters; None: no such
         function in the DWARF."""
         self._index()
@@ -106,7 +105,7 @@ class Dwarf:
                 out.append((_name(p), self.ctype(t), t))
         return out
 
-    def lookup(self, name: str) -> Optional[C.CType]:
+    def lookup(self, name: str) -> C.CType | None:
         """A TypeSpace fallback: "struct X", "union X", "enum X" or a typedef name."""
         self._index()
         offset = self._types.get(" ".join(name.split()))

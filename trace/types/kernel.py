@@ -16,8 +16,6 @@ what codegen needs on the node (`e.kaccess`, `e.kderef`).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from ..codegen import builder as B
 from ..codegen.builder import const
 from ..language.diagnostics import error
@@ -57,7 +55,7 @@ def _no_btf(span):
 
 # ---------------------------------------------------------------- type mapping
 
-def from_c(ct, space, user: bool = False) -> Optional[Type]:
+def from_c(ct, space, user: bool = False) -> Type | None:
     """The language type of a value of C type `ct` (types/cmodel; None: unsupported,
     e.g. a function or a float)."""
     ct = C.resolve(space, ct)
@@ -85,7 +83,7 @@ def from_c(ct, space, user: bool = False) -> Optional[Type]:
     return None
 
 
-def from_btf(tid: int, user: bool = False) -> Optional[Type]:
+def from_btf(tid: int, user: bool = False) -> Type | None:
     """The language type of a value of BTF type `tid` (None: unsupported)."""
     b = kbtf()
     if b.resolve(tid) == 0:
@@ -110,14 +108,14 @@ def _pointee_name(target) -> str:
     return C.c_name(target) if not isinstance(target, C.CFunc) else "void"
 
 
-def _c_scalar(name: str) -> Optional[IntT]:
+def _c_scalar(name: str) -> IntT | None:
     t = C.scalar(name)
     if t is None:
         return None
     return IntT(t.size * 8, t.signed or t.name == "char")
 
 
-def pointee(ptr: PtrT, space=None) -> Optional[Type]:
+def pointee(ptr: PtrT, space=None) -> Type | None:
     """What a pointer points to (None: unknown, e.g. void)."""
     space = space or kernel_space()
     if ptr.ctarget is not None:
@@ -166,7 +164,7 @@ class Access:
     size: int
     bit_offset: int = 0      # bitfields: bits from the first byte read
     bits: int = 0
-    user: Optional[bool] = False   # None: address space unknown (legacy probe_read)
+    user: bool | None = False   # None: address space unknown (legacy probe_read)
     is_ptr_base: bool = True
     in_copy: bool = False    # a part of a copied value (CValueT): loaded from BPF memory
     stride: int = 0          # p[i] with a run-time index: the element size
@@ -238,7 +236,7 @@ def _read_size(t: Type, size: int) -> int:
     return size
 
 
-def check_deref(ck, e, t: Type) -> Optional[Type]:
+def check_deref(ck, e, t: Type) -> Type | None:
     """`*p` for a pointer to a struct or a BTF typedef'd scalar (else None: the
     generic integer deref applies)."""
     if not isinstance(t, PtrT):
@@ -323,7 +321,7 @@ def _copy_element(e, base: CValueT, idx: int, space) -> Type:
     return _copy_part(arr.elem, space, C.c_name(arr.elem))
 
 
-def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
+def check_cast(ck, e, operand: Type | None) -> Type | None:
     """`(struct X *)expr`, `(uint8 *)expr`: a pointer of that type (None: not a pointer cast)."""
     name = " ".join(e.type_name.split())
     if not name.endswith("*"):
@@ -353,7 +351,7 @@ def check_cast(ck, e, operand: Optional[Type]) -> Optional[Type]:
     return PtrT(target, user=user, ctarget=ctarget)
 
 
-def sizeof_type(name: str) -> Optional[int]:
+def sizeof_type(name: str) -> int | None:
     b = kbtf()
     if b is None:
         return None
@@ -367,7 +365,7 @@ def sizeof_type(name: str) -> Optional[int]:
     return b.size(tid) if tid else None
 
 
-def constant(name: str, structs=None) -> Optional[int]:
+def constant(name: str, structs=None) -> int | None:
     """An identifier that names a constant: a script #define, a BTF enumerator, or a
     well-known macro."""
     defines = structs.defines if structs is not None else {}

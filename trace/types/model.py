@@ -5,8 +5,6 @@ Every integer is held in an i64 register and stored in 8 bytes; `bits` and
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 from ..runtime import environment
 from ..runtime.record import record, field
 from . import cmodel
@@ -57,7 +55,7 @@ class IntT(Type):
 class PtrT(Type):
     """A pointer (printed as hex). `user` says which address space it reads from."""
     target: str = "void"
-    user: Optional[bool] = False   # True user memory, False kernel, None unknown
+    user: bool | None = False   # True user memory, False kernel, None unknown
     ctarget: object = field(default=None, compare=False)   # the pointee (types/cmodel), if known
 
     def __str__(self):
@@ -72,7 +70,7 @@ class StructT(Type):
     """A struct/union value in kernel (or user) memory, held as its address (an i64):
     fields are read when accessed (see types/kernel.py). `struct_size` is sizeof()."""
     name: str = ""
-    user: Optional[bool] = False
+    user: bool | None = False
     struct_size: int = field(default=0, compare=False)
     ctype: object = field(default=None, compare=False)     # its types/cmodel record
 
@@ -88,7 +86,7 @@ class ArrayT(Type):
     """A non-char array in kernel (or user) memory, held as its address (an i64)."""
     elem: Type = None
     count: int = 0
-    user: Optional[bool] = False
+    user: bool | None = False
     elem_size: int = field(default=8, compare=False)
     ctype: object = field(default=None, compare=False)     # its types/cmodel array
 
@@ -151,7 +149,7 @@ def _field_align(t: "Type") -> int:
 class TupleT(Type):
     """A tuple, laid out as bpftrace 0.17 lays it out: a C struct of its elements
     (natural alignment; integers at their own width)."""
-    elements: Tuple[Type, ...]
+    elements: tuple[Type, ...]
 
     @property
     def offsets(self):
@@ -228,7 +226,7 @@ class AggT(Type):
     """The value of an aggregation map: count, sum, min, max, avg, stats, hist, lhist."""
     kind: str
     signed: bool = True
-    lhist: Optional[Tuple[int, int, int]] = None
+    lhist: tuple[int, int, int] | None = None
 
     def __str__(self):
         return f"{self.kind}_t" if self.kind != "lhist" else "lhist_t"
@@ -261,7 +259,7 @@ def bpftrace_name(t: Type) -> str:
     return str(t)
 
 
-def unify(a: Type, b: Type) -> Optional[Type]:
+def unify(a: Type, b: Type) -> Type | None:
     """The common type of two values stored in one place, or None if incompatible."""
     if a == b:
         return a
@@ -282,7 +280,7 @@ def unify(a: Type, b: Type) -> Optional[Type]:
     return None
 
 
-def pointer_of(node) -> Optional["PtrT"]:
+def pointer_of(node) -> "PtrT" | None:
     """The pointer type of an expression: its own type, or for pointer arithmetic
     (`args->argv + 1`, typed as an integer like bpftrace 0.17 prints it) the pointer operand's."""
     t = getattr(node, "type", None)
