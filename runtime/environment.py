@@ -18,7 +18,6 @@ FLAGS = ("BPFTRACE_NO_CPP_DEMANGLE", "BPFTRACE_NO_USER_SYMBOLS", "BPFTRACE_CACHE
 MAX_STRLEN = 200        # strings live on the 512-byte BPF stack
 
 
-
 def _uint(text: str):
     """The digits C++'s `stream >> uint64_t` reads at the start of `text` (spaces,
     an optional '+', then digits), or None."""
