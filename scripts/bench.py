@@ -1037,6 +1037,13 @@ def row_stop(bench: Bench, rounds: int):
                   "pytrace ≤ 0.5 s", lambda p, b, row: p <= 0.5)
         worst = Row("8 stop", f"{name}: SIGINT to exit, worst of {runs}", "s", "{:.3f}")
         worst.median = lambda tool, w=worst: max(w.samples[tool]) if w.samples[tool] else None
+        bench.warming = True
+        try:                    # pytrace's object cache: the timed runs are repeated runs
+            stop_once(bench, "pytrace", opts + ["-e", prog], nbytes)
+        except Failed as e:
+            log(f"  warm-up: {e}")
+        finally:
+            bench.warming = False
         for r in range(runs):
             log(f" {name}: run {r + 1}/{runs}")
             for tool in TOOLS:
