@@ -145,21 +145,35 @@ class LostCounter:
 
 
 class FullCounter:
-    """The ``full`` per-CPU u64 counters, one slot per user map: the updates the
-    kernel refused because the map was full (see docs/deviations.md)."""
+    """The ``full`` u64 counters, one slot per user map: the updates the kernel
+    refused because the map was full (see docs/deviations.md). They are the `.data`
+    section's (u64 at 8 x slot, added to atomically), or an older object's per-CPU
+    array (one entry per slot)."""
 
     def __init__(self, m, user_maps):
         self.m = m
+        self.in_data = m.type == U.BPF_MAP_TYPE_ARRAY
+        slots = m.value_size // 8 if self.in_data else m.max_entries
         self.user_maps = [(u.full_slot, u.name, limit) for u, limit in user_maps
-                          if 0 <= u.full_slot < m.max_entries]
+                          if 0 <= u.full_slot < slots]
         self.seen = {}
+
+    def _totals(self) -> dict:
+        if self.in_data:
+            vals = maps.lookup(self.m, bytes(4))
+            data = bytes(vals[0]) if vals else b""
+            return {slot: int.from_bytes(data[8 * slot:8 * slot + 8], "little")
+                    for slot, _, _ in self.user_maps}
+        return {slot: sum(int.from_bytes(v[:8], "little")
+                          for v in maps.lookup(self.m, slot.to_bytes(4, "little")) or ())
+                for slot, _, _ in self.user_maps}
 
     def poll(self) -> list:
         """[(map name, its key limit, updates dropped since the previous poll)]."""
         out = []
+        totals = self._totals()
         for slot, name, limit in self.user_maps:
-            vals = maps.lookup(self.m, slot.to_bytes(4, "little"))
-            total = sum(int.from_bytes(v[:8], "little") for v in vals or ())
+            total = totals[slot]
             if total > self.seen.get(slot, 0):
                 out.append((name, limit, total - self.seen.get(slot, 0)))
                 self.seen[slot] = total

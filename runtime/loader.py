@@ -18,7 +18,7 @@ from .errors import BpfError, LoadError, ObjectFormatError, PermissionFailure, R
 from .attach import uprobe_multi_supported
 from .cpus import possible_cpus
 from .manifest import IterAttach, KfuncAttach, KprobeAttach, Program, UprobeAttach
-from .objfile import RODATA_SECTION, ObjectSpec
+from .objfile import DATA_SECTION, RODATA_SECTION, ObjectSpec
 
 
 @record
@@ -89,7 +89,7 @@ def kernel_name(name: str) -> str:
 
 def patch_relocations(insns: bytes, relocations, map_fds: dict) -> bytes:
     """Set src_reg=BPF_PSEUDO_MAP_FD and imm=fd on every relocated ld_imm64 (a
-    .rodata value: BPF_PSEUDO_MAP_VALUE, and its offset in the second imm)."""
+    .rodata or .data value: BPF_PSEUDO_MAP_VALUE, and its offset in the second imm)."""
     buf = bytearray(insns)
     for r in relocations:
         off = r.insn_offset
@@ -221,13 +221,17 @@ def _create_maps(obj, spec, early=None):
         obj.maps[sym] = LoadedMap(sym, fd, ms.type, ms.key_size, ms.value_size,
                                   max_entries, ms.flags, kernel_name(sym))
     if spec.rodata:
-        _create_rodata(obj, spec.rodata)
+        _create_globals(obj, RODATA_SECTION, spec.rodata)
+    if spec.data:
+        _create_globals(obj, DATA_SECTION, spec.data)
 
 
-def _create_rodata(obj, data: bytes):
-    """.rodata: a one-entry array that programs read (and the verifier takes for
-    constants: read-only for programs, frozen before they load)."""
-    sym, flags = RODATA_SECTION, U.BPF_F_RDONLY_PROG
+def _create_globals(obj, sym: str, data: bytes):
+    """.rodata or .data: a one-entry array that programs address. .rodata's the
+    verifier takes for constants (read-only for programs, frozen before they load);
+    .data's programs write (its counters), and the runtime reads."""
+    read_only = sym == RODATA_SECTION
+    flags = U.BPF_F_RDONLY_PROG if read_only else 0
     try:
         fd = S.map_create(U.BPF_MAP_TYPE_ARRAY, 4, len(data), 1, flags, kernel_name(sym))
     except BpfError as e:
@@ -238,7 +242,8 @@ def _create_rodata(obj, data: bytes):
                               kernel_name(sym))
     try:
         S.map_update(fd, bytes(4), data)
-        S.map_freeze(fd)
+        if read_only:
+            S.map_freeze(fd)
     except BpfError as e:
         raise RuntimeFailure(f"Failed to fill map {sym}: {e}") from None
 

@@ -403,7 +403,7 @@ class InternalMaps(_Json):
     ringbuf: str | None = None
     lost: str | None = None
     globals: str | None = None
-    full: str | None = None      # per-CPU u64 by UserMap.full_slot: updates dropped, map full
+    full: str | None = None      # ".data" (u64 at 8 x UserMap.full_slot): updates dropped, map full
     _what = "internal"
     _sparse = ("ringbuf", "lost", "globals", "full")
 

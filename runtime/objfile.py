@@ -9,7 +9,8 @@ globals in section ``maps``; every relocation in a program must be an
 ``R_BPF_64_64`` on an ``ld_imm64`` against a map (by symbol, or by section
 symbol + the offset in the instruction's immediate), or against a value in
 ``.rodata`` (its read-only globals: the loader makes the section a frozen
-one-entry array map, and the instruction the address of the value).
+one-entry array map, and the instruction the address of the value) or in
+``.data`` (writable globals: a one-entry array map that is not frozen).
 """
 
 import struct
@@ -27,6 +28,8 @@ MAPS_SECTION = "maps"
 LICENSE_SECTION = "license"
 MANIFEST_SECTION = ".pytrace"
 RODATA_SECTION = ".rodata"
+DATA_SECTION = ".data"
+VALUE_SECTIONS = (RODATA_SECTION, DATA_SECTION)    # globals the programs address directly
 MAP_DEF = struct.Struct("<5I")     # {type, key_size, value_size, max_entries, flags}
 MAP_DEF_SIZE = MAP_DEF.size
 
@@ -46,7 +49,7 @@ class MapSpec:
 @record(frozen=True)
 class Relocation:
     insn_offset: int  # byte offset of the ld_imm64 inside the program
-    map_symbol: str   # RODATA_SECTION: a value of .rodata, at value_offset
+    map_symbol: str   # a VALUE_SECTIONS name: a value of that section, at value_offset
     value_offset: int = -1
 
 
@@ -69,6 +72,7 @@ class ObjectSpec:
     manifest: dict = field(default_factory=dict)  # the .pytrace JSON, as stored (write() stores it)
     license: str = "GPL"
     rodata: bytes = b""     # the .rodata section: read-only globals (objfile's docstring)
+    data: bytes = b""       # the .data section: writable globals
     # the manifest's typed records (runtime.manifest), which the runtime reads
     contract: Manifest = field(default_factory=Manifest, compare=False, repr=False)
 
@@ -150,13 +154,16 @@ def _parse(elf: _Elf, whole: bool = True, manifest: dict | None = None) -> Objec
     if whole:
         spec.contract = Manifest.from_json(spec.manifest)
     maps_idx, maps_by_off = _read_maps(elf, spec.maps)
-    rodata = elf.section(RODATA_SECTION)
-    if rodata is not None:
-        spec.rodata = elf.section_data(rodata)
-    _read_programs(elf, spec.programs, maps_idx, maps_by_off,
-                   rodata.index if rodata is not None else None)
+    values = {}         # section index -> name, of the VALUE_SECTIONS present
+    for name in VALUE_SECTIONS:
+        sec = elf.section(name)
+        if sec is not None:
+            values[sec.index] = name
+            data = bytes(sec.size) if sec.type == SHT_NOBITS else elf.section_data(sec)
+            setattr(spec, name[1:], data)
+    _read_programs(elf, spec.programs, maps_idx, maps_by_off, values)
     if whole:
-        _check_manifest(spec.manifest, spec.programs, spec.maps)
+        _check_manifest(spec.manifest, spec.programs, spec.maps, spec.data)
     return spec
 
 
@@ -194,7 +201,7 @@ def _read_maps(elf: _Elf, out: dict) -> tuple:
     return msec.index, maps_by_off
 
 
-def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, rodata_idx=None) -> None:
+def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, values) -> None:
     """The programs (function symbols in executable sections) into ``out``
     (symbol -> ProgramSpec), with their relocations."""
     sections = elf.sections
@@ -216,7 +223,7 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, rodata_idx=None)
         relocs = []
         if s.index in relsecs:
             relocs = _section_relocations(elf, relsecs[s.index], s, data, maps_idx, maps_by_off,
-                                          rodata_idx)
+                                          values)
         funcs = sorted(funcs_by_sec.get(s.index, []), key=lambda x: x.value)
         if funcs:
             _split_programs(s, data, funcs, relocs, out)
@@ -224,16 +231,16 @@ def _read_programs(elf: _Elf, out: dict, maps_idx, maps_by_off, rodata_idx=None)
             raise ObjectFormatError(f"section {s.name} has relocations but no program symbol")
 
 
-def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off, rodata_idx) -> list:
-    """(offset, map symbol, .rodata offset or -1) of each relocation of program
-    section ``s``."""
+def _section_relocations(elf: _Elf, rs, s, data, maps_idx, maps_by_off, values) -> list:
+    """(offset, map symbol or value section, the value's offset or -1) of each
+    relocation of program section ``s``."""
     symbols = elf.symbols
     relocs = []
     for r_off, r_type, r_sym in elf.relocations(rs):
         if r_sym >= len(symbols):
             raise ObjectFormatError(f"relocation in {rs.name}: bad symbol index")
         relocs.append(_resolve_reloc(r_off, r_type, symbols[r_sym], s, data,
-                                     maps_idx, maps_by_off, elf.sections, rodata_idx))
+                                     maps_idx, maps_by_off, elf.sections, values))
     return relocs
 
 
@@ -262,8 +269,7 @@ _RELOC_NAMES = {U.R_BPF_64_32: "R_BPF_64_32 (BPF-to-BPF call)",
                 U.R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32"}
 
 
-def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections,
-                   rodata_idx=None):
+def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections, values):
     where = f"{sec.name}+{off:#x}"
     if rtype != U.R_BPF_64_64:
         kind = _RELOC_NAMES.get(rtype, f"type {rtype}")
@@ -272,8 +278,8 @@ def _resolve_reloc(off, rtype, sym, sec, data, maps_idx, maps_by_off, sections,
     if off + 16 > len(data) or data[off] != U.BPF_LD_IMM64:
         raise ObjectFormatError(f"relocation at {where} is not on an ld_imm64 instruction")
     imm = struct.unpack_from("<i", data, off + 4)[0]
-    if rodata_idx is not None and sym.shndx == rodata_idx:   # a read-only global: its offset
-        return off, RODATA_SECTION, imm + sym.value
+    if sym.shndx in values:         # a global in .rodata or .data: its offset
+        return off, values[sym.shndx], imm + sym.value
     if maps_idx is None or sym.shndx != maps_idx:
         raise ObjectFormatError(
             f"relocation at {where} against '{_symname(sym, sections)}' "
@@ -299,9 +305,10 @@ def _symname(sym, sections):
     return "?"
 
 
-def _check_manifest(manifest: dict, programs: dict, maps: dict) -> None:
+def _check_manifest(manifest: dict, programs: dict, maps: dict, data: bytes = b"") -> None:
     """Every program and map the manifest (its JSON, already decoded once into
-    records by the caller or written by the compiler) names is in the object."""
+    records by the caller or written by the compiler) names is in the object (an
+    internal one may be the .data section)."""
     for p in manifest.get("programs", ()):
         if p["symbol"] not in programs:
             raise ObjectFormatError(f"manifest program '{p['symbol']}' not found in the object")
@@ -310,7 +317,7 @@ def _check_manifest(manifest: dict, programs: dict, maps: dict) -> None:
             raise ObjectFormatError(
                 f"manifest map '{mp['name']}' ({mp['symbol']}) not found in the object")
     for key, sym in manifest.get("internal", {}).items():
-        if sym and sym not in maps:
+        if sym and sym not in maps and not (sym == DATA_SECTION and data):
             raise ObjectFormatError(f"internal map '{key}' ({sym}) not found in the object")
 
 
@@ -323,12 +330,12 @@ def join(parts) -> bytes:
     every map, the license and the manifest, and some of the programs)."""
     specs = [parse(p, whole=False) for p in parts]
     joined = ObjectSpec(manifest=specs[0].manifest, license=specs[0].license,
-                        rodata=specs[0].rodata)
+                        rodata=specs[0].rodata, data=specs[0].data)
     for spec in specs:
         joined.programs.update(spec.programs)
         for sym, ms in spec.maps.items():
             joined.maps.setdefault(sym, ms)
-    _check_manifest(joined.manifest, joined.programs, joined.maps)
+    _check_manifest(joined.manifest, joined.programs, joined.maps, joined.data)
     return write(joined)
 
 
@@ -352,13 +359,16 @@ def write(spec: ObjectSpec) -> bytes:
                      spec.license.encode() + b"\0", 0, 0, 0))
     sections.append((MANIFEST_SECTION, SHT_PROGBITS, 0,
                      _json_bytes(spec.manifest), 0, 0, 0))
-    if spec.rodata:
-        sections.append((RODATA_SECTION, SHT_PROGBITS, SHF_ALLOC, spec.rodata, 0, 0, 0))
+    values = {}         # value section -> its index
+    for name, data, flags in ((RODATA_SECTION, spec.rodata, SHF_ALLOC),
+                              (DATA_SECTION, spec.data, SHF_ALLOC | SHF_WRITE)):
+        if data:
+            sections.append((name, SHT_PROGBITS, flags, data, 0, 0, 0))
+            values[name] = len(sections)        # (the ELF's index: the null section is 0)
     symtab_idx = len(sections) + 1 + sum(1 for p in programs if p.relocations)
-    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog,
-                                      len(sections) if spec.rodata else 0)
+    symbols, map_sym_index = _symbols(strtab, maps, maps_idx, programs, first_prog, values)
     for i, p in enumerate(programs):
-        if p.relocations:   # (a .rodata value: the section symbol, its offset in the insn)
+        if p.relocations:   # (a global's value: the section symbol, its offset in the insn)
             rels = b"".join(REL.pack(r.insn_offset,
                                      (map_sym_index[r.map_symbol] << 32) | U.R_BPF_64_64)
                             for r in p.relocations)
@@ -374,11 +384,11 @@ def _json_bytes(manifest: dict) -> bytes:
 
 
 def _rodata_imms(p: ProgramSpec) -> bytes:
-    """The program's instructions with each .rodata value's offset in its ld_imm64
-    (relocated against the section symbol)."""
+    """The program's instructions with each global's offset (in .rodata or .data) in
+    its ld_imm64 (relocated against the section symbol)."""
     insns = bytearray(p.insns)
     for r in p.relocations:
-        if r.map_symbol == RODATA_SECTION:
+        if r.map_symbol in VALUE_SECTIONS:
             struct.pack_into("<i", insns, r.insn_offset + 4, r.value_offset)
     return bytes(insns)
 
@@ -412,14 +422,14 @@ def _map_blob(maps) -> bytes:
     return bytes(blob)
 
 
-def _symbols(strtab, maps, maps_idx, programs, first_prog, rodata_idx=0) -> tuple:
-    """(.symtab bytes, {map symbol: its symbol index}): .rodata's section symbol (if
-    rodata_idx), the maps, then the programs."""
+def _symbols(strtab, maps, maps_idx, programs, first_prog, values) -> tuple:
+    """(.symtab bytes, {map symbol or value section: its symbol index}): the section
+    symbols of `values` (value section -> its index), the maps, then the programs."""
     symbols = [SYM.pack(0, 0, 0, 0, 0, 0)]
     map_sym_index = {}
-    if rodata_idx:
-        map_sym_index[RODATA_SECTION] = len(symbols)
-        symbols.append(SYM.pack(0, STT_SECTION, 0, rodata_idx, 0, 0))
+    for name, index in values.items():
+        map_sym_index[name] = len(symbols)
+        symbols.append(SYM.pack(0, STT_SECTION, 0, index, 0, 0))
     for m in maps:
         map_sym_index[m.symbol] = len(symbols)
         symbols.append(SYM.pack(strtab.add(m.symbol), (STB_GLOBAL << 4) | STT_OBJECT,

@@ -16,7 +16,7 @@ from pytrace.runtime import attach, loader, maps, objfile, tracefs  # noqa: E402
 from pytrace.runtime import syscall as S  # noqa: E402
 from pytrace.runtime import uapi as U  # noqa: E402
 from pytrace.runtime.errors import AttachError, LoadError  # noqa: E402
-from pytrace.runtime.events import LostCounter, RingBuffer  # noqa: E402
+from pytrace.runtime.events import FullCounter, LostCounter, RingBuffer  # noqa: E402
 from pytrace.runtime.manifest import AttachSpec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
@@ -349,6 +349,28 @@ def test_zero_keeps_min_max_is_set_flag():
         assert maps.dump(m) == [(bytes(8), [struct.pack("<qQ", 0, 1)] + slots[1:])]
         maps.zero(m)
         assert maps.dump(m) == [(bytes(8), [bytes(16)] * NCPU)]
+
+
+def test_full_counter_reads_data_and_an_older_objects_percpu_array():
+    from types import SimpleNamespace as UserMap        # (what FullCounter reads of one)
+    users = [(UserMap(name="@a", full_slot=0), 10), (UserMap(name="@b", full_slot=2), 20)]
+    ir = ir_function("prog_0", "raw_tracepoint/begin", "")
+    with load_ir(ir, [Map("full", U.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 3)],
+                 [prog("prog_0", "raw_tracepoint/begin", 17)]) as obj:
+        old = obj.maps["full"]                  # an older object's: per CPU, an entry a slot
+        fc = FullCounter(old, users)
+        maps.update(old, struct.pack("<I", 2), [struct.pack("<Q", 3)] * NCPU)
+        assert fc.poll() == [("@b", 20, 3 * NCPU)] and fc.poll() == []
+    spec = objfile.parse(build_module(ir, [], manifest([prog("prog_0", "raw_tracepoint/begin", 17)])))
+    spec.data = bytes(24)                       # .data: a u64 a slot, added to atomically
+    with loader.load(spec) as obj:
+        data = obj.maps[objfile.DATA_SECTION]
+        fc = FullCounter(data, users)
+        assert fc.poll() == []
+        maps.update(data, bytes(4), [struct.pack("<3Q", 4, 0, 1)])
+        assert fc.poll() == [("@a", 10, 4), ("@b", 20, 1)]
+        maps.update(data, bytes(4), [struct.pack("<3Q", 4, 0, 6)])
+        assert fc.poll() == [("@b", 20, 5)]
 
 
 # ------------------------------------------------------------------ the ring buffer, made early

@@ -118,8 +118,9 @@ def test_patch_relocations(elf):
 
 
 def test_reject_data_relocation():
+    # a global in a section that is neither .rodata nor .data
     ir = r'''
-@counter = global i64 5, align 8
+@counter = global i64 5, section ".mydata", align 8
 define i64 @prog_0(ptr %ctx) #0 section "raw_tracepoint/begin" {
   %v = load volatile i64, ptr @counter
   ret i64 %v
@@ -244,7 +245,7 @@ def test_compiler_object_if_available():
         ps = spec.programs[p["symbol"]]
         assert ps.section == p["section"]
         for r in ps.relocations:
-            assert r.map_symbol in spec.maps
+            assert r.map_symbol in spec.maps or r.map_symbol == objfile.DATA_SECTION
     for key in ("ringbuf", "lost", "globals"):
         sym = spec.manifest["internal"].get(key)
         if sym:
@@ -290,3 +291,24 @@ def test_rodata_values_survive_write():
     changed = objfile.parse(objfile.set_rodata(elf, struct.pack("<2q", 5, 6)))
     assert changed.rodata == struct.pack("<2q", 5, 6)
     assert changed.programs == spec.programs
+
+
+def test_data_counters_survive_write_and_join():
+    """.data (the map-full counters): its bytes and the relocations into it, parsed,
+    written back and joined; the manifest names it as the `full` counters."""
+    from pytrace.compiler import CompileOptions, compile_source
+    src = "".join(f"kprobe:f{i} {{ @a{i}[pid] = count(); @b{i}[tid] = 1; }}\n" for i in range(4))
+    elf = compile_source(src, "stdin", CompileOptions()).elf
+    spec = objfile.parse(elf)
+    assert spec.data == bytes(8 * 8)            # 8 user maps, a u64 each, zero
+    assert spec.manifest["internal"]["full"] == objfile.DATA_SECTION
+    offsets = sorted(r.value_offset for p in spec.programs.values() for r in p.relocations
+                     if r.map_symbol == objfile.DATA_SECTION)
+    assert len(offsets) == len(spec.manifest["maps"]) and all(0 <= v < 64 for v in offsets)
+    again = objfile.parse(objfile.write(spec))
+    assert (again.data, again.programs) == (spec.data, spec.programs)
+    halves = [objfile.write(objfile.ObjectSpec(
+        programs={k: v for i, (k, v) in enumerate(spec.programs.items()) if i % 2 == part},
+        maps=spec.maps, manifest=spec.manifest, data=spec.data)) for part in (0, 1)]
+    joined = objfile.parse(objfile.join(halves))
+    assert (joined.data, joined.programs) == (spec.data, spec.programs)

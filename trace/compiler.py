@@ -138,6 +138,7 @@ def codegen_pass(st: State):
     # lazy: start-up time (llvmlite only once the program checks)
     from .codegen import builder as B
     from .codegen.lower import Lowerer
+    from .runtime.objfile import DATA_SECTION
     module = B.new_module()
     res = st.resources
     for info in st.maps.values():
@@ -145,6 +146,10 @@ def codegen_pass(st: State):
                             info.value_size, info.max_entries)
     gvs = {role: B.add_map(module, m.symbol, m.map_type, m.key_size, m.value_size, m.max_entries)
            for role, m in res.internal.items()}
+    internal = {role: m.symbol for role, m in res.internal.items() if role in INTERNAL_ROLES}
+    if res.full_slots:
+        gvs["full"] = B.add_data(module, "pytrace_full", DATA_SECTION, res.full_slots)
+        internal["full"] = DATA_SECTION
     programs = []
     for unit in st.units:
         Lowerer(module, unit, st.maps, res, gvs, st.options).run()
@@ -173,7 +178,7 @@ def codegen_pass(st: State):
         "version": MANIFEST_VERSION,
         "programs": programs,
         "maps": [map_manifest(m) for m in sorted(st.maps.values(), key=lambda m: m.name.encode())],
-        "internal": {role: m.symbol for role, m in res.internal.items() if role in INTERNAL_ROLES},
+        "internal": internal,
         "globals": dict(resources.GLOBALS),
         "async": res.actions,
     })

@@ -266,6 +266,16 @@ def add_rodata(module: ir.Module, values) -> ir.GlobalVariable:
     return gv
 
 
+def add_data(module: ir.Module, symbol: str, section: str, slots: int) -> ir.GlobalVariable:
+    """Writable globals (`section`, .data: `slots` u64 counters, zero at load) that
+    programs add to atomically and the runtime reads."""
+    ty = ir.ArrayType(I64, slots)
+    gv = ir.GlobalVariable(module, ty, symbol)
+    gv.section = section
+    gv.align = 8
+    return gv
+
+
 def add_section_bytes(module: ir.Module, symbol: str, section: str, data: bytes):
     ty = ir.ArrayType(I8, len(data))
     gv = ir.GlobalVariable(module, ty, symbol)

@@ -366,6 +366,12 @@ class IRBuilder:
         text = f"  store {value.type.ir} {value.ref}, ptr {ptr.ref}"
         self.block.lines.append(f"{text}, align {align}\n" if align else text + "\n")
 
+    def atomic_add(self, ptr, value):
+        """`atomicrmw add`, its old value unused (BPF's atomic add, no fetch)."""
+        width = value.type.width // 8
+        return self._value(value.type, f"atomicrmw add ptr {ptr.ref}, {value.type.ir} "
+                                       f"{value.ref} monotonic, align {width}")
+
     def gep(self, ptr, indices, inbounds=False, name="", source_etype=None):
         idx = "".join(f", {i.type.ir} {i.ref}" for i in indices)
         kw = "getelementptr inbounds" if inbounds else "getelementptr"

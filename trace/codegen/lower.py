@@ -279,16 +279,12 @@ class Lowerer:
 
     def update_user_map(self, info, key, value):
         """bpf_map_update_elem on a script's map; an update the full map refuses
-        (-E2BIG) is counted in its slot of the internal `full` map, for the runtime to
-        report."""
+        (-E2BIG) is counted in its u64 of the `full` counters (`.data`), for the
+        runtime to report."""
         fb, b = self.fb, self.b
         result = fb.map_update(info.gv, key, value)
         with b.if_then(b.icmp_signed("==", result, const(-E2BIG))):
-            slot = fb.scratch("full_slot", 8)
-            fb.store(slot, 0, const(info.full_slot), bits=32)
-            p = fb.map_lookup(self.gvs["full"], slot)
-            with b.if_then(b.not_(fb.is_null(p))):
-                fb.store(p, 0, b.add(fb.load(p, 0), const(1)))
+            b.atomic_add(fb.at(self.gvs["full"], 8 * info.full_slot), const(1))
         return result
 
     def map_read(self, info, m: ast.Map):

@@ -40,6 +40,7 @@ GLOBALS = {"start_ns": 0, "cpid": 8}     # slots of the globals map
 class Resources:
     actions: list[dict] = field(default_factory=list)
     internal: dict[str, InternalMap] = field(default_factory=dict)   # by role or symbol
+    full_slots: int = 0     # the map-full counters in .data: one u64 per user map (full_slot)
     cookies: dict[int, int] = field(default_factory=dict)   # id(ExpandedProbe) -> its cookie
 
     def cookie_of(self, probe) -> int:
@@ -60,8 +61,7 @@ def allocate(st) -> Resources:
                                           RINGBUF_BYTES_BEGIN_END if begin_end_only else RINGBUF_BYTES)
     res.internal["lost"] = InternalMap("lost_events", MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)
     res.internal["globals"] = InternalMap("globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
-    if st.maps:     # updates each user map dropped because it was full (its full_slot)
-        res.internal["full"] = InternalMap("map_full", MAP_TYPE_PERCPU_ARRAY, 4, 8, len(st.maps))
+    res.full_slots = len(st.maps)   # updates each user map dropped: it was full (full_slot)
     for unit in st.units:
         for stmt in unit.body:
             for node in ast.walk(stmt):
