@@ -124,7 +124,9 @@ class RingBuffer:
 
 
 class LostCounter:
-    """The ``lost`` per-CPU u64 counter: report growth since the last poll."""
+    """The ``lost`` u64 counter: the `.data` section's first u64 (added to
+    atomically), or an older object's one-entry per-CPU array; report growth since
+    the last poll."""
 
     def __init__(self, m):
         self.m = m
@@ -134,6 +136,8 @@ class LostCounter:
         vals = maps.lookup(self.m, bytes(self.m.key_size))
         if not vals:
             return 0
+        if self.m.type == U.BPF_MAP_TYPE_ARRAY:
+            return int.from_bytes(vals[0][:8], "little")
         return sum(int.from_bytes(v[:8], "little") for v in vals)
 
     def poll(self) -> int:
@@ -147,8 +151,8 @@ class LostCounter:
 class FullCounter:
     """The ``full`` u64 counters, one slot per user map: the updates the kernel
     refused because the map was full (see docs/deviations.md). They are the `.data`
-    section's (u64 at 8 x slot, added to atomically), or an older object's per-CPU
-    array (one entry per slot)."""
+    section's (u64 at 8 x full_slot, added to atomically), or an older object's
+    per-CPU array (an entry a slot)."""
 
     def __init__(self, m, user_maps):
         self.m = m

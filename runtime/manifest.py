@@ -401,7 +401,7 @@ class UserMap(_Json):
 class InternalMaps(_Json):
     """The symbols of the runtime's own maps (None: the object has none)."""
     ringbuf: str | None = None
-    lost: str | None = None
+    lost: str | None = None      # ".data" (its first u64): records the ring buffer could not take
     globals: str | None = None
     full: str | None = None      # ".data" (u64 at 8 x UserMap.full_slot): updates dropped, map full
     _what = "internal"

@@ -113,7 +113,7 @@ def test_parse_refuses_an_object_of_another_version():
     st = compile_source("BEGIN { exit(); }", "stdin", CompileOptions())
     spec = objfile.parse(st.elf)
     assert spec.contract == Manifest.from_json(spec.manifest)
-    other = objfile.ObjectSpec(programs=spec.programs, maps=spec.maps,
+    other = objfile.ObjectSpec(programs=spec.programs, maps=spec.maps, data=spec.data,
                                manifest=dict(spec.manifest, version=2))
     with pytest.raises(ObjectFormatError, match="unsupported .pytrace manifest version 2"):
         objfile.parse(objfile.write(other))

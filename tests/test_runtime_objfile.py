@@ -246,10 +246,11 @@ def test_compiler_object_if_available():
         assert ps.section == p["section"]
         for r in ps.relocations:
             assert r.map_symbol in spec.maps or r.map_symbol == objfile.DATA_SECTION
-    for key in ("ringbuf", "lost", "globals"):
+    for key in ("ringbuf", "globals"):
         sym = spec.manifest["internal"].get(key)
         if sym:
             assert sym in spec.maps
+    assert spec.manifest["internal"]["lost"] == objfile.DATA_SECTION and spec.data
 
 
 def test_write_reads_back_as_the_same_spec(elf):
@@ -294,17 +295,18 @@ def test_rodata_values_survive_write():
 
 
 def test_data_counters_survive_write_and_join():
-    """.data (the map-full counters): its bytes and the relocations into it, parsed,
-    written back and joined; the manifest names it as the `full` counters."""
+    """.data (the lost-record and map-full counters): its bytes and the relocations
+    into it, parsed, written back and joined; the manifest names it for both."""
     from pytrace.compiler import CompileOptions, compile_source
     src = "".join(f"kprobe:f{i} {{ @a{i}[pid] = count(); @b{i}[tid] = 1; }}\n" for i in range(4))
     elf = compile_source(src, "stdin", CompileOptions()).elf
     spec = objfile.parse(elf)
-    assert spec.data == bytes(8 * 8)            # 8 user maps, a u64 each, zero
-    assert spec.manifest["internal"]["full"] == objfile.DATA_SECTION
+    assert spec.data == bytes(8 * 9)            # lost records, then 8 user maps: zero
+    assert spec.manifest["internal"]["full"] == spec.manifest["internal"]["lost"] == ".data"
+    assert sorted(m["full_slot"] for m in spec.manifest["maps"]) == list(range(1, 9))
     offsets = sorted(r.value_offset for p in spec.programs.values() for r in p.relocations
                      if r.map_symbol == objfile.DATA_SECTION)
-    assert len(offsets) == len(spec.manifest["maps"]) and all(0 <= v < 64 for v in offsets)
+    assert len(offsets) == len(spec.manifest["maps"]) and all(0 <= v < 72 for v in offsets)
     again = objfile.parse(objfile.write(spec))
     assert (again.data, again.programs) == (spec.data, spec.programs)
     halves = [objfile.write(objfile.ObjectSpec(

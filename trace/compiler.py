@@ -147,8 +147,9 @@ def codegen_pass(st: State):
     gvs = {role: B.add_map(module, m.symbol, m.map_type, m.key_size, m.value_size, m.max_entries)
            for role, m in res.internal.items()}
     internal = {role: m.symbol for role, m in res.internal.items() if role in INTERNAL_ROLES}
-    if res.full_slots:
-        gvs["full"] = B.add_data(module, "pytrace_full", DATA_SECTION, res.full_slots)
+    gvs["counters"] = B.add_data(module, "pytrace_counters", DATA_SECTION, res.counters)
+    internal["lost"] = DATA_SECTION
+    if st.maps:
         internal["full"] = DATA_SECTION
     programs = []
     for unit in st.units:

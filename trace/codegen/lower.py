@@ -279,12 +279,12 @@ class Lowerer:
 
     def update_user_map(self, info, key, value):
         """bpf_map_update_elem on a script's map; an update the full map refuses
-        (-E2BIG) is counted in its u64 of the `full` counters (`.data`), for the
-        runtime to report."""
+        (-E2BIG) is counted in its slot of the `.data` counters, for the runtime to
+        report."""
         fb, b = self.fb, self.b
         result = fb.map_update(info.gv, key, value)
         with b.if_then(b.icmp_signed("==", result, const(-E2BIG))):
-            b.atomic_add(fb.at(self.gvs["full"], 8 * info.full_slot), const(1))
+            b.atomic_add(fb.at(self.gvs["counters"], 8 * info.full_slot), const(1))
         return result
 
     def map_read(self, info, m: ast.Map):
@@ -343,12 +343,8 @@ class Lowerer:
                 fb.helper(B.RINGBUF_SUBMIT, rec, const(0))
 
     def count_lost(self):
-        fb = self.fb
-        key = fb.scratch("lost_key", 8)
-        fb.store(key, 0, const(0))
-        p = fb.map_lookup(self.gvs["lost"], key)
-        with self.b.if_then(self.b.not_(fb.is_null(p))):
-            fb.store(p, 0, self.b.add(fb.load(p, 0), const(1)))
+        """A record the ring buffer could not take: slot 0 of the `.data` counters."""
+        self.b.atomic_add(self.gvs["counters"], const(1))
 
     def literal(self, lit):
         """A source literal's `.rodata` slot (cache.Literals), read as a constant."""

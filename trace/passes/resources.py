@@ -40,7 +40,9 @@ GLOBALS = {"start_ns": 0, "cpid": 8}     # slots of the globals map
 class Resources:
     actions: list[dict] = field(default_factory=list)
     internal: dict[str, InternalMap] = field(default_factory=dict)   # by role or symbol
-    full_slots: int = 0     # the map-full counters in .data: one u64 per user map (full_slot)
+    # the .data counters (u64 slots): 0 the records the ring buffer could not take,
+    # then one a user map (its full_slot): the updates it refused, being full
+    counters: int = 1
     cookies: dict[int, int] = field(default_factory=dict)   # id(ExpandedProbe) -> its cookie
 
     def cookie_of(self, probe) -> int:
@@ -59,9 +61,8 @@ def allocate(st) -> Resources:
     begin_end_only = all(p.name in ("BEGIN", "END") for u in st.units for p in u.probes)
     res.internal["ringbuf"] = InternalMap("ringbuf", MAP_TYPE_RINGBUF, 0, 0,
                                           RINGBUF_BYTES_BEGIN_END if begin_end_only else RINGBUF_BYTES)
-    res.internal["lost"] = InternalMap("lost_events", MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)
     res.internal["globals"] = InternalMap("globals", MAP_TYPE_ARRAY, 4, 8 * len(GLOBALS), 1)
-    res.full_slots = len(st.maps)   # updates each user map dropped: it was full (full_slot)
+    res.counters = 1 + len(st.maps)
     for unit in st.units:
         for stmt in unit.body:
             for node in ast.walk(stmt):
@@ -108,7 +109,7 @@ def _user_maps(st):
     deleted = _deleted_maps(st.units)
     for i, info in enumerate(sorted(st.maps.values(), key=lambda m: m.name.encode())):
         info.symbol = kernel_name(f"m{i}_{info.name[1:]}")
-        info.full_slot = i
+        info.full_slot = 1 + i      # (the .data counters' slot 0 counts lost records)
         layout_map(info, st.options.max_map_keys, info.name in deleted)
 
 
