@@ -160,7 +160,10 @@ def _parse(elf: _Elf, whole: bool = True, manifest: dict | None = None) -> Objec
         if sec is not None:
             values[sec.index] = name
             data = bytes(sec.size) if sec.type == SHT_NOBITS else elf.section_data(sec)
-            setattr(spec, name[1:], data)
+            if name == RODATA_SECTION:
+                spec.rodata = data
+            else:
+                spec.data = data
     _read_programs(elf, spec.programs, maps_idx, maps_by_off, values)
     if whole:
         _check_manifest(spec.manifest, spec.programs, spec.maps, spec.data)
