@@ -11,7 +11,7 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 
 @pytest.fixture(scope="module")
 def both():
-    capi = llvmcapi.load()
+    capi = llvmcapi.load(emit.TARGET)
     if capi is None:
         pytest.skip("this llvmlite is not a version llvmcapi was tested with")
     return capi, emit._Binding()
@@ -36,7 +36,7 @@ def golden_ir():
 
 def test_the_installed_llvmlite_is_a_tested_one():
     # If this fails, llvmlite changed: test llvmcapi with it and add it to TESTED.
-    assert llvmcapi.load() is not None
+    assert llvmcapi.load(emit.TARGET) is not None
 
 
 def test_every_golden_object_is_the_one_llvmlite_binding_emits(both):

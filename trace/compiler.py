@@ -113,7 +113,7 @@ def resources_pass(st: State):
     st.resources = resources.allocate(st)
 
 
-INTERNAL_ROLES = ("ringbuf", "lost", "globals", "full")     # the runtime's own maps
+INTERNAL_ROLES = ("ringbuf", "globals")     # the runtime's own maps (its counters: .data)
 
 
 def map_manifest(info) -> dict:

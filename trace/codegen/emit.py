@@ -26,6 +26,9 @@ from ..runtime.threads import Thread
 # all of them in BEGIN programs; see docs/performance.md.
 PASSES = ("sroa", "simplify_cfg", "instruction_combine", "dead_store_elimination", "simplify_cfg")
 
+# The target machine, however LLVM is reached (llvmcapi, or _Binding)
+TARGET = {"triple": "bpfel", "cpu": "v3", "opt": 2, "reloc": "static", "codemodel": "small"}
+
 
 class _Binding:
     """LLVM through llvmlite.binding: for llvmlite versions llvmcapi was not tested with."""
@@ -35,10 +38,10 @@ class _Binding:
         import llvmlite.binding as llvm
         llvm.initialize_all_targets()
         llvm.initialize_all_asmprinters()
-        target = llvm.Target.from_triple("bpfel")
+        options = dict(TARGET)
+        target = llvm.Target.from_triple(options.pop("triple"))
         self._llvm = llvm
-        self._tm = target.create_target_machine(cpu="v3", opt=2, reloc="static",
-                                                codemodel="small")
+        self._tm = target.create_target_machine(**options)
 
     def compile(self, llvm_ir: str, passes) -> bytes:
         llvm = self._llvm
@@ -56,7 +59,7 @@ class _Binding:
 def _llvm():
     """LLVM loaded, with the BPF target machine made (the first call's ~10 ms)."""
     from . import llvmcapi      # lazy: start-up time (ctypes and LLVM's shared library)
-    return llvmcapi.load() or _Binding()
+    return llvmcapi.load(TARGET) or _Binding()
 
 
 def emit_object(llvm_ir: str) -> bytes:

@@ -76,9 +76,9 @@ def _library_path() -> str | None:
 
 
 class Llvm:
-    """The BPF target machine, and `compile(ir, passes)` -> the object's bytes."""
+    """The target machine (emit.TARGET), and `compile(ir, passes)` -> the object's bytes."""
 
-    def __init__(self, library: str):
+    def __init__(self, library: str, target: dict):
         lib = ctypes.CDLL(library)
         for name, (result, *arguments) in _PROTOTYPES.items():
             function = getattr(lib, name)
@@ -86,9 +86,11 @@ class Llvm:
         self._lib = lib
         for name in ("TargetInfos", "Targets", "TargetMCs", "AsmPrinters"):
             getattr(lib, f"LLVMPY_InitializeAll{name}")()
-        target = self._call_out(lib.LLVMPY_GetTargetFromTriple, b"bpfel")
-        self._tm = lib.LLVMPY_CreateTargetMachine(target, b"bpfel", b"v3", b"", 2, b"static",
-                                                  b"small", 0, 0, b"")
+        triple = target["triple"].encode()
+        self._tm = lib.LLVMPY_CreateTargetMachine(
+            self._call_out(lib.LLVMPY_GetTargetFromTriple, triple), triple,
+            target["cpu"].encode(), b"", target["opt"], target["reloc"].encode(),
+            target["codemodel"].encode(), 0, 0, b"")
         if not self._tm:
             raise RuntimeError("Cannot create target machine")
 
@@ -137,7 +139,8 @@ class Llvm:
             lib.LLVMPY_DisposePipelineTuningOptions(tuning)
 
 
-def load() -> Llvm | None:
-    """LLVM through the library, or None if this llvmlite's C API is not a TESTED one."""
+def load(target: dict) -> Llvm | None:
+    """LLVM through the library with `target`'s machine (triple, cpu, opt, reloc,
+    codemodel), or None if this llvmlite's C API is not a TESTED one."""
     library = _library_path()
-    return Llvm(library) if library is not None else None
+    return Llvm(library, target) if library is not None else None
